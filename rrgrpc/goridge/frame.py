@@ -1,0 +1,155 @@
+"""The Goridge frame: a sans-IO codec (no sockets, no asyncio).
+
+Layout of one frame (all integers little-endian)::
+
+    byte  0      version (high nibble, always 1) | HL (low nibble): header length in 32-bit words
+    byte  1      flags: CONTROL 0x01, RAW 0x04, JSON 0x08, MSGPACK 0x10, GOB 0x20, ERROR 0x40, PROTO 0x80
+    bytes 2..5   payload length (uint32), options not included
+    bytes 6..9   CRC32 (IEEE) of bytes 0..5 only
+    byte  10     stream bits: STREAM 0x01, STOP 0x02, PING 0x04, PONG 0x08
+    byte  11     reserved, written as 0 and ignored on read
+    bytes 12..   HL - 3 option words (uint32 each, at most 10)
+    then         the payload
+
+Worker data frames carry one option (the context length); RPC frames carry two (sequence id,
+method-name length); control, PING/PONG/STOP and ERROR frames carry none.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+from rrgrpc.errors import ProtocolError
+
+HEADER_SIZE: Final = 12
+MAX_OPTIONS: Final = 10
+VERSION: Final = 1
+#: Default bound on one frame's payload: larger than any gRPC/HTTP message limit we allow.
+DEFAULT_MAX_FRAME: Final = 2**31 - 1
+
+_LEN_CRC = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+_NOT_A_FRAME: Final = b"Could not op"  # PHP: "Could not open input file: ..." printed to stdout
+
+
+class Flag(enum.IntFlag):
+    """Frame flags (byte 1)."""
+
+    NONE = 0
+    CONTROL = 0x01
+    CODEC_RAW = 0x04
+    CODEC_JSON = 0x08
+    CODEC_MSGPACK = 0x10
+    CODEC_GOB = 0x20
+    ERROR = 0x40
+    CODEC_PROTO = 0x80
+
+
+class Stream(enum.IntFlag):
+    """Stream and control bits (byte 10)."""
+
+    NONE = 0
+    STREAM = 0x01
+    STOP = 0x02
+    PING = 0x04
+    PONG = 0x08
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The fixed 12 bytes of a frame, decoded and checked."""
+
+    hl: int
+    flags: int
+    length: int
+    byte10: int
+
+    @property
+    def options_size(self) -> int:
+        return 4 * (self.hl - 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One Goridge frame. ``flags`` and ``byte10`` are plain ints so unknown bits survive a round trip."""
+
+    payload: bytes = b""
+    flags: int = 0
+    options: tuple[int, ...] = ()
+    byte10: int = 0
+
+    def encode(self) -> bytes:
+        return encode(self.payload, self.flags, self.options, self.byte10)
+
+
+def encode(payload: bytes = b"", flags: int = 0, options: tuple[int, ...] = (), byte10: int = 0) -> bytes:
+    """Encode one frame to bytes."""
+    if len(options) > MAX_OPTIONS:
+        raise ValueError(f"a frame carries at most {MAX_OPTIONS} options, got {len(options)}")
+    head = bytes(((VERSION << 4) | (3 + len(options)), flags & 0xFF)) + _U32.pack(len(payload))
+    head += _U32.pack(zlib.crc32(head)) + bytes((byte10 & 0xFF, 0))
+    if options:
+        head += struct.pack(f"<{len(options)}I", *options)
+    return head + payload
+
+
+def decode_header(head: bytes, max_payload: int = DEFAULT_MAX_FRAME) -> Header:
+    """Check and decode the fixed 12-byte header.
+
+    Raises:
+        ProtocolError: short header, header length outside 3..13, CRC mismatch or oversized payload.
+            Bytes that are plainly not a frame (PHP's "Could not open input file", text printed to
+            stdout) are named as such.
+    """
+    if len(head) < HEADER_SIZE:
+        raise ProtocolError(f"short read: got {len(head)} of the {HEADER_SIZE} header bytes")
+    hl = head[0] & 0x0F
+    length, crc = _LEN_CRC.unpack_from(head, 2)
+    if zlib.crc32(head[:6]) != crc:
+        raise ProtocolError(f"CRC mismatch in frame header {head[:HEADER_SIZE].hex(' ')}{_guess(head)}")
+    if not 3 <= hl <= 3 + MAX_OPTIONS:
+        raise ProtocolError(f"header length {hl} words is outside 3..{3 + MAX_OPTIONS}")
+    if length > max_payload:
+        raise ProtocolError(f"frame payload of {length} bytes exceeds the limit of {max_payload} bytes")
+    return Header(hl=hl, flags=head[1], length=length, byte10=head[10])
+
+
+def decode_options(header: Header, raw: bytes) -> tuple[int, ...]:
+    """Decode the option words that follow the header."""
+    n = header.hl - 3
+    if len(raw) != 4 * n:
+        raise ProtocolError(f"short read: got {len(raw)} of {4 * n} option bytes")
+    return struct.unpack(f"<{n}I", raw) if n else ()
+
+
+def decode(buf: bytes, max_payload: int = DEFAULT_MAX_FRAME) -> tuple[Frame, int]:
+    """Decode one frame from the start of ``buf``; returns the frame and the bytes it used.
+
+    Raises:
+        ProtocolError: as :func:`decode_header`, or when ``buf`` ends before the frame does.
+    """
+    header = decode_header(buf[:HEADER_SIZE], max_payload)
+    opt_end = HEADER_SIZE + header.options_size
+    end = opt_end + header.length
+    if len(buf) < end:
+        raise ProtocolError(f"short read: frame needs {end} bytes, got {len(buf)}")
+    options = decode_options(header, buf[HEADER_SIZE:opt_end])
+    return Frame(bytes(buf[opt_end:end]), header.flags, options, header.byte10), end
+
+
+def not_a_frame_hint(head: bytes) -> str:
+    """Explain bytes that are not a frame header, or return "" when there is nothing to say."""
+    return _guess(head).lstrip(": ")
+
+
+def _guess(head: bytes) -> str:
+    if head.startswith(_NOT_A_FRAME):
+        return ": the worker printed 'Could not open input file' -- check the script path in the command"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:HEADER_SIZE]):
+        text = head[:HEADER_SIZE].decode("ascii", "replace")
+        return f": the worker wrote text to stdout ({text!r}...) -- stdout is the relay, log to stderr"
+    return ""

@@ -1,0 +1,95 @@
+"""The plugin contract and the capability protocols plugins meet through.
+
+A plugin is a named object with a ``lifespan``: an async context manager that returns once the
+plugin is ready (pool spawned, port bound) and tears it down on exit. The host enters the roster in
+order and leaves it in reverse. Plugins never import each other: a control plugin (informer,
+resetter, metrics, status) asks ``peers.having(Capability)`` at call time and gets every plugin
+that implements it, as RoadRunner's endure ``Collects()`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from rrgrpc.pool.state import Activity, ProcessState
+
+T = TypeVar("T")
+
+#: An RPC method: takes the decoded argument (JSON value, or bytes for RAW/PROTO bodies) and
+#: returns a JSON-encodable result. Any exception becomes an ERROR reply carrying ``str(exc)``.
+RpcMethod = Callable[[Any], Awaitable[Any]]
+
+
+class Peers(Protocol):
+    """What a plugin may ask of the host: the plugins that implement a capability."""
+
+    def having(self, capability: type[T]) -> list[T]: ...
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    name: str
+
+    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]: ...
+
+
+@runtime_checkable
+class HasWorkers(Protocol):
+    """A plugin that owns a worker pool (informer.List / informer.Workers)."""
+
+    name: str
+
+    def workers(self) -> list[ProcessState]: ...
+
+    def activity(self) -> Activity: ...
+
+
+@runtime_checkable
+class ManagesWorkers(Protocol):
+    """A plugin whose pool can grow and shrink on demand (informer.AddWorker / RemoveWorker)."""
+
+    name: str
+
+    async def add_worker(self) -> None: ...
+
+    async def remove_worker(self) -> None: ...
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """A plugin whose workers can be replaced without a restart (resetter.Reset)."""
+
+    name: str
+
+    async def reset(self) -> None: ...
+
+
+@runtime_checkable
+class RpcProvider(Protocol):
+    """A plugin that contributes methods to the RPC endpoint under ``rpc_service`` ("informer", ...)."""
+
+    rpc_service: str
+
+    def rpc_methods(self) -> Mapping[str, RpcMethod]: ...
+
+
+@runtime_checkable
+class ProvidesMetrics(Protocol):
+    """A plugin with Prometheus collectors for the metrics plugin to register (RoadRunner's StatProvider)."""
+
+    def collectors(self) -> Sequence[Any]: ...
+
+
+@runtime_checkable
+class HasStatus(Protocol):
+    """A plugin that reports health and readiness as HTTP-like codes (200 ok, 503 not ready)."""
+
+    name: str
+
+    def health(self) -> int: ...
+
+    def readiness(self) -> int: ...
+

@@ -1,0 +1,75 @@
+"""Shared test helpers (import as ``from tests.helpers import ...``): paths, eventually(), ports, a Host."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PHP_DIR = ROOT / "php"
+TEST_PHP = ROOT / "tests" / "php"
+VECTORS = ROOT.parent / "shared" / "vectors"
+PHP = shutil.which("php")
+
+
+def php_cmd(script: str | Path, *args: str) -> list[str]:
+    """argv running a PHP script from tests/php (or an absolute path) with the interpreter."""
+    path = Path(script)
+    if not path.is_absolute():
+        path = TEST_PHP / path
+    return [PHP or "php", str(path), *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> AsyncIterator[Any]:
+    """Load a config dict (as if read from .rr.yaml), build the roster, run the Host until exit."""
+    from rrgrpc.config import config_from_dict
+    from rrgrpc.host import Host
+    from rrgrpc.roster import default_roster
+
+    cfg = config_from_dict(raw, source=str(workdir / ".rr.yaml") if workdir else "<test>")
+    host = Host(default_roster(cfg))
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop.wait()))
+    ready = asyncio.create_task(host.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=60)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises the startup error
+    assert ready in done, "host did not become ready within 60s"
+    try:
+        yield host
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "sys"]
