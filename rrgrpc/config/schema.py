@@ -1,0 +1,622 @@
+"""The typed `.rr.yaml` schema: one frozen msgspec Struct per section, RoadRunner's keys and defaults.
+
+Owns every config field, its default and its validation, and ``config_from_dict`` which turns a plain
+dict (already expanded and overridden by ``loader.py``) into an ``RRConfig``. Errors are ``ConfigError``
+naming the file and the dotted key.
+
+Decoding is msgspec lax mode (``strict=False``) plus a ``dec_hook`` for the few custom scalar types,
+because environment expansion turns numbers into strings (``num_workers: ${N:-4}`` arrives as ``"4"``):
+
+* ``Duration``: a ``float`` of seconds, decoded from Go duration strings ("1h2m3.5s", "500ms") or numbers.
+* ``Text``: a ``str`` that also accepts YAML numbers and booleans, as RoadRunner's weakly typed decoding
+  does (``true`` -> "1", ``false`` -> "0"); used for env and header maps.
+* ``Argv``: a command; a string is split on runs of whitespace.
+* ``StrList``: a list of strings; a single string is split on commas (RoadRunner's string-to-slice rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import tempfile
+from typing import Any, Literal
+
+import msgspec
+
+from rrgrpc.errors import ConfigError
+
+log = logging.getLogger("rr.config")
+
+__all__ = [
+    "Argv",
+    "ClientAuthType",
+    "CollectorConfig",
+    "CorsConfig",
+    "Duration",
+    "DynamicAllocatorConfig",
+    "GrpcConfig",
+    "GrpcTlsConfig",
+    "HeadersConfig",
+    "HttpConfig",
+    "HttpSslConfig",
+    "LogChannelConfig",
+    "LogsConfig",
+    "MetricsConfig",
+    "OnInitConfig",
+    "OtelConfig",
+    "OtelResourceConfig",
+    "PoolConfig",
+    "RRConfig",
+    "RpcConfig",
+    "ServerConfig",
+    "StaticConfig",
+    "StatusConfig",
+    "StrList",
+    "SupervisorConfig",
+    "Text",
+    "UploadsConfig",
+    "config_from_dict",
+    "parse_duration",
+    "SECTIONS",
+    "HTTP_MIDDLEWARE",
+    "DEFAULT_TRUSTED_SUBNETS",
+]
+
+# --------------------------------------------------------------------------- scalar types
+
+
+class Duration(float):
+    """Seconds. Decoded from Go-style strings ('500ms', '1m30s', '2µs') or numbers (= seconds)."""
+
+
+class Text(str):
+    """A string that also accepts numbers and booleans from YAML (RoadRunner decodes weakly)."""
+
+
+class Argv(list[str]):
+    """A command line: a list is argv verbatim, a single string is split on runs of whitespace."""
+
+
+class StrList(list[str]):
+    """A list of strings; a single string is split on commas (``a.proto,b.proto``)."""
+
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 micro sign
+    "μs": 1e-6,  # U+03BC greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_PLAIN_NUMBER = re.compile(r"[+]?(\d+\.?\d*|\.\d+)")
+
+
+def parse_duration(value: object) -> Duration:
+    """A Go ``time.ParseDuration`` string, "0", or a number of seconds -> ``Duration`` (seconds).
+
+    Negative durations are rejected (no RoadRunner timeout is meaningful below zero).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '30s', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if _PLAIN_NUMBER.fullmatch(text):
+            seconds = float(text)
+        else:
+            body = text[1:] if text.startswith("+") else text
+            pos, seconds = 0, 0.0
+            while pos < len(body):
+                m = _DURATION_PART.match(body, pos)
+                if m is None:
+                    raise ValueError(f"expected a duration like '1m30s' or '500ms', got {value!r}")
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos == 0:
+                raise ValueError(f"expected a duration like '1m30s' or '500ms', got {value!r}")
+    else:
+        raise ValueError(f"expected a duration like '30s', got {value!r}")
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError(f"duration must be a finite non-negative value, got {value!r}")
+    return Duration(seconds)
+
+
+def _scalar_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+def _dec_hook(tp: type, value: object) -> object:
+    if tp is Duration:
+        return parse_duration(value)
+    if tp is Text:
+        return Text(_scalar_text(value))
+    if tp is Argv or tp is StrList:
+        if isinstance(value, str):
+            items = value.split() if tp is Argv else [p for p in value.split(",") if p != ""]
+            return tp(items)
+        if isinstance(value, list):
+            return tp(_scalar_text(v) for v in value)
+        raise ValueError(f"expected a string or a list of strings, got {type(value).__name__}")
+    raise NotImplementedError(f"no decoder for {tp!r}")
+
+
+class _Invalid(ValueError):
+    """Raised from ``__post_init__``: ``field`` is appended to the path msgspec reports."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}\x1f{message}")
+
+
+def _check_listen(value: str, field: str) -> None:
+    """``tcp://host:port`` or ``unix://path`` (a bare ``host:port`` is refused: say which transport)."""
+    if value.startswith("tcp://"):
+        rest = value[len("tcp://") :]
+        host, sep, port = rest.rpartition(":")
+        if sep and port.isdigit() and 0 <= int(port) <= 65535 and "://" not in rest:
+            return
+        raise _Invalid(field, f"expected tcp://host:port, got {value!r}")
+    if value.startswith("unix://"):
+        if len(value) > len("unix://"):
+            return
+        raise _Invalid(field, f"expected unix://path, got {value!r}")
+    raise _Invalid(field, f"expected tcp://host:port or unix://path, got {value!r}")
+
+
+def _non_negative(obj: msgspec.Struct, *fields: str) -> None:
+    for name in fields:
+        if getattr(obj, name) < 0:
+            raise _Invalid(name, f"must not be negative, got {getattr(obj, name)!r}")
+
+
+def _upper_keys(obj: msgspec.Struct, name: str) -> None:
+    env: dict[str, Text] = getattr(obj, name)
+    msgspec.structs.force_setattr(obj, name, {k.upper(): v for k, v in env.items()})
+
+
+# --------------------------------------------------------------------------- server
+
+
+class OnInitConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    command: Argv = msgspec.field(default_factory=Argv)
+    exec_timeout: Duration = Duration(60)
+    env: dict[str, Text] = {}
+    user: str = ""
+    exit_on_error: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise _Invalid("command", "required")
+        _upper_keys(self, "env")
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    command: Argv = msgspec.field(default_factory=Argv)
+    user: str = ""
+    group: str = ""
+    env: dict[str, Text] = {}
+    relay: str = "pipes"
+    on_init: OnInitConfig | None = None
+
+    def __post_init__(self) -> None:
+        _upper_keys(self, "env")
+        if self.relay != "pipes":
+            _check_listen(self.relay, "relay")
+
+
+# --------------------------------------------------------------------------- pool
+
+
+class SupervisorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    watch_tick: Duration = Duration(5)
+    ttl: Duration = Duration(0)
+    idle_ttl: Duration = Duration(0)
+    exec_ttl: Duration = Duration(0)
+    max_worker_memory: int = 0  # MB, 0 = off
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "max_worker_memory")
+        if not self.watch_tick:
+            msgspec.structs.force_setattr(self, "watch_tick", Duration(5))
+
+
+class DynamicAllocatorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_workers: int = 10
+    spawn_rate: int = 5
+    idle_timeout: Duration = Duration(60)
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "max_workers", "spawn_rate")
+        if self.spawn_rate > 100:
+            raise _Invalid("spawn_rate", f"must be at most 100, got {self.spawn_rate}")
+        if self.idle_timeout < 1:
+            raise _Invalid("idle_timeout", f"must be at least 1s, got {float(self.idle_timeout)}s")
+
+
+MAX_WORKERS = 500
+
+
+class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    command: Argv = msgspec.field(default_factory=Argv)  # empty = server.command
+    num_workers: int = 0  # 0 = CPU count
+    max_jobs: int = 0
+    max_queue_size: int = 0
+    allocate_timeout: Duration = Duration(60)
+    destroy_timeout: Duration = Duration(60)
+    reset_timeout: Duration = Duration(60)
+    stream_timeout: Duration = Duration(60)
+    debug: bool = False
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    dynamic_allocator: DynamicAllocatorConfig | None = None
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "num_workers", "max_jobs", "max_queue_size")
+        if self.num_workers > MAX_WORKERS:
+            raise _Invalid("num_workers", f"must be at most {MAX_WORKERS}, got {self.num_workers}")
+        for name in ("allocate_timeout", "destroy_timeout", "reset_timeout", "stream_timeout"):
+            if getattr(self, name) == 0:  # RoadRunner: unset (0) means the 60 s default
+                msgspec.structs.force_setattr(self, name, Duration(60))
+
+
+# --------------------------------------------------------------------------- rpc
+
+
+class RpcConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    listen: str = "tcp://127.0.0.1:6001"
+
+    def __post_init__(self) -> None:
+        _check_listen(self.listen, "listen")
+
+
+# --------------------------------------------------------------------------- grpc
+
+ClientAuthType = Literal[
+    "no_client_certs",
+    "request_client_cert",
+    "require_any_client_cert",
+    "verify_client_cert_if_given",
+    "require_and_verify_client_cert",
+]
+
+
+class GrpcTlsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    key: str
+    cert: str
+    root_ca: str = ""
+    client_auth_type: ClientAuthType = "no_client_certs"
+
+
+class GrpcConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    listen: str
+    proto: StrList = msgspec.field(default_factory=StrList)
+    import_paths: StrList = msgspec.field(default_factory=StrList)  # rrgrpc: extra `import` roots
+    tls: GrpcTlsConfig | None = None
+    max_send_msg_size: int = 50  # MB
+    max_recv_msg_size: int = 50  # MB
+    max_connection_idle: Duration = Duration(0)  # 0 = infinite
+    max_connection_age: Duration = Duration(0)
+    max_connection_age_grace: Duration = Duration(0)
+    max_concurrent_streams: int = 10
+    ping_time: Duration = Duration(7200)
+    timeout: Duration = Duration(20)
+    env: dict[str, Text] = {}
+    interceptors: StrList = msgspec.field(default_factory=StrList)
+    pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
+
+    def __post_init__(self) -> None:
+        _check_listen(self.listen, "listen")
+        _non_negative(self, "max_send_msg_size", "max_recv_msg_size", "max_concurrent_streams")
+        for name, default in (
+            ("max_send_msg_size", 50),
+            ("max_recv_msg_size", 50),
+            ("max_concurrent_streams", 10),
+        ):
+            if getattr(self, name) == 0:
+                msgspec.structs.force_setattr(self, name, default)
+        for name, dflt in (("ping_time", 7200.0), ("timeout", 20.0)):
+            if getattr(self, name) == 0:
+                msgspec.structs.force_setattr(self, name, Duration(dflt))
+        _upper_keys(self, "env")
+
+
+# --------------------------------------------------------------------------- http
+
+# RoadRunner's http.trusted_subnets default (roadrunner-server/http config).
+DEFAULT_TRUSTED_SUBNETS: tuple[str, ...] = (
+    "10.0.0.0/8",
+    "127.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser"})
+
+
+class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    dir: str = msgspec.field(default_factory=tempfile.gettempdir)
+    forbid: StrList = msgspec.field(default_factory=lambda: StrList([".php", ".exe", ".bat"]))
+    allow: StrList = msgspec.field(default_factory=StrList)
+
+
+class CorsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    allowed_origin: str = ""
+    allowed_headers: str = ""
+    allowed_methods: str = ""
+    allow_credentials: bool | None = None
+    exposed_headers: str = ""
+    max_age: int = 0
+
+
+class HeadersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    request: dict[str, Text] = {}
+    response: dict[str, Text] = {}
+    cors: CorsConfig | None = None
+
+
+class StaticConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    dir: str = "."
+    forbid: StrList = msgspec.field(default_factory=StrList)
+    allow: StrList = msgspec.field(default_factory=StrList)
+    calculate_etag: bool = False
+    weak: bool = False
+    request: dict[str, Text] = {}
+    response: dict[str, Text] = {}
+
+
+class HttpSslConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    address: str = "127.0.0.1:443"
+    cert: str
+    key: str
+    root_ca: str = ""
+    client_auth_type: ClientAuthType = "no_client_certs"
+    redirect: bool = False
+
+
+class HttpConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    address: str = ""
+    max_request_size: int = 1000  # MB
+    raw_body: bool = False
+    internal_error_code: int = 500
+    access_logs: bool = False
+    trusted_subnets: StrList = msgspec.field(default_factory=lambda: StrList(DEFAULT_TRUSTED_SUBNETS))
+    codec: Literal["proto", "json"] = "proto"  # rrgrpc: "json" = legacy JSON request context
+    uploads: UploadsConfig = msgspec.field(default_factory=UploadsConfig)
+    headers: HeadersConfig | None = None
+    static: StaticConfig | None = None
+    ssl: HttpSslConfig | None = None
+    middleware: StrList = msgspec.field(default_factory=StrList)
+    pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
+
+    def __post_init__(self) -> None:
+        if not self.address and self.ssl is None:
+            raise _Invalid("address", "required (or configure http.ssl)")
+        _non_negative(self, "max_request_size")
+        if self.max_request_size == 0:
+            msgspec.structs.force_setattr(self, "max_request_size", 1000)
+        if self.internal_error_code == 0:
+            msgspec.structs.force_setattr(self, "internal_error_code", 500)
+        for name in self.middleware:
+            if name not in HTTP_MIDDLEWARE:
+                raise _Invalid(
+                    "middleware", f"unknown middleware {name!r} (known: {', '.join(sorted(HTTP_MIDDLEWARE))})"
+                )
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class CollectorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    type: Literal["counter", "gauge", "histogram", "summary"]
+    namespace: str = ""
+    subsystem: str = ""
+    help: str = ""
+    labels: StrList = msgspec.field(default_factory=StrList)
+    buckets: list[float] = []
+    objectives: list[dict[float, float]] = []
+
+
+class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    address: str = "127.0.0.1:2112"
+    collect: dict[str, CollectorConfig] = {}
+
+
+# --------------------------------------------------------------------------- otel
+
+
+class OtelResourceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    service_name: str = "RoadRunner"
+    service_version: Text = Text("1.0.0")
+    service_namespace: str = ""
+    service_instance_id: str = ""
+
+
+class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    exporter: str = "otlp"
+    client: Literal["", "grpc", "http"] = ""  # "" = OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http
+    endpoint: str = "127.0.0.1:4318"
+    insecure: bool = False
+    compress: bool = False
+    custom_url: str = ""
+    headers: dict[str, Text] = {}
+    resource: OtelResourceConfig = msgspec.field(default_factory=OtelResourceConfig)
+    service_name: str = ""  # deprecated, use resource.service_name
+    service_version: Text = Text("")  # deprecated, use resource.service_version
+
+    def __post_init__(self) -> None:
+        if self.exporter in ("zipkin", "jaeger"):
+            raise _Invalid(
+                "exporter",
+                f"{self.exporter!r} is no longer supported by RoadRunner; use 'otlp' "
+                "(the collector accepts OTLP) or 'stdout'/'stderr'",
+            )
+        if self.exporter not in ("otlp", "stdout", "stderr"):
+            raise _Invalid("exporter", f"expected one of 'otlp', 'stdout', 'stderr', got {self.exporter!r}")
+
+
+# --------------------------------------------------------------------------- status
+
+
+class StatusConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    address: str
+    unavailable_status_code: int = 503
+
+    def __post_init__(self) -> None:
+        if self.unavailable_status_code == 0:
+            msgspec.structs.force_setattr(self, "unavailable_status_code", 503)
+
+
+# --------------------------------------------------------------------------- logs
+
+LogMode = Literal["development", "production", "raw", "off", "none"]
+LogLevel = Literal["debug", "info", "warn", "error", "panic", "fatal"]
+LogEncoding = Literal["console", "json"]
+
+
+class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Per-plugin override; ``None`` fields inherit from the top-level ``logs`` values."""
+
+    mode: LogMode | None = None
+    level: LogLevel | None = None
+    encoding: LogEncoding | None = None
+    output: str | None = None
+    err_output: str | None = None
+
+
+class LogsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    mode: LogMode = "development"
+    level: LogLevel = "debug"
+    encoding: LogEncoding = "console"
+    output: str = "stderr"
+    err_output: str = "stderr"
+    channels: dict[str, LogChannelConfig] = {}
+
+
+# --------------------------------------------------------------------------- the whole file
+
+
+class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
+    """The whole configuration. Sections other than ``server`` and ``logs`` are ``None`` when absent."""
+
+    version: str = "3"
+    source: str = "<dict>"
+    raw: dict[str, Any] = {}
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    rpc: RpcConfig | None = None
+    grpc: GrpcConfig | None = None
+    http: HttpConfig | None = None
+    metrics: MetricsConfig | None = None
+    otel: OtelConfig | None = None
+    status: StatusConfig | None = None
+    logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
+
+
+SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs")
+# Top-level keys the loader consumes itself; they are not sections and not "unknown".
+LOADER_KEYS = ("version", "include", "envfile")
+
+
+def _check_version(raw: dict[str, Any], source: str) -> str:
+    version = raw.get("version")
+    if version is None:
+        raise ConfigError(f'{source}: version: required, set version: "3"')
+    if isinstance(version, bool) or str(version).strip() not in ("3", "3.0"):
+        raise ConfigError(f'{source}: version: expected "3", got {version!r}')
+    return "3"
+
+
+def _drop_none(value: Any) -> Any:
+    """An empty YAML key (``user:``) means "not set": drop it so the field default applies."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
+    node = raw
+    for m in _PATH_PART.finditer(path):
+        key, index = m.group(1), m.group(2)
+        if key is not None and isinstance(node, dict) and key in node:
+            node = node[key]
+        elif index is not None and index.isdigit() and isinstance(node, list) and int(index) < len(node):
+            node = node[int(index)]
+        else:
+            return False, None
+    return True, node
+
+
+_MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str) -> ConfigError:
+    m = _MSG.match(str(exc))
+    assert m is not None  # the pattern matches any string
+    msg, path = m.group("msg"), m.group("path") or ""
+    dotted = path.lstrip(".")
+    if "\x1f" in msg:
+        field, msg = msg.split("\x1f", 1)
+        return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
+    if um := _UNKNOWN.match(msg):
+        return ConfigError(f"{source}: unknown key {_join(dotted, um.group('field'))}")
+    if mm := _MISSING.match(msg):
+        return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
+    if em := _EXPECTED.match(msg):
+        found, value = _lookup(raw, path)
+        got = repr(value) if found else em.group("got")
+        return ConfigError(f"{source}: {dotted}: expected {em.group('want')}, got {got}")
+    if msg:
+        msg = msg[0].lower() + msg[1:]
+    return ConfigError(f"{source}: {dotted}: {msg}" if dotted else f"{source}: {msg}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
+    """Validate a plain config dict (no env expansion here) and build the frozen ``RRConfig``.
+
+    Unknown top-level sections are logged and ignored; an empty known section means "present with
+    defaults"; everything else that is wrong raises ``ConfigError("<source>: <dotted.key>: ...")``.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    version = _check_version(raw, source)
+    sections: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+            sections[key] = _drop_none(value)
+        elif key not in LOADER_KEYS:
+            log.info("%s: section %r is not supported by rrgrpc and is ignored", source, key)
+    try:
+        cfg = msgspec.convert(sections, RRConfig, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise _format_error(exc, sections, source) from None
+    return msgspec.structs.replace(cfg, version=version, source=source, raw=raw)
