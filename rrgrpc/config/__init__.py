@@ -1,5 +1,6 @@
 """Configuration: `.rr.yaml` loading (``loader``) and the typed, frozen section Structs (``schema``)."""
 
+from rrgrpc.config.loader import load_config, read_dotenv
 from rrgrpc.config.schema import (
     Argv,
     CollectorConfig,
@@ -59,5 +60,7 @@ __all__ = [
     "Text",
     "UploadsConfig",
     "config_from_dict",
+    "load_config",
+    "read_dotenv",
     "parse_duration",
 ]

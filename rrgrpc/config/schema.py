@@ -28,41 +28,6 @@ from rrgrpc.errors import ConfigError
 
 log = logging.getLogger("rr.config")
 
-__all__ = [
-    "Argv",
-    "ClientAuthType",
-    "CollectorConfig",
-    "CorsConfig",
-    "Duration",
-    "DynamicAllocatorConfig",
-    "GrpcConfig",
-    "GrpcTlsConfig",
-    "HeadersConfig",
-    "HttpConfig",
-    "HttpSslConfig",
-    "LogChannelConfig",
-    "LogsConfig",
-    "MetricsConfig",
-    "OnInitConfig",
-    "OtelConfig",
-    "OtelResourceConfig",
-    "PoolConfig",
-    "RRConfig",
-    "RpcConfig",
-    "ServerConfig",
-    "StaticConfig",
-    "StatusConfig",
-    "StrList",
-    "SupervisorConfig",
-    "Text",
-    "UploadsConfig",
-    "config_from_dict",
-    "parse_duration",
-    "SECTIONS",
-    "HTTP_MIDDLEWARE",
-    "DEFAULT_TRUSTED_SUBNETS",
-]
-
 # --------------------------------------------------------------------------- scalar types
 
 
@@ -531,12 +496,15 @@ SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs"
 LOADER_KEYS = ("version", "include", "envfile")
 
 
-def _check_version(raw: dict[str, Any], source: str) -> str:
+def check_version(raw: dict[str, Any], source: str) -> str:
+    """The configuration version: "3" (a YAML number 3 is accepted too), anything else is an error."""
     version = raw.get("version")
     if version is None:
         raise ConfigError(f'{source}: version: required, set version: "3"')
-    if isinstance(version, bool) or str(version).strip() not in ("3", "3.0"):
-        raise ConfigError(f'{source}: version: expected "3", got {version!r}')
+    if version != "3" and not (isinstance(version, int) and not isinstance(version, bool) and version == 3):
+        raise ConfigError(
+            f'{source}: version: expected "3" (the only configuration version rrgrpc reads), got {version!r}'
+        )
     return "3"
 
 
@@ -604,7 +572,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    version = _check_version(raw, source)
+    version = check_version(raw, source)
     sections: dict[str, Any] = {}
     for key, value in raw.items():
         if key in SECTIONS:

@@ -1,0 +1,215 @@
+"""Reading `.rr.yaml` the way RoadRunner's config plugin does, up to a validated ``RRConfig``.
+
+Owns the steps before the schema: YAML ``safe_load``, ``--dotenv`` and ``envfile`` (KEY=VALUE files
+feeding the expansion environment), ``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` expansion in every
+string, ``include`` files, ``-o section.key=value`` overrides and the version gate. The schema
+(``schema.py``) does the typing and validation.
+
+Order: read -> env files -> expand -> version -> include -> overrides -> schema. RoadRunner applies
+``include`` after ``-o``; here ``-o`` is last so that the command line always wins.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rrgrpc.config.schema import RRConfig, check_version, config_from_dict
+from rrgrpc.errors import ConfigError
+
+__all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv"]
+
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Expand ``${VAR}``, ``$VAR`` and ``${VAR:-default}`` (the default applies when VAR is unset or
+    empty). An unset VAR without a default becomes "". A ``$`` not followed by a name stays as it is."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("braced") or m.group("bare")
+        found = env.get(name, "")
+        if not found and m.group("default") is not None:
+            return m.group("default")
+        return found
+
+    return _VAR.sub(sub, value) if "$" in value else value
+
+
+def expand_tree(node: Any, env: Mapping[str, str]) -> Any:
+    """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys)."""
+    if isinstance(node, str):
+        return expand(node, env)
+    if isinstance(node, dict):
+        return {k: expand_tree(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_tree(v, env) for v in node]
+    return node
+
+
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*?)\s*$")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
+
+
+def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=VALUE`` lines, optional ``export``, ``#`` comments, blank lines,
+    'single' (literal) or "double" (\\n, \\t, \\", \\\\ escapes) quoted values, ``VALUE # comment``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read env file: {exc.strerror or exc}") from None
+    result: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = _DOTENV_LINE.match(line)
+        if m is None:
+            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE, got {stripped!r}")
+        result[m.group("key")] = _dotenv_value(m.group("value"), f"{path}:{lineno}")
+    return result
+
+
+def _dotenv_value(raw: str, where: str) -> str:
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        end = raw.find(quote, 1)
+        while quote == '"' and end != -1 and _escaped(raw, end):
+            end = raw.find(quote, end + 1)
+        if end == -1:
+            raise ConfigError(f"{where}: unterminated {quote} quote")
+        rest = raw[end + 1 :].strip()
+        if rest and not rest.startswith("#"):
+            raise ConfigError(f"{where}: unexpected text after the closing quote: {rest!r}")
+        body = raw[1:end]
+        if quote == "'":
+            return body
+        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
+    comment = re.search(r"\s#", raw)
+    return raw[: comment.start()].rstrip() if comment else raw
+
+
+def _escaped(text: str, index: int) -> bool:
+    backslashes = 0
+    while index - 1 - backslashes >= 0 and text[index - 1 - backslashes] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 1
+
+
+def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) -> None:
+    """Apply one ``-o section.key=value`` in place. As in RoadRunner, the value stays a string (the
+    schema coerces "4" to 4 and splits "a.proto,b.proto" for list keys), surrounding quotes are
+    removed and ``${VAR}`` in it is expanded. Missing intermediate mappings are created."""
+    key, sep, value = override.strip().partition("=")
+    key, value = key.strip(" \t\n\"'`"), value.strip()
+    if not sep or not key:
+        raise ConfigError(f"-o {override!r}: expected section.key=value")
+    if not value:
+        raise ConfigError(f"-o {override!r}: the value is empty")
+    if value[0] in "\"'`" and len(value) >= 2 and value[-1] == value[0]:
+        value = value[1:-1].replace("\\" + value[0], value[0])
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"-o {override!r}: malformed key {key!r}")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = expand(value, env)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: top-level key {key!r} is not a string")
+    return data
+
+
+def _relative(base: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    dotenv: str | os.PathLike[str] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+) -> RRConfig:
+    """Load, expand, override and validate a configuration file.
+
+    ``workdir`` only anchors a relative ``path`` and ``dotenv`` (as if ``rr -w`` had already changed
+    directory); nothing changes directory here and relative paths inside the config stay relative.
+    The expansion environment is ``os.environ``, then ``--dotenv``, then ``envfile`` entries, the first
+    to define a name winning (RoadRunner loads env files without overwriting existing variables).
+    ``os.environ`` itself is not modified; ``read_dotenv`` is there for a caller that wants to export.
+    """
+    base = Path(workdir) if workdir is not None else Path()
+    main = _relative(base, os.fspath(path))
+    source = str(main)
+    tree = _read_yaml(main)
+
+    env: dict[str, str] = dict(os.environ)
+    if dotenv is not None:
+        for k, v in read_dotenv(_relative(base, os.fspath(dotenv))).items():
+            env.setdefault(k, v)
+    envfile = tree.get("envfile")
+    if envfile is not None:
+        if not isinstance(envfile, str) or not envfile:
+            raise ConfigError(f"{source}: envfile: expected a file name, got {envfile!r}")
+        for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
+            env.setdefault(k, v)
+
+    tree = expand_tree(tree, env)
+    tree = _merge_includes(tree, main, env, check_version(tree, source))
+    for override in overrides:
+        apply_override(tree, override, env)
+    return config_from_dict(tree, source=source)
+
+
+def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str], version: str) -> dict[str, Any]:
+    """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
+    laid over the configuration in list order; each of its top-level sections replaces the section
+    of the same name. Its ``version`` must match the main file's."""
+    include = tree.get("include")
+    if include is None:
+        return tree
+    if isinstance(include, str):
+        include = [include]
+    if not isinstance(include, list) or not all(isinstance(i, str) and i for i in include):
+        raise ConfigError(f"{main}: include: expected a list of file names, got {include!r}")
+    merged = dict(tree)
+    for name in include:
+        path = _relative(main.parent, name)
+        part = expand_tree(_read_yaml(path), env)
+        if check_version(part, str(path)) != version:
+            raise ConfigError(f"{path}: version: must equal the version of {main}")
+        for key, value in part.items():
+            if key not in ("version", "include"):
+                merged[key] = value
+    return merged
