@@ -1,0 +1,257 @@
+"""Relays: moving Goridge frames over pipes and sockets without ever losing a frame boundary.
+
+A :class:`Channel` is fed bytes by an asyncio protocol (a worker's stdout pipe, or an accepted
+tcp/unix connection) and parses them into frames as they arrive, independently of anybody waiting.
+Waiting for a frame (:meth:`Channel.recv`) is therefore cancel-safe: a caller that gives up never
+leaves half a frame consumed, and the next reader sees the stream exactly where it was.
+
+Socket relays (``tcp://host:port``, ``unix://path``) are served by :class:`SocketRelayListener`:
+the server listens, each worker connects back, the pid handshake runs on the fresh connection and
+the channel is parked under the pid the worker reported until the spawner claims it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rrgrpc.errors import ConfigError, ProtocolError
+from rrgrpc.goridge.frame import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    Flag,
+    Frame,
+    decode_header,
+    decode_options,
+    encode,
+)
+
+log = logging.getLogger("rr.server")
+
+
+class RelayClosed(ProtocolError):
+    """The other side closed the relay (process exit or connection loss)."""
+
+
+class Channel:
+    """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
+
+    __slots__ = ("_buf", "_frames", "_waiter", "_error", "_write", "max_frame", "name")
+
+    def __init__(self, write: Callable[[bytes], None], max_frame: int = DEFAULT_MAX_FRAME, name: str = "") -> None:
+        self._buf = bytearray()
+        self._frames: deque[Frame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: ProtocolError | None = None
+        self._write = write
+        self.max_frame = max_frame
+        self.name = name
+
+    # -- fed by the transport -------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        buf = self._buf
+        buf += data
+        try:
+            while len(buf) >= HEADER_SIZE:
+                header = decode_header(bytes(buf[:HEADER_SIZE]), self.max_frame)
+                opt_end = HEADER_SIZE + header.options_size
+                end = opt_end + header.length
+                if len(buf) < end:
+                    break
+                options = decode_options(header, bytes(buf[HEADER_SIZE:opt_end]))
+                self._frames.append(Frame(bytes(buf[opt_end:end]), header.flags, options, header.byte10))
+                del buf[:end]
+        except ProtocolError as exc:
+            tail = bytes(buf[:300]).decode("utf-8", "replace")
+            self._fail(ProtocolError(f"{self.name}: {exc}; the relay carried: {tail!r}"))
+            return
+        self._wake()
+
+    def feed_eof(self, reason: str = "closed") -> None:
+        if self._error is None:
+            left = f" ({len(self._buf)} bytes of an unfinished frame)" if self._buf else ""
+            self._fail(RelayClosed(f"{self.name}: relay {reason}{left}"))
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- used by the server ---------------------------------------------------------------
+    @property
+    def broken(self) -> ProtocolError | None:
+        return self._error
+
+    def send(self, data: bytes) -> None:
+        self._write(data)
+
+    def send_frame(self, payload: bytes = b"", flags: int = 0, options: tuple[int, ...] = (), byte10: int = 0) -> None:
+        self._write(encode(payload, flags, options, byte10))
+
+    async def recv(self) -> Frame:
+        """The next frame. Raises the relay's ProtocolError (RelayClosed on EOF) once frames run out."""
+        while True:
+            if self._frames:
+                return self._frames.popleft()
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class _ChannelProtocol(asyncio.Protocol):
+    """Feeds an accepted socket connection into a Channel."""
+
+    def __init__(self, listener: SocketRelayListener) -> None:
+        self.listener = listener
+        self.channel: Channel | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.channel = Channel(transport.write, self.listener.max_frame, name=f"relay {self.listener.address}")
+        self.listener._accepted(self)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.channel is not None
+        self.channel.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.channel is not None:
+            self.channel.feed_eof("connection lost" if exc else "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A parsed ``tcp://host:port`` or ``unix://path``."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"unix://{self.path}" if self.scheme == "unix" else f"tcp://{self.host}:{self.port}"
+
+
+def parse_address(value: str, key: str = "address", *, allow_bare: bool = False) -> Address:
+    """Parse a RoadRunner listen/relay address; ``key`` names the config key in errors."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        if not allow_bare:
+            raise ConfigError(f"{key}: {value!r} must be tcp://host:port or unix://path")
+        scheme, rest = "tcp", value
+    if scheme == "unix":
+        if not rest:
+            raise ConfigError(f"{key}: {value!r} has no socket path")
+        return Address("unix", path=rest)
+    if scheme != "tcp":
+        raise ConfigError(f"{key}: {value!r} has unknown scheme {scheme!r} (tcp:// or unix://)")
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit():
+        raise ConfigError(f"{key}: {value!r} needs a port (tcp://host:port)")
+    return Address("tcp", host=host.strip("[]"), port=int(port))
+
+
+async def handshake(channel: Channel, timeout: float) -> int:
+    """Run the pid exchange on a fresh channel; return the pid the worker reported."""
+    channel.send_frame(json.dumps({"pid": os.getpid()}).encode(), Flag.CONTROL | Flag.CODEC_JSON)
+    async with asyncio.timeout(timeout):
+        frame = await channel.recv()
+    if not frame.flags & Flag.CONTROL:
+        raise ProtocolError(f"{channel.name}: expected the pid handshake (a CONTROL frame), got flags {frame.flags:#04x}")
+    try:
+        pid = json.loads(frame.payload)["pid"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"{channel.name}: bad handshake payload {frame.payload[:100]!r}") from exc
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise ProtocolError(f"{channel.name}: handshake pid must be a positive integer, got {pid!r}")
+    return pid
+
+
+class SocketRelayListener:
+    """Listens on a tcp/unix relay address; parks handshaken worker connections by pid."""
+
+    def __init__(self, address: str, handshake_timeout: float, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.address = parse_address(address, "server.relay")
+        self.handshake_timeout = handshake_timeout
+        self.max_frame = max_frame
+        self._server: asyncio.AbstractServer | None = None
+        self._parked: dict[int, Channel] = {}
+        self._claims: dict[int, asyncio.Future[Channel]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._protocols: list[_ChannelProtocol] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        a = self.address
+        if a.scheme == "unix":
+            if os.path.exists(a.path):
+                if not stat.S_ISSOCK(os.stat(a.path).st_mode):
+                    raise ConfigError(f"server.relay: {a.path} exists and is not a socket")
+                os.unlink(a.path)
+            self._server = await loop.create_unix_server(lambda: _ChannelProtocol(self), a.path)
+        else:
+            self._server = await loop.create_server(lambda: _ChannelProtocol(self), a.host or "0.0.0.0", a.port)
+            if a.port == 0:
+                port = self._server.sockets[0].getsockname()[1]
+                self.address = Address("tcp", a.host, port)
+
+    def _accepted(self, proto: _ChannelProtocol) -> None:
+        self._protocols.append(proto)
+        task = asyncio.get_running_loop().create_task(self._handshake(proto))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handshake(self, proto: _ChannelProtocol) -> None:
+        assert proto.channel is not None and proto.transport is not None
+        try:
+            pid = await handshake(proto.channel, self.handshake_timeout)
+        except (ProtocolError, TimeoutError) as exc:
+            log.warning("relay connection dropped: handshake failed", extra={"error": str(exc)})
+            proto.transport.close()
+            return
+        claim = self._claims.pop(pid, None)
+        if claim is not None and not claim.done():
+            claim.set_result(proto.channel)
+        else:
+            self._parked[pid] = proto.channel
+
+    async def claim(self, pid: int) -> Channel:
+        """Wait for the connection of the worker with this pid (the caller bounds the wait)."""
+        if pid in self._parked:
+            return self._parked.pop(pid)
+        fut: asyncio.Future[Channel] = asyncio.get_running_loop().create_future()
+        self._claims[pid] = fut
+        try:
+            return await fut
+        finally:
+            self._claims.pop(pid, None)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for proto in self._protocols:
+                if proto.transport is not None:
+                    proto.transport.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.address.scheme == "unix" and os.path.exists(self.address.path):
+            os.unlink(self.address.path)

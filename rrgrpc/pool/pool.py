@@ -1,0 +1,696 @@
+"""The worker pool: hands requests to idle PHP workers, supervises them, replaces the ones that fail.
+
+Request path: ``exec`` takes an idle worker (FIFO; waiting at most ``allocate_timeout``), writes the
+request frame, awaits the reply and releases the worker by its state: back to the idle queue, or
+retired and replaced (max_jobs, TTL, memory, a stop request), or killed and replaced (a crash, a
+broken relay, exec_ttl). The reply wait is cancel-safe: when the caller goes away mid-exec, the
+exchange is finished in the background and the worker returns to the pool, never stranded.
+
+Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
+until the pool is back at its size. A boot that fails ``MAX_BOOT_FAILURES`` times in a row fails
+the pool with the cause instead of respawning forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final
+
+import psutil
+from opentelemetry import trace
+
+from rrgrpc import RR_COMPAT_VERSION
+from rrgrpc.errors import (
+    BootError,
+    ConfigError,
+    ExecTTLExceeded,
+    NoFreeWorkers,
+    PoolClosed,
+    QueueFull,
+    WorkerError,
+    WorkerLost,
+)
+from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME, Stream
+from rrgrpc.goridge.relay import SocketRelayListener
+from rrgrpc.pool.payload import Payload
+from rrgrpc.pool.state import Activity, ProcessState, WorkerState
+from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
+from rrgrpc.pool.worker import StopRequested, Worker
+
+if TYPE_CHECKING:
+    from rrgrpc.config.schema import PoolConfig, ServerConfig
+
+MAX_BOOT_FAILURES: Final = 3
+MAX_STOP_RETRIES: Final = 10  # a request re-dispatched after this many {"stop":true} replies fails
+MAX_WORKERS: Final = 2048
+
+
+@asynccontextmanager
+async def open_pool(
+    name: str,
+    pool: PoolConfig,
+    server: ServerConfig,
+    *,
+    mode: str,
+    env: Mapping[str, str] | None = None,
+    rpc_listen: str | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> AsyncIterator[Pool]:
+    """Start a pool of ``pool.num_workers`` workers; destroy it (within destroy_timeout) on exit."""
+    p = Pool(name, pool, server, mode=mode, env=env or {}, rpc_listen=rpc_listen, max_frame=max_frame)
+    owner = asyncio.current_task()
+    await p.start()
+    supervisor = asyncio.create_task(p.supervise(), name=f"{name} pool supervisor")
+    # a pool that can no longer start workers ends its owner's block with the cause, as a
+    # TaskGroup would, but without wrapping the owner's own exceptions in an ExceptionGroup
+    supervisor.add_done_callback(lambda t: owner.cancel() if owner and not t.cancelled() and t.exception() else None)
+    try:
+        yield p
+    except asyncio.CancelledError:
+        if p._failed is not None and owner is not None and owner.uncancel() == 0:
+            raise p._failed from None
+        raise
+    finally:
+        supervisor.cancel()
+        await p.destroy()
+
+
+def worker_env(server: ServerConfig, mode: str, extra: Mapping[str, str], rpc_listen: str | None) -> dict[str, str]:
+    """The environment of a worker, in RoadRunner's order (later keys win)."""
+    env = dict(os.environ)
+    env["RR_RELAY"] = server.relay
+    if rpc_listen:
+        env["RR_RPC"] = rpc_listen
+    env.update({k.upper(): str(v) for k, v in server.env.items()})
+    env["RR_VERSION"] = RR_COMPAT_VERSION
+    env["RR_MODE"] = mode
+    env.update({k.upper(): str(v) for k, v in extra.items()})
+    return env
+
+
+class Pool:
+    """A supervised set of PHP workers for one plugin."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: PoolConfig,
+        server: ServerConfig,
+        *,
+        mode: str,
+        env: Mapping[str, str],
+        rpc_listen: str | None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.argv = list(cfg.command or server.command)
+        if not self.argv:
+            raise ConfigError(f"server.command: no worker command configured for the {name} pool")
+        self.env = worker_env(server, mode, env, rpc_listen)
+        self.user = server.user
+        self.relay = server.relay
+        self.max_frame = max_frame
+        self.debug = cfg.debug
+        self._target = 0 if cfg.debug else (cfg.num_workers or os.cpu_count() or 1)
+        self._limits = Limits(cfg.supervisor.ttl, cfg.supervisor.idle_ttl, cfg.supervisor.max_worker_memory)
+        self._log = logging.getLogger(f"rr.{name}")
+        self._stderr_log = logging.getLogger("rr.server")
+        self._workers: dict[int, Worker] = {}  # live workers counted toward the pool size
+        self._procs: dict[int, Worker] = {}  # every process not yet reaped (incl. retiring ones)
+        self._idle: deque[Worker] = deque()
+        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._spawning = 0
+        self._boot_failures = 0
+        self._failed: BootError | None = None
+        self._closing = False
+        self._changed = asyncio.Event()  # set whenever a worker leaves WORKING or the pool fails
+        self._listener: SocketRelayListener | None = None
+        self._psutil: dict[int, psutil.Process] = {}
+        self._reset_lock = asyncio.Lock()
+        self._extra = 0  # workers added by the dynamic allocator
+        self._last_no_workers = 0.0
+        self._last_scale_up = 0.0
+        self._tracer: trace.Tracer | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn the initial workers concurrently; any failure fails the start with its cause."""
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            self._tracer = trace.get_tracer("rrgrpc.pool")
+        if self.relay != "pipes":
+            self._listener = SocketRelayListener(self.relay, self.cfg.allocate_timeout or 60, self.max_frame)
+            await self._listener.start()
+        results = await asyncio.gather(*(self._spawn() for _ in range(self._target)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for r in results:
+            if isinstance(r, Worker):
+                self._add(r)
+        if errors:
+            await self._stop_all(grace=1.0)
+            if self._listener is not None:
+                await self._listener.close()
+            raise errors[0]
+        self._log.info("pool started", extra={"plugin": self.name, "workers": len(self._workers)})
+
+    async def supervise(self) -> None:
+        """The watch_tick loop: apply supervisor verdicts; raise the pool's boot failure, if any."""
+        tick = self.cfg.supervisor.watch_tick or 5.0
+        while not self._closing:
+            try:
+                async with asyncio.timeout(tick):
+                    await self._changed.wait()
+            except TimeoutError:
+                self._tick()
+            self._changed.clear()
+            if self._failed is not None:
+                raise self._failed
+
+    async def destroy(self) -> None:
+        """Stop taking requests, let busy workers finish within destroy_timeout, then stop them all."""
+        if self._closing:
+            return
+        self._closing = True
+        self._changed.set()
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(PoolClosed(f"{self.name} pool is stopping"))
+        self._waiters.clear()
+        try:
+            async with asyncio.timeout(self.cfg.destroy_timeout or 60):
+                while any(w.state is WorkerState.WORKING for w in self._procs.values()):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            self._log.warning("destroy_timeout reached with busy workers; killing them")
+        await self._stop_all(grace=10.0)
+        if self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
+
+    async def _stop_all(self, grace: float) -> None:
+        workers = list(self._procs.values())
+        for w in workers:
+            w.state = WorkerState.DESTROYED if w.state is not WorkerState.WORKING else w.state
+        await asyncio.gather(*(w.stop(grace) if w.state is not WorkerState.WORKING else w.kill() for w in workers))
+        self._workers.clear()
+        self._procs.clear()
+        self._idle.clear()
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self._target
+
+    @property
+    def ready(self) -> bool:
+        return not self._closing and self._failed is None and (self.debug or bool(self._workers))
+
+    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload:
+        """Run one request on a worker and return its reply (see the module docstring)."""
+        if timeout is None:
+            return await self._exec(payload, info)
+        async with asyncio.timeout(timeout):
+            return await self._exec(payload, info)
+
+    async def _exec(self, payload: Payload, info: str) -> Payload:
+        for _ in range(MAX_STOP_RETRIES):
+            w = await self._take_traced()
+            try:
+                reply = await self._exchange(w, payload, info)
+            except StopRequested:
+                self._retire(w, WorkerState.INVALID)
+                continue
+            if reply.stream & Stream.STREAM:
+                self._spawn_task(self._drain_stream(w))
+                raise WorkerError("streaming is not supported")
+            self._release(w)
+            return reply
+        raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+
+    @asynccontextmanager
+    async def stream(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> AsyncIterator[AsyncIterator[Payload]]:
+        """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
+        for _ in range(MAX_STOP_RETRIES):
+            w = await self._take_traced(timeout)
+            try:
+                first = await self._exchange(w, payload, info)
+            except StopRequested:
+                self._retire(w, WorkerState.INVALID)
+                continue
+            break
+        else:
+            raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+        frames = _StreamFrames(self, w, first)
+        try:
+            yield frames
+        finally:
+            frames.close()
+
+    async def reset(self) -> None:
+        """Replace every worker, one at a time: start the new one, then retire an old one.
+
+        Capacity never drops, so a reset under load fails no request (RoadRunner stops all workers
+        first). Old workers that are busy finish their request; reset_timeout bounds the whole.
+        """
+        async with self._reset_lock:
+            old = list(self._workers.values())
+            self._log.info("resetting workers", extra={"plugin": self.name, "workers": len(old)})
+            async with asyncio.timeout(self.cfg.reset_timeout or 60):
+                for w in old:
+                    if self._closing:
+                        return
+                    new = await self._spawn_with_retries()
+                    self._add(new)
+                    self._workers.pop(w.pid, None)
+                    if w.state is WorkerState.WORKING:
+                        w.state = WorkerState.INVALID  # retired when it answers
+                    elif w.state is WorkerState.READY:
+                        self._retire(w, WorkerState.STOPPING)
+                while any(w.pid in self._procs for w in old):
+                    self._changed.clear()
+                    await self._changed.wait()
+
+    async def add_worker(self) -> None:
+        if self.debug:
+            return
+        if self._target >= MAX_WORKERS:
+            raise BootError(f"maximum of {MAX_WORKERS} workers reached")
+        self._target += 1
+        self._add(await self._spawn_with_retries())
+
+    async def remove_worker(self) -> None:
+        """Remove one worker (an idle one if any); the last worker is never removed."""
+        if self.debug or self._target <= 1 or not self._workers:
+            return
+        self._target -= 1
+        idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
+        w = idle[0] if idle else next(iter(self._workers.values()))
+        self._workers.pop(w.pid, None)
+        if w.state is WorkerState.READY:
+            self._retire(w, WorkerState.DESTROYED)
+        else:
+            w.state = WorkerState.INVALID
+
+    def workers(self) -> list[ProcessState]:
+        now = time.time()
+        out = []
+        for pid, w in sorted(self._procs.items()):
+            rss, cpu = self._usage(pid, now)
+            out.append(ProcessState(
+                pid=pid, status=int(w.state), num_execs=w.num_execs, created=w.created,
+                memory_usage=rss, cpu_percent=cpu, command="", status_str=w.state.wire_name,
+            ))
+        return out
+
+    def activity(self) -> Activity:
+        busy = {w.pid: (w.exec_info, w.exec_started) for w in self._procs.values() if w.state is WorkerState.WORKING}
+        return Activity(queue=len(self._waiters), busy=busy)
+
+    # -- taking and releasing -----------------------------------------------------------------
+    async def _take_traced(self, timeout: float | None = None) -> Worker:
+        if self._tracer is None:
+            if timeout is None:
+                return await self._take()
+            async with asyncio.timeout(timeout):
+                return await self._take()
+        with self._tracer.start_as_current_span("rr.pool.wait", attributes={"rr.plugin": self.name}) as span:
+            queued = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout):
+                    w = await self._take()
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                raise
+            span.set_attribute("rr.queue_wait_ms", (time.monotonic() - queued) * 1000)
+            span.set_attribute("rr.worker.pid", w.pid)
+            return w
+
+    async def _take(self) -> Worker:
+        if self._failed is not None:
+            raise self._failed
+        if self._closing:
+            raise PoolClosed(f"{self.name} pool is stopping")
+        if self.debug:
+            w = await self._spawn()
+            self._procs[w.pid] = w
+            w.state = WorkerState.WORKING
+            return w
+        idle = self._idle
+        while idle:
+            w = idle.popleft()
+            if w.state is WorkerState.READY:
+                w.state = WorkerState.WORKING
+                return w
+        if self.cfg.max_queue_size and len(self._waiters) >= self.cfg.max_queue_size:
+            raise QueueFull(f"{self.name} pool: max queue size reached ({self.cfg.max_queue_size})")
+        fut: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            async with asyncio.timeout(self.cfg.allocate_timeout or None):
+                return await fut
+        except TimeoutError:
+            self._no_free_workers()
+            raise NoFreeWorkers(
+                f"{self.name} pool: no free worker within allocate_timeout ({self.cfg.allocate_timeout:g}s)"
+            ) from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._give(fut.result())  # handed over just as the caller gave up
+            raise
+        finally:
+            if not fut.done():
+                fut.cancel()
+            try:
+                self._waiters.remove(fut)
+            except ValueError:
+                pass
+
+    def _give(self, w: Worker) -> None:
+        """Hand a ready worker to the oldest waiter, or park it in the idle queue."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                w.state = WorkerState.WORKING
+                fut.set_result(w)
+                return
+        w.state = WorkerState.READY
+        self._idle.append(w)
+
+    def _release(self, w: Worker) -> None:
+        w.last_used = time.monotonic()
+        w.trace_id = ""
+        self._changed.set()
+        if self.debug:
+            self._retire(w, WorkerState.STOPPING)
+        elif w.state is not WorkerState.WORKING:
+            self._retire(w, w.state)  # marked invalid (supervisor, reset, remove) while busy
+        elif self.cfg.max_jobs and w.num_execs >= w.job_limit:
+            self._retire(w, WorkerState.MAX_JOBS_REACHED)
+        elif self._closing:
+            self._retire(w, WorkerState.DESTROYED)
+        else:
+            self._give(w)
+
+    # -- the exchange -------------------------------------------------------------------------
+    async def _exchange(self, w: Worker, payload: Payload, info: str) -> Payload:
+        w.exec_info = info
+        w.exec_started = time.time()
+        if self._tracer is None:
+            return await self._roundtrip(w, payload)
+        with self._tracer.start_as_current_span(
+            "rr.pool.exec", attributes={"rr.plugin": self.name, "rr.worker.pid": w.pid, "rr.exec": info}
+        ) as span:
+            w.trace_id = format(span.get_span_context().trace_id, "032x")
+            try:
+                return await self._roundtrip(w, payload)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                raise
+
+    async def _roundtrip(self, w: Worker, payload: Payload) -> Payload:
+        ttl = self.cfg.supervisor.exec_ttl
+        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
+        try:
+            w.send(payload)
+            return await w.receive()
+        except asyncio.CancelledError:
+            # the caller went away: finish the exchange in the background, never strand the worker
+            self._spawn_task(self._finish_abandoned(w))
+            raise
+        except WorkerError:
+            self._release(w)
+            raise
+        except WorkerLost as exc:
+            self._lost(w)
+            if w.ttl_expired:
+                raise ExecTTLExceeded(f"worker {w.pid} did not answer within exec_ttl ({ttl:g}s) and was killed") from exc
+            raise
+        except (RuntimeError, OSError) as exc:  # writing to a closed pipe
+            self._lost(w)
+            raise WorkerLost(f"worker {w.pid} relay is closed: {exc}") from exc
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    async def _finish_abandoned(self, w: Worker) -> None:
+        ttl = self.cfg.supervisor.exec_ttl
+        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
+        try:
+            reply = await w.receive()
+        except StopRequested:
+            self._retire(w, WorkerState.INVALID)
+        except WorkerError:
+            self._release(w)
+        except WorkerLost:
+            self._lost(w)
+        else:
+            if reply.stream & Stream.STREAM:
+                await self._drain_stream(w)
+            else:
+                self._release(w)
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    async def _drain_stream(self, w: Worker) -> None:
+        """Ask a streaming worker to stop (STOP frame) and read until its final frame."""
+        w.stop_stream()
+        try:
+            async with asyncio.timeout(self.cfg.stream_timeout or 60):
+                while True:
+                    reply = await w.receive()
+                    if not reply.stream & Stream.STREAM:
+                        break
+        except (TimeoutError, WorkerLost, StopRequested, WorkerError) as exc:
+            self._log.warning("stream did not stop cleanly: %s", exc, extra={"pid": w.pid})
+            self._lost(w)
+            return
+        self._release(w)
+
+    def _exec_ttl_reached(self, w: Worker) -> None:
+        w.ttl_expired = True
+        w.state = WorkerState.EXEC_TTL_REACHED
+        self._log.warning("exec_ttl reached, killing worker", extra={"pid": w.pid, "exec": w.exec_info})
+        self._spawn_task(w.kill())
+
+    # -- worker comings and goings ------------------------------------------------------------
+    async def _spawn(self) -> Worker:
+        w = await Worker.spawn(
+            self.name, self.argv, self.env, timeout=self.cfg.allocate_timeout or 60, listener=self._listener,
+            user=self.user, max_frame=self.max_frame, log=self._stderr_log,
+        )
+        if self.cfg.max_jobs:
+            w.job_limit = self.cfg.max_jobs + self.cfg.max_jobs * random.randrange(15) // 100
+        assert w.proc is not None
+        w.proc.exited.add_done_callback(functools.partial(self._on_exit, w))
+        return w
+
+    async def _spawn_with_retries(self) -> Worker:
+        while True:
+            self._spawning += 1
+            try:
+                w = await self._spawn()
+            except BootError as exc:
+                self._boot_failures += 1
+                self._log.error("worker failed to start (%d in a row): %s", self._boot_failures, exc)
+                if self._boot_failures >= MAX_BOOT_FAILURES:
+                    self._fail(exc)
+                    raise
+                await asyncio.sleep(0.1 * 2**self._boot_failures)
+                continue
+            finally:
+                self._spawning -= 1
+            self._boot_failures = 0
+            return w
+
+    def _add(self, w: Worker) -> None:
+        if self._closing:
+            self._spawn_task(w.stop())
+            return
+        self._workers[w.pid] = w
+        self._procs[w.pid] = w
+        self._psutil.pop(w.pid, None)
+        self._give(w)
+        self._changed.set()
+
+    def _ensure_capacity(self) -> None:
+        missing = self._target - len(self._workers) - self._spawning
+        for _ in range(max(0, missing)):
+            if self._closing or self._failed is not None:
+                return
+            self._spawn_task(self._replace())
+
+    async def _replace(self) -> None:
+        try:
+            self._add(await self._spawn_with_retries())
+        except BootError:
+            pass  # _fail() already recorded it and woke the supervisor
+
+    def _fail(self, exc: BootError) -> None:
+        self._failed = BootError(f"{self.name} pool failed: {exc}")
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(self._failed)
+        self._waiters.clear()
+        self._changed.set()
+
+    def _retire(self, w: Worker, state: WorkerState) -> None:
+        """Stop a worker gracefully in the background and keep the pool at its size."""
+        w.state = state
+        self._workers.pop(w.pid, None)
+        self._spawn_task(w.stop())
+        self._ensure_capacity()
+
+    def _lost(self, w: Worker) -> None:
+        """Kill a broken worker and keep the pool at its size."""
+        if w.state is not WorkerState.EXEC_TTL_REACHED:
+            w.state = WorkerState.ERRORED
+        self._workers.pop(w.pid, None)
+        self._spawn_task(w.kill())
+        self._changed.set()
+        self._ensure_capacity()
+
+    def _on_exit(self, w: Worker, _exited: asyncio.Future[int]) -> None:
+        """Reaping: an idle worker that died on its own is replaced (a busy one is handled by exec)."""
+        self._procs.pop(w.pid, None)
+        self._psutil.pop(w.pid, None)
+        if w.state in (WorkerState.READY, WorkerState.INACTIVE) and w.pid in self._workers:
+            code = w.proc.exited.result() if w.proc else None
+            self._log.warning("worker exited while idle (code %s); replacing it", code, extra={"pid": w.pid})
+            w.state = WorkerState.ERRORED
+            self._workers.pop(w.pid, None)
+            self._ensure_capacity()
+        elif w.state is not WorkerState.WORKING:
+            w.state = WorkerState.STOPPED if w.state is not WorkerState.DESTROYED else w.state
+        w.close_transport()
+        self._changed.set()
+
+    def _spawn_task(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- supervision ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        self._scale_down()
+        limits = self._limits
+        if not (limits.ttl or limits.idle_ttl or limits.max_worker_memory):
+            return
+        now_m, now = time.monotonic(), time.time()
+        for w in list(self._workers.values()):
+            rss = self._usage(w.pid, now)[0] if limits.max_worker_memory else 0
+            verdict, state = judge(Vitals(w.state, now - w.created / 1e9, now_m - w.last_used, rss), limits)
+            if verdict is Verdict.STOP and state is not None:
+                self._log.info("worker over a supervisor limit: %s", state.wire_name, extra={"pid": w.pid})
+                self._retire(w, state)
+            elif verdict is Verdict.MARK_INVALID:
+                self._log.info("busy worker over a supervisor limit; replacing it after this request", extra={"pid": w.pid})
+                w.state = WorkerState.INVALID
+
+    def _usage(self, pid: int, now: float) -> tuple[int, float]:
+        try:
+            proc = self._psutil.get(pid)
+            if proc is None:
+                proc = self._psutil[pid] = psutil.Process(pid)
+            with proc.oneshot():
+                rss = proc.memory_info().rss
+                t = proc.cpu_times()
+                elapsed = max(now - proc.create_time(), 1e-6)
+            return rss, round((t.user + t.system) / elapsed * 100, 2)
+        except (psutil.Error, OSError):
+            return 0, 0.0
+
+    def _no_free_workers(self) -> None:
+        """Dynamic allocator: a NoFreeWorkers event (at most one a second) adds spawn_rate workers."""
+        da = self.cfg.dynamic_allocator
+        now = time.monotonic()
+        self._last_no_workers = now
+        if da is None or self._closing or now - self._last_scale_up < 1.0:
+            return
+        self._last_scale_up = now
+        n = min(da.spawn_rate, da.max_workers - self._extra)
+        if n > 0:
+            self._extra += n
+            self._target += n
+            self._log.info("dynamic allocator: adding %d workers", n)
+            self._ensure_capacity()
+
+    def _scale_down(self) -> None:
+        da = self.cfg.dynamic_allocator
+        if da is None or not self._extra or time.monotonic() - self._last_no_workers < da.idle_timeout:
+            return
+        for _ in range(min(da.spawn_rate, self._extra)):
+            idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
+            if not idle:
+                break
+            self._extra -= 1
+            self._target -= 1
+            self._retire(idle[0], WorkerState.DESTROYED)
+        self._last_no_workers = time.monotonic()
+
+
+class _StreamFrames:
+    """Iterates over a (possibly streamed) reply; answers PING, and stops the stream when closed early."""
+
+    def __init__(self, pool: Pool, worker: Worker, first: Payload) -> None:
+        self._pool = pool
+        self._w = worker
+        self._first: Payload | None = first
+        self._done = not first.stream & Stream.STREAM
+        self._closed = False
+        if self._done:
+            pool._release(worker)
+
+    def __aiter__(self) -> _StreamFrames:
+        return self
+
+    async def __anext__(self) -> Payload:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._done:
+            raise StopAsyncIteration
+        w, pool = self._w, self._pool
+        ttl = pool.cfg.supervisor.exec_ttl
+        handle = asyncio.get_running_loop().call_later(ttl, pool._exec_ttl_reached, w) if ttl else None
+        try:
+            reply = await w.receive()
+        except asyncio.CancelledError:
+            raise
+        except (WorkerError, StopRequested) as exc:
+            self._done = True
+            pool._lost(w)
+            raise WorkerError(f"stream broken: {exc}") from exc
+        except WorkerLost:
+            self._done = True
+            pool._lost(w)
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+        if reply.stream & Stream.PING:
+            w.pong()
+        if not reply.stream & Stream.STREAM:
+            self._done = True
+            pool._release(w)
+        return reply
+
+    def close(self) -> None:
+        if not self._done and not self._closed:
+            self._closed = True
+            self._done = True
+            self._pool._spawn_task(self._pool._drain_stream(self._w))
