@@ -177,9 +177,20 @@ class Pool:
                 raise self._failed
 
     async def destroy(self) -> None:
-        """Stop taking requests, let busy workers finish within destroy_timeout, then stop them all."""
+        """Stop taking requests, let busy workers finish within destroy_timeout, then stop them all.
+
+        If the destroy itself is cancelled (a forced stop), every worker is killed on the spot.
+        """
         if self._closing:
             return
+        try:
+            await self._destroy()
+        except asyncio.CancelledError:
+            for w in list(self._procs.values()):
+                w.kill_now()
+            raise
+
+    async def _destroy(self) -> None:
         self._closing = True
         self._changed.set()
         for fut in self._waiters:

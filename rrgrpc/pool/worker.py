@@ -253,8 +253,8 @@ class Worker:
             await self.kill()
         self.state = WorkerState.STOPPED
 
-    async def kill(self) -> None:
-        """SIGKILL the whole process group and reap the process."""
+    def kill_now(self) -> None:
+        """SIGKILL the worker's process group (it runs in its own) without waiting."""
         if self.alive:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
@@ -263,6 +263,10 @@ class Worker:
             except PermissionError:
                 assert self.transport is not None
                 self.transport.kill()
+
+    async def kill(self) -> None:
+        """SIGKILL the whole process group and reap the process."""
+        self.kill_now()
         if self.proc is not None:
             try:
                 async with asyncio.timeout(5):

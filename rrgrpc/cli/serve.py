@@ -1,0 +1,90 @@
+"""``rr serve``: load the config, build the roster, run the host until SIGINT/SIGTERM.
+
+The first signal starts a graceful stop (plugins in reverse order, each within its own budget);
+a second signal, or the grace period running out, forces it: workers are killed. A startup error
+is one readable line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from rrgrpc.cli import CliContext, rr
+from rrgrpc.errors import RRError
+
+GRACE_PERIOD = 30.0  # seconds for the whole graceful stop before it is forced
+log = logging.getLogger("rr")
+
+
+@rr.command()
+@click.pass_obj
+def serve(obj: CliContext) -> None:
+    """Serve the configured plugins (gRPC, HTTP, RPC, metrics, status)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s")
+    try:
+        cfg = obj.load()
+        _run(cfg)
+    except* KeyboardInterrupt:
+        pass
+    except* (RRError, OSError) as group:
+        for exc in _leaves(group):
+            click.echo(f"rr: error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out[:1]
+
+
+def _run(cfg: object) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(cfg))
+    else:
+        uvloop.run(_serve(cfg))
+
+
+async def _serve(cfg: object) -> None:
+    from rrgrpc.host import Host
+    from rrgrpc.roster import default_roster
+
+    host = Host(default_roster(cfg))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal(name: str) -> None:
+        if not stop.is_set():
+            log.info("%s received: stopping gracefully (send it again to force)", name)
+            stop.set()
+            loop.call_later(GRACE_PERIOD, force, "grace period over")
+        else:
+            force(f"second {name}")
+
+    def force(why: str) -> None:
+        if not main.done():
+            log.warning("forced stop (%s): killing workers", why)
+            main.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await host.run(stop.wait())
+    except asyncio.CancelledError:
+        if stop.is_set():
+            return
+        raise
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

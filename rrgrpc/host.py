@@ -1,0 +1,47 @@
+"""The host: runs a roster of plugins (ordered start, reverse teardown) until it is told to stop.
+
+It is also the ``Peers`` every plugin receives: ``having(Capability)`` returns the plugins that
+implement a capability, so control plugins find their peers without importing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from contextlib import AsyncExitStack
+from typing import TypeVar, final
+
+from rrgrpc.plugin import Plugin
+
+T = TypeVar("T")
+log = logging.getLogger("rr")
+
+
+@final
+class Host:
+    """Owns the plugins' lifespans. ``ready`` is set once every plugin has started."""
+
+    def __init__(self, plugins: Sequence[Plugin]) -> None:
+        self.plugins = list(plugins)
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    def having(self, capability: type[T]) -> list[T]:
+        return [p for p in self.plugins if isinstance(p, capability)]
+
+    async def run(self, shutdown: Awaitable[object]) -> None:
+        """Start every plugin in roster order, wait for ``shutdown``, stop them in reverse order.
+
+        If a plugin fails to start, the ones already started are stopped (in reverse) and the
+        error propagates.
+        """
+        async with AsyncExitStack() as stack:
+            for plugin in self.plugins:
+                log.debug("starting plugin", extra={"plugin": plugin.name})
+                await stack.enter_async_context(plugin.lifespan(self))
+            self.ready.set()
+            log.info("serving", extra={"plugins": [p.name for p in self.plugins]})
+            await shutdown
+            self.stopping.set()
+            log.info("stopping", extra={"plugins": [p.name for p in reversed(self.plugins)]})

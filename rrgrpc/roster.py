@@ -1,0 +1,50 @@
+"""The roster: which plugins a configuration enables, in start order. The one module naming them all.
+
+Telemetry starts first and stops last (so the final requests' spans and logs still flush); the
+serving plugins follow; the control plane (status, RPC) starts last and stops first, so whatever
+it can reach already exists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rrgrpc.config.schema import RRConfig
+from rrgrpc.plugin import Plugin
+
+log = logging.getLogger("rr")
+
+
+def default_roster(cfg: RRConfig) -> list[Plugin]:
+    from rrgrpc.logs import LogsPlugin
+
+    plugins: list[Plugin] = [LogsPlugin(cfg)]
+    if cfg.otel is not None:
+        from rrgrpc.otel import OtelPlugin
+
+        plugins.append(OtelPlugin(cfg))
+    if cfg.metrics is not None:
+        from rrgrpc.metrics import MetricsPlugin
+
+        plugins.append(MetricsPlugin(cfg))
+    if cfg.grpc is not None:
+        from rrgrpc.grpc.plugin import GrpcPlugin
+
+        plugins.append(GrpcPlugin(cfg))
+    if cfg.http is not None:
+        from rrgrpc.http.plugin import HttpPlugin
+
+        plugins.append(HttpPlugin(cfg))
+    if cfg.status is not None:
+        from rrgrpc.status import StatusPlugin
+
+        plugins.append(StatusPlugin(cfg))
+    if cfg.rpc is not None:
+        from rrgrpc.rpc.informer import Informer
+        from rrgrpc.rpc.resetter import Resetter
+        from rrgrpc.rpc.server import RpcPlugin
+
+        plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+    if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
+        log.warning("nothing to serve: %s configures no grpc, http or rpc section", cfg.source)
+    return plugins

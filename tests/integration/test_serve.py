@@ -1,0 +1,90 @@
+"""``rr serve`` as a user runs it: a real process, real signals, real exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import eventually, php_cmd
+
+
+async def start_rr(tmp_path, config: str, *args: str) -> asyncio.subprocess.Process:
+    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(config))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rrgrpc", "-c", str(tmp_path / ".rr.yaml"), *args, "serve",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, needle: str, seen: list[str]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            assert line, f"rr exited before printing {needle!r}: {''.join(seen)}"
+            seen.append(line)
+            if needle in line:
+                return
+
+
+async def test_startup_error_is_one_line_and_exit_code_1(tmp_path):
+    proc = await start_rr(tmp_path, """
+        version: "3"
+        server:
+          command: "php worker.php"
+          relay: pipes
+          releay: oops
+    """)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    lines = out.decode().strip().splitlines()
+    assert lines == [f"rr: error: {tmp_path / '.rr.yaml'}: unknown key server.releay"]
+
+
+async def test_missing_version_is_rejected(tmp_path):
+    proc = await start_rr(tmp_path, "server:\n  command: php x.php\n")
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1 and "version" in out.decode()
+
+
+async def test_server_only_warns_and_stops_on_sigterm(tmp_path):
+    proc = await start_rr(tmp_path, 'version: "3"\nserver:\n  command: "php worker.php"\n')
+    seen: list[str] = []
+    await read_until(proc, "serving", seen)
+    assert any("nothing to serve" in line for line in seen)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0
+
+
+@pytest.mark.php
+async def test_second_signal_forces_stop_and_kills_workers(tmp_path):
+    # a gRPC-free pool host: the rpc plugin is not needed, the worker pool comes with grpc/http;
+    # use the http plugin when present, else skip
+    pytest.importorskip("rrgrpc.http.plugin")
+    sleep = " ".join(php_cmd("sleep.php"))
+    proc = await start_rr(tmp_path, f"""
+        version: "3"
+        server:
+          command: "{sleep}"
+        http:
+          address: 127.0.0.1:0
+          pool:
+            num_workers: 1
+            destroy_timeout: 60s
+    """)
+    seen: list[str] = []
+    await read_until(proc, "serving", seen)
+    import psutil
+
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.wait(), 20)
+    await eventually(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children))
+    assert os.path.exists(tmp_path)
