@@ -20,6 +20,8 @@ import logging
 import math
 import re
 import tempfile
+import types
+import typing
 from typing import Any, Literal
 
 import msgspec
@@ -299,12 +301,15 @@ class GrpcConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 # --------------------------------------------------------------------------- http
 
-# RoadRunner's http.trusted_subnets default (roadrunner-server/http config).
+# RoadRunner's http.trusted_subnets default (private, loopback and reserved ranges), in its order.
 DEFAULT_TRUSTED_SUBNETS: tuple[str, ...] = (
     "10.0.0.0/8",
-    "127.0.0.0/8",
+    "100.64.0.0/10",
     "172.16.0.0/12",
+    "192.0.0.0/24",
     "192.168.0.0/16",
+    "198.18.0.0/15",
+    "127.0.0.0/8",
     "::1/128",
     "fc00::/7",
     "fe80::/10",
@@ -371,6 +376,8 @@ class HttpConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     def __post_init__(self) -> None:
         if not self.address and self.ssl is None:
             raise _Invalid("address", "required (or configure http.ssl)")
+        if self.address and ":" not in self.address:
+            raise _Invalid("address", f"expected host:port or :port, got {self.address!r}")
         _non_negative(self, "max_request_size")
         if self.max_request_size == 0:
             msgspec.structs.force_setattr(self, "max_request_size", 1000)
@@ -520,17 +527,54 @@ def _drop_none(value: Any) -> Any:
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
-def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
-    node = raw
+def _resolve(raw: dict[str, Any], path: str) -> tuple[str, bool, Any, Any]:
+    """msgspec's ``$.a.b[...].c`` -> ``("a.b.<key>.c", found, value, schema type there)``.
+
+    msgspec does not say which mapping entry failed (``[...]``); walking the schema types along the
+    path and converting each entry of that mapping on its own finds it.
+    """
+    tp: Any = RRConfig
+    node: Any = raw
+    found = True
+    dotted = ""
     for m in _PATH_PART.finditer(path):
         key, index = m.group(1), m.group(2)
-        if key is not None and isinstance(node, dict) and key in node:
-            node = node[key]
-        elif index is not None and index.isdigit() and isinstance(node, list) and int(index) < len(node):
-            node = node[int(index)]
+        tp = _without_none(tp)
+        if key is not None:
+            dotted += f".{key}"
+            is_struct = isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+            tp = typing.get_type_hints(tp).get(key, Any) if is_struct else Any
+            found = found and isinstance(node, dict) and key in node
+            node = node[key] if found else None
+        elif index != "...":
+            dotted += f"[{index}]"
+            tp = typing.get_args(tp)[0] if typing.get_origin(tp) is list else Any
+            found = found and isinstance(node, list) and int(index) < len(node)
+            node = node[int(index)] if found else None
         else:
-            return False, None
-    return True, node
+            tp = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else Any
+            bad = (
+                [k for k, v in node.items() if not _converts(v, tp)]
+                if found and isinstance(node, dict)
+                else []
+            )
+            found = bool(bad)
+            dotted += f".{bad[0]}" if found else "[...]"
+            node = node[bad[0]] if found else None
+    return dotted.lstrip("."), found, node, _without_none(tp)
+
+
+def _without_none(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) in (types.UnionType, typing.Union) and len(args) == 1 else tp
+
+
+def _converts(value: Any, tp: Any) -> bool:
+    try:
+        msgspec.convert(_drop_none(value), tp, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 _MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -542,8 +586,8 @@ _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str) -> ConfigError:
     m = _MSG.match(str(exc))
     assert m is not None  # the pattern matches any string
-    msg, path = m.group("msg"), m.group("path") or ""
-    dotted = path.lstrip(".")
+    msg = m.group("msg")
+    dotted, found, value, tp = _resolve(raw, m.group("path") or "")
     if "\x1f" in msg:
         field, msg = msg.split("\x1f", 1)
         return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
@@ -552,9 +596,11 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
     if mm := _MISSING.match(msg):
         return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
     if em := _EXPECTED.match(msg):
-        found, value = _lookup(raw, path)
         got = repr(value) if found else em.group("got")
         return ConfigError(f"{source}: {dotted}: expected {em.group('want')}, got {got}")
+    if msg.startswith("Invalid enum value") and typing.get_origin(tp) is typing.Literal:
+        allowed = ", ".join(repr(a) for a in typing.get_args(tp) if a != "")
+        return ConfigError(f"{source}: {dotted}: expected one of {allowed}, got {value!r}")
     if msg:
         msg = msg[0].lower() + msg[1:]
     return ConfigError(f"{source}: {dotted}: {msg}" if dotted else f"{source}: {msg}")
@@ -582,7 +628,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
                 raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
             sections[key] = _drop_none(value)
         elif key not in LOADER_KEYS:
-            log.info("%s: section %r is not supported by rrgrpc and is ignored", source, key)
+            log.warning("%s: section %r is not supported by rrgrpc and is ignored", source, key)
     try:
         cfg = msgspec.convert(sections, RRConfig, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
