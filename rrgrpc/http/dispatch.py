@@ -1,0 +1,172 @@
+"""The terminal HTTP handler: request -> worker payload -> pool -> (streamed) HTTP response.
+
+Every request goes through ``pool.stream()`` because only the worker knows whether it streams:
+a single reply frame becomes a plain response, STREAM frames are written and flushed as they
+arrive (the pool answers PING with PONG), and a client that goes away mid-stream makes us leave
+the stream, which sends STOP and frees the worker. Pool failures become ``internal_error_code``
+(plus ``No-Workers: true`` when no worker was free), with the worker's text only in debug mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPException
+from multidict import CIMultiDict
+
+from rrgrpc.errors import NoFreeWorkers, PoolError
+from rrgrpc.goridge.frame import Stream
+from rrgrpc.http.convert import (
+    BadWorkerResponse,
+    Forward,
+    Head,
+    RequestError,
+    RequestOptions,
+    build_request,
+    decode_head,
+    response_headers,
+    sniff_content_type,
+)
+from rrgrpc.pool.payload import Payload
+
+log = logging.getLogger("rr.http")
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class StreamingPool(Protocol):
+    """What the dispatcher needs from a pool."""
+
+    debug: bool
+
+    def stream(
+        self, payload: Payload, *, timeout: float | None = None, info: str = ""
+    ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
+
+
+def forward_of(request: web.BaseRequest) -> Forward:
+    """The request's mutable forwarding state, created on first use."""
+    fwd = request.get("rr")
+    if fwd is None:
+        fwd = request["rr"] = Forward()
+    return fwd
+
+
+async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
+    """Apply the middlewares' response headers and gzip choice, then send the head."""
+    fwd: Forward | None = request.get("rr")
+    if fwd is not None:
+        for name, value in fwd.response_headers:
+            resp.headers[name] = value
+        if fwd.gzip and "Content-Encoding" not in resp.headers and resp.status not in (204, 304):
+            resp.enable_compression()
+    await resp.prepare(request)
+
+
+async def send_plain(request: web.BaseRequest, status: int, text: str = "", headers: dict[str, str] | None = None) -> web.StreamResponse:
+    resp = web.Response(status=status, text=text, headers=headers)
+    await start_response(request, resp)
+    await resp.write_eof()
+    return resp
+
+
+class Dispatcher:
+    """Sends requests to a pool and writes the worker's reply back."""
+
+    def __init__(self, pool: StreamingPool, opts: RequestOptions, internal_error_code: int = 500) -> None:
+        self.pool = pool
+        self.opts = opts
+        self.error_code = internal_error_code
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            built = await build_request(request, self.opts, request.get("rr"))
+        except RequestError as exc:
+            return await send_plain(request, exc.status, str(exc))
+        except HTTPException as exc:  # the client sent a malformed body aiohttp refused
+            return await send_plain(request, exc.status, exc.reason)
+        try:
+            return await self._serve(request, built.payload)
+        finally:
+            built.cleanup()
+
+    async def _serve(self, request: web.BaseRequest, payload: Payload) -> web.StreamResponse:
+        resp: web.StreamResponse | None = None
+        try:
+            async with self.pool.stream(payload, info=f"{request.method} {request.path}") as frames:
+                async for frame in frames:
+                    streaming = bool(frame.stream & Stream.STREAM)
+                    if resp is None:
+                        head = decode_head(frame.context, frame.codec)
+                        if head is not None and 100 <= head.status < 200:
+                            self._informational(request, head)
+                            continue
+                        if not streaming:
+                            return await self._single(request, head, frame.body)
+                        resp = self._stream_response(head)
+                        await start_response(request, resp)
+                    if frame.body:
+                        await resp.write(frame.body)
+                    if _client_gone(request):
+                        break  # leaving the context sends STOP; the worker is drained and freed
+        except BadWorkerResponse as exc:
+            log.warning("bad worker response", extra={"error": str(exc)})
+            if resp is None:
+                return await send_plain(request, 500, str(exc))
+        except NoFreeWorkers as exc:
+            if resp is None:
+                return await self._error(request, exc, {"No-Workers": "true"})
+        except (PoolError, TimeoutError) as exc:
+            log.warning("worker error: %s", exc)
+            if resp is None:
+                return await self._error(request, exc)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        if resp is None:  # the stream ended with informational frames only
+            return await send_plain(request, 200)
+        if not _client_gone(request):
+            await resp.write_eof()
+        return resp
+
+    async def _single(self, request: web.BaseRequest, head: Head | None, body: bytes) -> web.StreamResponse:
+        headers = response_headers(head) if head is not None else CIMultiDict()
+        if "Content-Type" not in headers and body:
+            headers["Content-Type"] = sniff_content_type(body)
+        resp = web.Response(status=head.status if head else 200, body=body, headers=headers)
+        await start_response(request, resp)
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    def _stream_response(head: Head | None) -> web.StreamResponse:
+        headers = response_headers(head) if head is not None else CIMultiDict()
+        resp = web.StreamResponse(status=head.status if head else 200, headers=headers)
+        resp.enable_chunked_encoding()
+        return resp
+
+    @staticmethod
+    def _informational(request: web.BaseRequest, head: Head) -> None:
+        """1xx (not 101): written ahead of the real response, body dropped (HTTP/1.1 only)."""
+        if head.status == 101 or request.version < (1, 1) or request.transport is None:
+            log.debug("informational status %s not sent", head.status)
+            return
+        lines = [f"HTTP/1.1 {head.status} Informational\r\n"]
+        lines += [f"{n}: {v}\r\n" for n, v in head.headers if "\r" not in v and "\n" not in v]
+        request.transport.write(("".join(lines) + "\r\n").encode("latin-1", "replace"))
+
+    async def _error(
+        self, request: web.BaseRequest, exc: BaseException, headers: dict[str, str] | None = None
+    ) -> web.StreamResponse:
+        text = html.escape(str(exc)) if self.pool.debug else ""
+        return await send_plain(request, self.error_code, text, headers)
+
+
+def _client_gone(request: web.BaseRequest) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

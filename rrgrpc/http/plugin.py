@@ -1,0 +1,294 @@
+"""HttpPlugin: the ``http:`` section served by aiohttp's low-level server in front of a PHP pool.
+
+One ``web.Server`` with a single handler (no router, no Application): bundled access log and
+``max_request_size`` outermost, then the configured middlewares in order, then the dispatcher.
+Listeners: ``address`` (plain; a redirect to HTTPS when ``ssl.redirect``) and ``ssl.address``
+(TLS, optional client certificates). Keep-alive is on. Shutdown closes the listeners, lets
+in-flight requests finish (bounded by ``pool.destroy_timeout``), then destroys the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rrgrpc.errors import ConfigError
+from rrgrpc.http.convert import RequestOptions
+from rrgrpc.http.dispatch import Dispatcher, Handler, send_plain
+from rrgrpc.http.middleware import (
+    HttpMetrics,
+    Middleware,
+    StaticFiles,
+    chain,
+    gzip_middleware,
+    headers_middleware,
+    otel_middleware,
+    parse_subnets,
+    proxy_ip_middleware,
+)
+from rrgrpc.pool import Pool, open_pool
+from rrgrpc.pool.state import Activity, ProcessState, WorkerState
+
+if TYPE_CHECKING:
+    from rrgrpc.config.schema import HttpConfig, RRConfig
+    from rrgrpc.plugin import Peers
+
+log = logging.getLogger("rr.http")
+
+MB: Final = 1024 * 1024
+KEEPALIVE: Final = 75.0
+_CLIENT_AUTH: Final = {
+    "no_client_certs": ssl.CERT_NONE,
+    "request_client_cert": ssl.CERT_OPTIONAL,
+    "verify_client_cert_if_given": ssl.CERT_OPTIONAL,
+    "require_any_client_cert": ssl.CERT_REQUIRED,
+    "require_and_verify_client_cert": ssl.CERT_REQUIRED,
+}
+
+
+def split_address(address: str, default_host: str | None = None) -> tuple[str | None, int | str]:
+    """``127.0.0.1:8080`` -> (host, port); ``:8080`` -> (None, 8080); ``unix:///p`` -> ("unix", path)."""
+    if address.startswith("unix://"):
+        return "unix", address[len("unix://") :]
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"http: address {address!r} must be host:port or unix:///path")
+    host = host.strip("[]")
+    return (host or default_host), int(port)
+
+
+class _WorkerStats(Collector):
+    """``rr_http_*`` worker gauges (RoadRunner's StatsExporter for the http plugin)."""
+
+    def __init__(self, plugin: HttpPlugin) -> None:
+        self.plugin = plugin
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        workers = self.plugin.workers()
+        total = GaugeMetricFamily("rr_http_total_workers", "Total number of workers used by the HTTP plugin")
+        total.add_metric([], len(workers))
+        memory = GaugeMetricFamily("rr_http_workers_memory_bytes", "Memory usage by HTTP workers.")
+        memory.add_metric([], sum(w.memory_usage for w in workers))
+        state = GaugeMetricFamily("rr_http_worker_state", "Worker current state", labels=["state", "pid"])
+        per_mem = GaugeMetricFamily("rr_http_worker_memory_bytes", "Worker current memory usage", labels=["pid"])
+        counts = {"ready": 0, "working": 0, "invalid": 0}
+        for w in workers:
+            state.add_metric([w.status_str, str(w.pid)], 0)
+            per_mem.add_metric([str(w.pid)], w.memory_usage)
+            if w.status == WorkerState.READY:
+                counts["ready"] += 1
+            elif w.status == WorkerState.WORKING:
+                counts["working"] += 1
+            else:
+                counts["invalid"] += 1
+        yield from (total, memory, state, per_mem)
+        for key, help_text in (
+            ("ready", "HTTP workers currently in ready state"),
+            ("working", "HTTP workers currently in working state"),
+            ("invalid", "HTTP workers currently in invalid,killing,destroyed,errored,inactive states"),
+        ):
+            yield GaugeMetricFamily(f"rr_http_workers_{key}", help_text, value=counts[key])
+
+
+class HttpPlugin:
+    """RoadRunner's http plugin: listeners, middlewares, a worker pool in ``http`` mode."""
+
+    name = "http"
+
+    def __init__(self, cfg: RRConfig) -> None:
+        if cfg.http is None:
+            raise ConfigError(f"{cfg.source}: http: section missing")
+        self.cfg = cfg
+        self.http: HttpConfig = cfg.http
+        self.pool: Pool | None = None
+        self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
+        self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
+        self._stats = _WorkerStats(self)
+
+    # -- capabilities -------------------------------------------------------------------------
+    def workers(self) -> list[ProcessState]:
+        return self.pool.workers() if self.pool is not None else []
+
+    def activity(self) -> Activity:
+        return self.pool.activity() if self.pool is not None else Activity()
+
+    async def add_worker(self) -> None:
+        if self.pool is not None:
+            await self.pool.add_worker()
+
+    async def remove_worker(self) -> None:
+        if self.pool is not None:
+            await self.pool.remove_worker()
+
+    async def reset(self) -> None:
+        if self.pool is not None:
+            log.info("reset: replacing http workers")
+            await self.pool.reset()
+
+    def health(self) -> int:
+        return 200 if self.pool is not None and self.pool.ready else 503
+
+    def readiness(self) -> int:
+        if self.pool is None or not self.pool.ready:
+            return 503
+        return 200 if any(w.status == WorkerState.READY for w in self.pool.workers()) else 503
+
+    def collectors(self) -> list[Any]:
+        return [self._stats, *(self.metrics.collectors() if self.metrics else [])]
+
+    # -- assembly -----------------------------------------------------------------------------
+    def request_options(self) -> RequestOptions:
+        h = self.http
+        return RequestOptions(
+            codec=h.codec,
+            raw_body=h.raw_body,
+            max_request_size=h.max_request_size * MB,
+            uploads_dir=h.uploads.dir,
+            uploads_forbid=frozenset(e.lower() for e in h.uploads.forbid),
+            uploads_allow=frozenset(e.lower() for e in h.uploads.allow),
+        )
+
+    def build_handler(self, terminal: Handler) -> Handler:
+        """Bundled middlewares, then ``http.middleware`` in the configured order, then ``terminal``."""
+        h = self.http
+        named: list[Middleware] = []
+        for name in h.middleware:
+            if name == "headers" and h.headers is not None:
+                named.append(headers_middleware(h.headers))
+            elif name == "gzip":
+                named.append(gzip_middleware)
+            elif name == "static" and h.static is not None:
+                named.append(StaticFiles(h.static))
+            elif name == "otel":
+                named.append(otel_middleware())
+            elif name == "http_metrics" and self.metrics is not None:
+                named.append(self.metrics)
+            elif name == "proxy_ip_parser":
+                named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
+        limit = h.max_request_size * MB
+        bundled: list[Middleware] = [self._access_log, _max_request_size(limit)]
+        return chain([*bundled, *named], terminal)
+
+    async def _access_log(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        finally:
+            if self.http.access_logs or log.isEnabledFor(logging.DEBUG):
+                level = logging.INFO if self.http.access_logs else logging.DEBUG
+                log.log(
+                    level,
+                    "http log",
+                    extra={
+                        "status": status,
+                        "method": request.method,
+                        "URI": request.raw_path,
+                        "remote_address": request.remote,
+                        "elapsed": round((time.perf_counter() - start) * 1000, 3),
+                    },
+                )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        s = self.http.ssl
+        assert s is not None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(s.cert, s.key)
+            if s.root_ca:
+                ctx.load_verify_locations(s.root_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{self.cfg.source}: http.ssl: cannot load certificates: {exc}") from exc
+        ctx.verify_mode = _CLIENT_AUTH[s.client_auth_type]
+        return ctx
+
+    async def _listen(self, server: web.Server, address: str, tls: ssl.SSLContext | None) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        host, port = split_address(address)
+        if host == "unix":
+            srv = await loop.create_unix_server(server, str(port), ssl=tls)
+            self.addresses.append(f"unix://{port}")
+            return srv
+        srv = await loop.create_server(server, host, int(port), ssl=tls, reuse_address=True, backlog=1024)
+        for sock in srv.sockets:
+            bound = sock.getsockname()
+            scheme = "https" if tls else "http"
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            self.addresses.append(f"{scheme}://{shown}:{bound[1]}")
+        return srv
+
+    @asynccontextmanager
+    async def _serve(self, handler: Handler) -> AsyncIterator[None]:
+        h = self.http
+        main = web.Server(handler, access_log=None, keepalive_timeout=KEEPALIVE)
+        servers: list[tuple[web.Server, asyncio.Server]] = []
+        try:
+            if h.ssl is not None:
+                tls = self._ssl_context()
+                servers.append((main, await self._listen(main, h.ssl.address, tls)))
+                if h.address:
+                    plain = web.Server(_redirect_to(h.ssl.address), access_log=None) if h.ssl.redirect else main
+                    servers.append((plain, await self._listen(plain, h.address, None)))
+            else:
+                servers.append((main, await self._listen(main, h.address, None)))
+            log.info("http server started", extra={"addresses": self.addresses})
+            yield
+        finally:
+            # stop accepting first (one listener at a time), then let in-flight requests finish
+            for _, srv in servers:
+                srv.close()
+            grace = h.pool.destroy_timeout or 60.0
+            for web_server in {id(w): w for w, _ in servers}.values():
+                await web_server.shutdown(grace)
+            self.addresses.clear()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        rpc = self.cfg.rpc.listen if self.cfg.rpc is not None else None
+        async with open_pool("http", self.http.pool, self.cfg.server, mode="http", rpc_listen=rpc) as pool:
+            self.pool = pool
+            dispatcher = Dispatcher(pool, self.request_options(), self.http.internal_error_code)
+            try:
+                async with self._serve(self.build_handler(dispatcher)):
+                    yield
+            finally:
+                self.pool = None
+
+    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
+        return self._lifespan()
+
+
+def _max_request_size(limit: int) -> Middleware:
+    async def max_request_size(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+        length = request.content_length
+        if limit and length is not None and length > limit:
+            return await send_plain(request, 413, "request body exceeds max_request_size")
+        return await handler(request)
+
+    return max_request_size
+
+
+def _redirect_to(ssl_address: str) -> Handler:
+    _, port = split_address(ssl_address)
+
+    async def redirect(request: web.BaseRequest) -> web.StreamResponse:
+        host = request.headers.get("Host", "")
+        if host.startswith("["):
+            host = host[: host.find("]") + 1]
+        elif ":" in host:
+            host = host.rpartition(":")[0]
+        target = f"https://{host}{'' if port == 443 else f':{port}'}{request.raw_path}"
+        return await send_plain(request, 308, "", {"Location": target})
+
+    return redirect
