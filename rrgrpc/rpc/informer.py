@@ -9,81 +9,72 @@ executes and since when.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import HasWorkers, ManagesWorkers, Peers, RpcMethod
+from rrgrpc.plugin import HasWorkers, ManagesWorkers, RpcMethod
+from rrgrpc.rpc.service import PeerService
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
     from rrgrpc.pool.state import ProcessState
+
 
 class InformerError(RRError):
     """A request the informer refuses (the text goes back in the error reply)."""
 
 
-class Informer:
+class Informer(PeerService):
     """RoadRunner's informer plugin: looks its peers up at call time through ``peers.having``."""
 
     name = "informer"
     rpc_service = "informer"
 
-    def __init__(self, cfg: RRConfig | None = None) -> None:
-        self._peers: Peers | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, peers: Peers) -> AsyncIterator[None]:
-        self._peers = peers
-        try:
-            yield
-        finally:
-            self._peers = None
-
+    # The methods are private: public ``workers``/``reset``-like names would make this plugin match
+    # the HasWorkers/ManagesWorkers capability protocols itself.
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
         return {
-            "List": self.list_plugins,
-            "Workers": self.workers,
-            "Jobs": self.jobs,
-            "AddWorker": self.add_worker,
-            "RemoveWorker": self.remove_worker,
-            "Activity": self.activity,
+            "List": self._list_plugins,
+            "Workers": self._workers,
+            "Jobs": self._jobs,
+            "AddWorker": self._add_worker,
+            "RemoveWorker": self._remove_worker,
+            "Activity": self._activity,
         }
 
     # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
     def _pools(self) -> list[HasWorkers]:
-        return self._peers.having(HasWorkers) if self._peers else []  # type: ignore[type-abstract]
+        return self.peers.having(HasWorkers) if self.peers else []  # type: ignore[type-abstract]
 
     def _pool(self, name: str) -> HasWorkers | None:
         return next((p for p in self._pools() if p.name == name), None)
 
-    async def list_plugins(self, _arg: Any) -> list[str]:
+    async def _list_plugins(self, _arg: Any) -> list[str]:
         """Names of the plugins that have workers, sorted."""
         return sorted({p.name for p in self._pools()})
 
-    async def workers(self, arg: Any) -> dict[str, list[ProcessState]]:
+    async def _workers(self, arg: Any) -> dict[str, list[ProcessState]]:
         """``{"workers": [...]}`` for one plugin; an empty list for an unknown one (never null)."""
         plugin = self._pool(arg_str(arg))
         return {"workers": plugin.workers() if plugin else []}
 
-    async def jobs(self, _arg: Any) -> None:
+    async def _jobs(self, _arg: Any) -> None:
         """Jobs pipelines: rrgrpc has no jobs plugin, so always ``null`` as RoadRunner without one."""
         return None
 
-    async def add_worker(self, arg: Any) -> bool:
+    async def _add_worker(self, arg: Any) -> bool:
         """Grow the plugin's pool by one worker; ``false`` on success, as RoadRunner answers."""
         await self._manager(arg_str(arg)).add_worker()
         return False
 
-    async def remove_worker(self, arg: Any) -> bool:
+    async def _remove_worker(self, arg: Any) -> bool:
         """Shrink the plugin's pool by one worker (the pool keeps at least one); ``false`` on success."""
         await self._manager(arg_str(arg)).remove_worker()
         return False
 
-    async def activity(self, arg: Any) -> dict[str, Any]:
+    async def _activity(self, arg: Any) -> dict[str, Any]:
         """Extension: ``{"queue": n, "busy": [{"pid", "info", "started"}], "now": t}`` for one plugin.
 
         ``info`` is the gRPC method or HTTP URI the worker executes, ``started`` and ``now`` are unix
@@ -94,11 +85,14 @@ class Informer:
         if plugin is None:
             return {"queue": 0, "busy": [], "now": now}
         act = plugin.activity()
-        busy = [{"pid": pid, "info": info, "started": started} for pid, (info, started) in sorted(act.busy.items())]
+        busy = [
+            {"pid": pid, "info": info, "started": started}
+            for pid, (info, started) in sorted(act.busy.items())
+        ]
         return {"queue": act.queue, "busy": busy, "now": now}
 
     def _manager(self, name: str) -> ManagesWorkers:
-        managers = self._peers.having(ManagesWorkers) if self._peers else []  # type: ignore[type-abstract]
+        managers = self.peers.having(ManagesWorkers) if self.peers else []  # type: ignore[type-abstract]
         plugin = next((p for p in managers if p.name == name), None)
         if plugin is None:
             raise InformerError(f"plugin does not support workers management: {name}")

@@ -6,17 +6,14 @@ first, then an old one retires), so a reset under load fails no request.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import Peers, Resettable, RpcMethod
-
-if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
+from rrgrpc.plugin import Resettable, RpcMethod
+from rrgrpc.rpc.service import PeerService
 
 log = logging.getLogger("rr.resetter")
 
@@ -25,35 +22,25 @@ class ResetterError(RRError):
     """A reset request the resetter refuses (unknown plugin)."""
 
 
-class Resetter:
+class Resetter(PeerService):
     """RoadRunner's resetter plugin: finds the Resettable peers at call time."""
 
     name = "resetter"
     rpc_service = "resetter"
 
-    def __init__(self, cfg: RRConfig | None = None) -> None:
-        self._peers: Peers | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, peers: Peers) -> AsyncIterator[None]:
-        self._peers = peers
-        try:
-            yield
-        finally:
-            self._peers = None
-
+    # Private method names: a public ``reset`` would make this plugin Resettable itself.
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
-        return {"List": self.list_plugins, "Reset": self.reset}
+        return {"List": self._list_plugins, "Reset": self._reset}
 
     def _plugins(self) -> list[Resettable]:
         # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
-        return self._peers.having(Resettable) if self._peers else []  # type: ignore[type-abstract]
+        return self.peers.having(Resettable) if self.peers else []  # type: ignore[type-abstract]
 
-    async def list_plugins(self, _arg: Any) -> list[str]:
+    async def _list_plugins(self, _arg: Any) -> list[str]:
         """Names of the plugins that can be reset, sorted."""
         return sorted({p.name for p in self._plugins()})
 
-    async def reset(self, arg: Any) -> bool:
+    async def _reset(self, arg: Any) -> bool:
         """Reset one plugin's workers; ``true`` when done, ``no such plugin: <name>`` if unknown."""
         name = arg_str(arg)
         for plugin in self._plugins():

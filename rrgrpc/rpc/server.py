@@ -143,6 +143,10 @@ class RpcPlugin:
         self._connections.add(task)
         try:
             await serve_connection(reader, writer, self.dispatch)
+        except asyncio.CancelledError:
+            # Shutdown closed this connection. The task ends normally: asyncio's stream callback
+            # would otherwise log the cancellation of a connection handler as an error.
+            pass
         finally:
             self._connections.discard(task)
 
@@ -160,7 +164,9 @@ def _bind_unix(path: str, source: str) -> socket.socket:
         pass
     else:
         if not stat.S_ISSOCK(st.st_mode):
-            raise ConfigError(f"{source}: rpc.listen: {path} exists and is not a socket; refusing to replace it")
+            raise ConfigError(
+                f"{source}: rpc.listen: {path} exists and is not a socket; refusing to replace it"
+            )
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(path)

@@ -26,7 +26,9 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
 
 
-V8 = h("15 08 16 00 00 00 09 71 db a7 00 00 01 00 00 00 10 00 00 00 69 6e 66 6f 72 6d 65 72 2e 57 6f 72 6b 65 72 73 22 68 74 74 70 22")
+V8 = h(
+    "15 08 16 00 00 00 09 71 db a7 00 00 01 00 00 00 10 00 00 00 69 6e 66 6f 72 6d 65 72 2e 57 6f 72 6b 65 72 73 22 68 74 74 70 22"
+)
 V9 = h(
     "15 08 1e 00 00 00 e6 59 6f 62 00 00 01 00 00 00 10 00 00 00 69 6e 66 6f 72 6d 65 72 2e 57 6f 72 6b 65 72 73"
     " 7b 22 77 6f 72 6b 65 72 73 22 3a 5b 5d 7d"
@@ -35,7 +37,9 @@ V10 = h(
     "15 48 2f 00 00 00 6b 9e 0b 72 00 00 07 00 00 00 0c 00 00 00 69 6e 66 6f 72 6d 65 72 2e 46 6f 6f 72 70 63 3a"
     " 20 63 61 6e 27 74 20 66 69 6e 64 20 6d 65 74 68 6f 64 20 69 6e 66 6f 72 6d 65 72 2e 46 6f 6f"
 )
-V13 = h("15 20 11 00 00 00 75 2d bd cb 00 00 00 00 00 00 0d 00 00 00 69 6e 66 6f 72 6d 65 72 2e 4c 69 73 74 03 02 00 01")
+V13 = h(
+    "15 20 11 00 00 00 75 2d bd cb 00 00 00 00 00 00 0d 00 00 00 69 6e 66 6f 72 6d 65 72 2e 4c 69 73 74 03 02 00 01"
+)
 
 
 def test_request_vector_v8_round_trips() -> None:
@@ -46,7 +50,10 @@ def test_request_vector_v8_round_trips() -> None:
 
 
 def test_reply_vectors_v9_and_v10() -> None:
-    assert encode_reply(1, "informer.Workers", Flag.CODEC_JSON, encode_result(Flag.CODEC_JSON, {"workers": []})) == V9
+    assert (
+        encode_reply(1, "informer.Workers", Flag.CODEC_JSON, encode_result(Flag.CODEC_JSON, {"workers": []}))
+        == V9
+    )
     assert encode_error(7, "informer.Foo", Flag.CODEC_JSON, "rpc: can't find method informer.Foo") == V10
 
 
@@ -120,7 +127,9 @@ def test_results_per_codec() -> None:
 def test_go_json_texts_for_bad_argument_types() -> None:
     assert arg_str(None) == "" and arg_str("grpc") == "grpc" and arg_str(b"grpc") == "grpc"
     assert arg_bool(None) is False and arg_bool(True) is True
-    with pytest.raises(RpcArgumentError, match="^json: cannot unmarshal number into Go value of type string$"):
+    with pytest.raises(
+        RpcArgumentError, match="^json: cannot unmarshal number into Go value of type string$"
+    ):
         arg_str(5)
     with pytest.raises(RpcArgumentError, match="^json: cannot unmarshal string into Go value of type bool$"):
         arg_bool("yes")
