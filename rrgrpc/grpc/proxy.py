@@ -1,0 +1,339 @@
+"""The data plane of the gRPC plugin: one call in, one worker exchange, one answer out.
+
+Owns the generic raw-bytes method handlers (no deserializer: the request arrives as ``bytes`` and
+the response leaves as the worker's bytes), the worker request context of PROTOCOL.md §4.2 built
+byte-for-byte as Go's ``encoding/json`` would, the server span, deadlines, and the request metrics.
+
+What the worker receives in ``context`` (one array of strings per key, keys sorted bytewise):
+
+* ``Traceparent``, ``Tracestate`` (if any), ``Baggage`` (if any), ``Uber-Trace-Id``: injected from the
+  call's server span with W3C TraceContext + Baggage + Jaeger, Go's canonical capitalisation.
+* the incoming metadata, lower-case, repeated keys as several elements; ``-bin`` values are the
+  decoded bytes rendered as text (invalid UTF-8 -> U+FFFD per byte, as Go does). grpcio hides
+  ``:authority`` and ``content-type`` from servers; the proxy supplies them: ``:authority`` is the
+  address the server listens on (``localhost`` for unix sockets), ``content-type`` is
+  ``application/grpc``.
+* ``:peer.address`` (``ip:port``) and ``:peer.auth-type`` = ``tls`` on TLS connections.
+* beyond RoadRunner, ``grpc-timeout``: the client's remaining deadline when the request was
+  forwarded, in gRPC wire format (``<n>m`` milliseconds; ``<n>S`` seconds above 8 digits). Absent
+  when the client set no deadline. PHP code can stop early instead of working for nobody.
+
+Tracing: the proxy opens a SERVER span ``/pkg.Svc/Method`` itself, parented on the context extracted
+from the incoming metadata (opentelemetry-instrumentation-grpc is not a dependency, and its aio
+interceptor would not give us the span to inject). The plugin hands in the tracer: the otel
+plugin's provider when one is installed, else a local SDK provider, so the ids PHP receives are
+always valid, as with RoadRunner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.jaeger import JaegerPropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import Counter, Gauge, Histogram
+
+from rrgrpc.errors import PoolError
+from rrgrpc.goridge.frame import Flag
+from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
+from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply
+from rrgrpc.pool.payload import Payload
+
+__all__ = [
+    "Executor",
+    "GrpcMetrics",
+    "Proxy",
+    "PROPAGATOR",
+    "request_context",
+    "go_json",
+    "go_string",
+    "canonical_header_key",
+    "format_timeout",
+    "peer_address",
+]
+
+log = logging.getLogger("rr.grpc")
+
+#: RoadRunner's composite propagator: W3C TraceContext, W3C Baggage, Jaeger.
+PROPAGATOR = CompositePropagator(
+    [TraceContextTextMapPropagator(), W3CBaggagePropagator(), JaegerPropagator()]
+)
+_INJECTED = ("traceparent", "tracestate", "baggage", "uber-trace-id")
+
+
+class Executor(Protocol):
+    """What the proxy needs from the pool."""
+
+    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload: ...
+
+
+class GrpcMetrics:
+    """RoadRunner's gRPC request collectors, created unregistered (the metrics plugin registers them)."""
+
+    def __init__(self) -> None:
+        self.queue = Gauge("rr_grpc_requests_queue", "Total number of queued requests.", registry=None)
+        self.requests = Counter(
+            "rr_grpc_request_total",
+            "Total number of GRPC requests processed after the server restarted, including their status codes.",
+            ["grpc_method", "status_code"],
+            registry=None,
+        )
+        self.duration = Histogram(
+            "rr_grpc_request_duration_seconds", "GRPC request duration.", ["grpc_method"], registry=None
+        )
+
+    def collectors(self) -> list[Any]:
+        return [self.queue, self.requests, self.duration]
+
+
+# ---------------------------------------------------------------------------------- the context
+
+
+def _go_replace(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)
+    return "\ufffd" * (err.end - err.start), err.end
+
+
+codecs.register_error("rr-go-replace", _go_replace)
+
+
+def go_string(raw: bytes) -> str:
+    """Bytes as Go's ``encoding/json`` renders a string: every invalid UTF-8 byte becomes U+FFFD."""
+    return raw.decode("utf-8", "rr-go-replace")
+
+
+def go_json(obj: Any) -> bytes:
+    """``json.Marshal`` output: compact, object key order as given, HTML-safe escapes of ``<>&``."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # These characters can only occur inside JSON strings, so a global replace is exact.
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        if ch in text:
+            text = text.replace(ch, esc)
+    return text.encode()
+
+
+def canonical_header_key(key: str) -> str:
+    """Go's ``textproto.CanonicalMIMEHeaderKey``: ``uber-trace-id`` -> ``Uber-Trace-Id``."""
+    if not key or any(not (c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")) for c in key):
+        return key
+    return "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
+
+
+def format_timeout(seconds: float) -> str:
+    """A remaining deadline in gRPC's ``grpc-timeout`` wire format (at most 8 digits)."""
+    ms = max(0, int(seconds * 1000))
+    return f"{ms}m" if ms < 100_000_000 else f"{min(int(seconds), 99_999_999)}S"
+
+
+def peer_address(peer: str) -> str:
+    """grpcio's peer string (``ipv4:1.2.3.4:5``, ``ipv6:%5B::1%5D:5``, ``unix:/p``) as Go's ``Addr.String()``."""
+    scheme, _, rest = peer.partition(":")
+    return unquote(rest) if scheme in ("ipv4", "ipv6", "unix", "unix-abstract") else peer
+
+
+def _normalise_uber(value: str) -> str:
+    """Render ``uber-trace-id`` as Go's Jaeger propagator does: ``trace:span:0:<sampled bit>``."""
+    parts = value.split(":")
+    if len(parts) != 4:
+        return value
+    try:
+        flags = int(parts[3], 16) & 0x01
+    except ValueError:
+        return value
+    return f"{parts[0]}:{parts[1]}:0:{flags:x}"
+
+
+def request_context(
+    service: str,
+    method: str,
+    metadata: Iterable[tuple[str, str | bytes]],
+    *,
+    peer: str,
+    auth_type: str | None = None,
+    injected: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> bytes:
+    """The worker context JSON of PROTOCOL.md §4.2, byte-compatible with RoadRunner's.
+
+    Args:
+        service: full service name ``package.Service``.
+        method: bare rpc name.
+        metadata: incoming metadata pairs in arrival order (``-bin`` values as bytes).
+        peer: the remote address, already ``ip:port``.
+        auth_type: ``tls`` on a TLS connection, else ``None``.
+        injected: the trace carrier (lower-case keys as propagators write them).
+        timeout: the remaining deadline in seconds, if the client set one.
+    """
+    ctx: dict[str, list[str]] = {}
+    for key, value in (injected or {}).items():
+        if key in _INJECTED:
+            ctx[canonical_header_key(key)] = [_normalise_uber(value) if key == "uber-trace-id" else value]
+    incoming: dict[str, list[str]] = {}
+    for key, raw in metadata:
+        incoming.setdefault(key, []).append(go_string(raw) if isinstance(raw, bytes) else raw)
+    ctx.update(incoming)
+    ctx[":peer.address"] = [peer]
+    if auth_type:
+        ctx[":peer.auth-type"] = [auth_type]
+    if timeout is not None:
+        ctx["grpc-timeout"] = [format_timeout(timeout)]
+    ordered = {k: ctx[k] for k in sorted(ctx, key=lambda k: k.encode())}
+    return go_json({"service": service, "method": method, "context": ordered})
+
+
+# ---------------------------------------------------------------------------------- the handlers
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+class Proxy:
+    """Builds the method handlers for the loaded services and runs each call against the pool.
+
+    Args:
+        executor: returns the pool to use (looked up per call, the plugin swaps it never but may
+            not have it yet when handlers are built).
+        tracer: the tracer for the server span.
+        authority: what ``:authority`` reports to PHP.
+        metrics: request collectors to update.
+    """
+
+    def __init__(
+        self,
+        executor: Callable[[], Executor],
+        tracer: trace.Tracer,
+        authority: str,
+        metrics: GrpcMetrics,
+    ) -> None:
+        self._executor = executor
+        self._tracer = tracer
+        self._authority = authority
+        self._metrics = metrics
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no unary call is in flight."""
+        await self._idle.wait()
+
+    def handlers(self, service: ServiceSpec) -> dict[str, grpc.RpcMethodHandler]:
+        """Method name -> handler: unary proxies, and UNIMPLEMENTED for streaming rpcs."""
+        out: dict[str, grpc.RpcMethodHandler] = {}
+        for m in service.methods:
+            if m.streaming:
+                out[m.name] = grpc.stream_stream_rpc_method_handler(self._streaming(service.full_name, m))
+            else:
+                out[m.name] = grpc.unary_unary_rpc_method_handler(self._unary(service.full_name, m.name))
+        return out
+
+    def _streaming(self, service: str, m: MethodSpec) -> Callable[..., Any]:
+        kind = "bidirectional" if m.client_streaming and m.server_streaming else (
+            "client" if m.client_streaming else "server"
+        )
+        message = f"/{service}/{m.name} is a {kind}-streaming method; rrgrpc proxies unary methods only"
+
+        async def answer(requests: Any, context: grpc.aio.ServicerContext) -> None:
+            self._metrics.requests.labels(f"/{service}/{m.name}", "Unimplemented").inc()
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+        return answer
+
+    def _unary(self, service: str, method: str) -> Handler:
+        full = f"/{service}/{method}"
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        metrics = self._metrics
+
+        async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            start = time.perf_counter()
+            metrics.queue.inc()
+            self._inflight += 1
+            self._idle.clear()
+            code = grpc.StatusCode.UNKNOWN
+            metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
+            parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
+            try:
+                with self._tracer.start_as_current_span(
+                    full,
+                    context=parent,
+                    kind=trace.SpanKind.SERVER,
+                    attributes=attributes,
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span:
+                    carrier: dict[str, str] = {}
+                    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, parent))
+                    reply = await self._exchange(service, method, full, request, metadata, carrier, context)
+                    failure = reply.failure
+                    code = failure.code if failure else grpc.StatusCode.OK
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if failure:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
+                    return await _answer(context, reply)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
+                metrics.queue.dec()
+                metrics.requests.labels(full, go_code_name(code)).inc()
+                metrics.duration.labels(full).observe(time.perf_counter() - start)
+
+        return call
+
+    async def _exchange(
+        self,
+        service: str,
+        method: str,
+        full: str,
+        request: bytes,
+        metadata: Sequence[tuple[str, str | bytes]],
+        carrier: Mapping[str, str],
+        context: grpc.aio.ServicerContext,
+    ) -> Reply:
+        """Build the worker request, run it on the pool within the client's deadline, decode the reply."""
+        remaining = context.time_remaining()
+        auth = context.auth_context().get("transport_security_type")
+        ctx = request_context(
+            service,
+            method,
+            ((":authority", self._authority), ("content-type", "application/grpc"), *metadata),
+            peer=peer_address(context.peer()),
+            auth_type="tls" if auth == [b"ssl"] else None,
+            injected=carrier,
+            timeout=remaining,
+        )
+        try:
+            raw = await self._executor().exec(Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full)
+        except (PoolError, TimeoutError) as exc:
+            log.warning("%s: %s: %s", full, type(exc).__name__, exc)
+            return Reply(failure=failure_from_exception(exc))
+        return parse_reply(raw)
+
+
+async def _answer(context: grpc.aio.ServicerContext, reply: Reply) -> bytes:
+    """Send headers, then either the body with trailers or the failure status (which raises)."""
+    if reply.headers:
+        await context.send_initial_metadata(reply.headers)
+    if reply.failure is not None:
+        await _abort(context, reply.failure, reply.trailers)
+    if reply.trailers:
+        context.set_trailing_metadata(reply.trailers)
+    return reply.body
+
+
+async def _abort(context: grpc.aio.ServicerContext, failure: Failure, trailers: Sequence[Any]) -> None:
+    """Raise the call's status; ``context.abort`` never returns."""
+    await context.abort(failure.code, failure.message, trailing_metadata=(*trailers, *failure.trailers()))
