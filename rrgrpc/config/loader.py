@@ -1,6 +1,6 @@
 """Reading `.rr.yaml` the way RoadRunner's config plugin does, up to a validated ``RRConfig``.
 
-Owns the steps before the schema: YAML ``safe_load``, ``--dotenv`` and ``envfile`` (KEY=VALUE files
+Owns the steps before the schema: YAML reading (a safe loader with YAML 1.2 scalars, like Go's yaml.v3), ``--dotenv`` and ``envfile`` (KEY=VALUE files
 feeding the expansion environment), ``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` expansion in every
 string, ``include`` files, ``-o section.key=value`` overrides and the version gate. The schema
 (``schema.py``) does the typing and validation.
@@ -128,13 +128,42 @@ def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) 
     node[parts[-1]] = expand(value, env)
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """Plain scalars as YAML 1.2 (Go's yaml.v3, which RoadRunner uses) reads them: only true/false are
+    booleans (``yes``, ``no``, ``on``, ``off`` stay strings), ``1:30`` is not a base-60 number and
+    ``2024-01-02`` stays a string rather than a date."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag.rsplit(":", 1)[-1] not in ("bool", "int", "float", "timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -186,16 +215,17 @@ def load_config(
             env.setdefault(k, v)
 
     tree = expand_tree(tree, env)
-    tree = _merge_includes(tree, main, env, check_version(tree, source))
+    check_version(tree, source)
+    tree = _merge_includes(tree, main, env)
     for override in overrides:
         apply_override(tree, override, env)
     return config_from_dict(tree, source=source)
 
 
-def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str], version: str) -> dict[str, Any]:
+def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
     laid over the configuration in list order; each of its top-level sections replaces the section
-    of the same name. Its ``version`` must match the main file's."""
+    of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed."""
     include = tree.get("include")
     if include is None:
         return tree
@@ -207,8 +237,7 @@ def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str], ve
     for name in include:
         path = _relative(main.parent, name)
         part = expand_tree(_read_yaml(path), env)
-        if check_version(part, str(path)) != version:
-            raise ConfigError(f"{path}: version: must equal the version of {main}")
+        check_version(part, str(path))  # "3", like the main file (RoadRunner requires them equal)
         for key, value in part.items():
             if key not in ("version", "include"):
                 merged[key] = value

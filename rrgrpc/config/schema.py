@@ -499,6 +499,9 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
 
 
 SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs")
+# RoadRunner keys inside known sections that rrgrpc does not implement: warned about and dropped, so a
+# real RoadRunner config still loads. Anything else unknown is an error (usually a typo).
+NOT_IMPLEMENTED = ("http.fcgi", "http.http2", "http.ssl.acme", "logs.file_logger_options", "logs.line_ending")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
 
@@ -629,6 +632,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
             sections[key] = _drop_none(value)
         elif key not in LOADER_KEYS:
             log.warning("%s: section %r is not supported by rrgrpc and is ignored", source, key)
+    for dotted in NOT_IMPLEMENTED:
+        section, *middle, last = dotted.split(".")
+        node = sections.get(section)
+        for part in middle:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            del node[last]
+            log.warning("%s: %s is not implemented by rrgrpc and is ignored", source, dotted)
     try:
         cfg = msgspec.convert(sections, RRConfig, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:

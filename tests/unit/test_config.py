@@ -369,6 +369,26 @@ def test_workdir_anchors_relative_config_path_and_paths_stay_relative(tmp_path):
     assert cfg.grpc is not None and cfg.grpc.proto == ["proto/a.proto"]
 
 
+def test_yaml_scalars_read_as_yaml_1_2(tmp_path):
+    cfg = load_text(
+        tmp_path,
+        """
+        version: 3
+        server:
+          env: {a: yes, b: off, c: true, d: 1:30, e: 2024-01-02, f: 0x1F, g: 1.5}
+        """,
+    )
+    assert cfg.server.env == {
+        "A": "yes",
+        "B": "off",
+        "C": "1",
+        "D": "1:30",
+        "E": "2024-01-02",
+        "F": "31",
+        "G": "1.5",
+    }
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -487,6 +507,19 @@ def test_unknown_top_level_sections_are_logged_and_ignored(caplog):
     assert cfg.server.command == ["php", "w.php"]
     ignored = {r.args[1] for r in caplog.records if r.name == "rr.config"}  # type: ignore[index]
     assert ignored == {"jobs", "kv"}
+
+
+def test_roadrunner_keys_not_implemented_are_logged_and_dropped(caplog):
+    raw = {
+        "version": "3",
+        "http": {"address": ":80", "http2": {"h2c": True}, "fcgi": {"address": "tcp://0.0.0.0:9000"}},
+        "logs": {"line_ending": "\n"},
+    }
+    with caplog.at_level(logging.WARNING, logger="rr.config"):
+        cfg = config_from_dict(raw, "s.yaml")
+    assert cfg.http is not None and cfg.http.address == ":80"
+    assert {r.args[1] for r in caplog.records} == {"http.http2", "http.fcgi", "logs.line_ending"}  # type: ignore[index]
+    assert raw["http"]["http2"] == {"h2c": True}  # the caller's dict is not modified
 
 
 def test_empty_sections_mean_present_with_defaults(tmp_path):
