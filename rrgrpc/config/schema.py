@@ -16,6 +16,7 @@ because environment expansion turns numbers into strings (``num_workers: ${N:-4}
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import re
@@ -595,7 +596,11 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
         field, msg = msg.split("\x1f", 1)
         return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
     if um := _UNKNOWN.match(msg):
-        return ConfigError(f"{source}: unknown key {_join(dotted, um.group('field'))}")
+        field = um.group("field")
+        known = [f.name for f in msgspec.structs.fields(tp)] if isinstance(tp, type) else []
+        close = difflib.get_close_matches(field, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return ConfigError(f"{source}: unknown key {_join(dotted, field)}{hint}")
     if mm := _MISSING.match(msg):
         return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
     if em := _EXPECTED.match(msg):
