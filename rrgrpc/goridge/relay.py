@@ -20,6 +20,7 @@ import stat
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from rrgrpc.errors import ConfigError, ProtocolError
 from rrgrpc.goridge.frame import (
@@ -123,9 +124,8 @@ class _ChannelProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.channel = Channel(transport.write, self.listener.max_frame, name=f"relay {self.listener.address}")
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.channel = Channel(self.transport.write, self.listener.max_frame, name=f"relay {self.listener.address}")
         self.listener._accepted(self)
 
     def data_received(self, data: bytes) -> None:

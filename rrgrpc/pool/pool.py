@@ -71,7 +71,9 @@ async def open_pool(
     supervisor = asyncio.create_task(p.supervise(), name=f"{name} pool supervisor")
     # a pool that can no longer start workers ends its owner's block with the cause, as a
     # TaskGroup would, but without wrapping the owner's own exceptions in an ExceptionGroup
-    supervisor.add_done_callback(lambda t: owner.cancel() if owner and not t.cancelled() and t.exception() else None)
+    supervisor.add_done_callback(
+        lambda t: owner.cancel() if owner and not p._closing and not t.cancelled() and t.exception() else None
+    )
     try:
         yield p
     except asyncio.CancelledError:

@@ -8,13 +8,14 @@ line with the worker's pid (and the trace id of the request it is executing, whe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import pwd
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rrgrpc.errors import BootError, ProtocolError, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Flag, Frame, Stream, encode
@@ -116,13 +117,15 @@ class Worker:
         """Start the process and complete the pid handshake within ``timeout`` (allocate_timeout)."""
         w = cls(plugin, log)
         loop = asyncio.get_running_loop()
-        ids: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         if user and os.geteuid() == 0:
             pw = pwd.getpwnam(user)
-            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            extra["preexec_fn"] = functools.partial(_drop_privileges, pw.pw_uid, pw.pw_gid)
         try:
+            # a session of its own (so its own process group, as RoadRunner's Setpgid): terminal
+            # signals meant for rr never reach the workers, and killpg takes the whole tree
             transport, proc = await loop.subprocess_exec(
-                lambda: _Process(w, listener is None), *argv, env=dict(env), process_group=0, **ids
+                lambda: _Process(w, listener is None), *argv, env=dict(env), start_new_session=True, **extra
             )
         except OSError as exc:
             raise BootError(f"cannot start worker command {' '.join(argv)!r}: {exc}") from exc
@@ -130,8 +133,7 @@ class Worker:
         try:
             async with asyncio.timeout(timeout):
                 if listener is None:
-                    stdin = transport.get_pipe_transport(0)
-                    assert isinstance(stdin, asyncio.WriteTransport)
+                    stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))  # uvloop's is no subclass
                     w.channel = Channel(stdin.write, max_frame, name=f"worker {w.pid}")
                     pid = await handshake(w.channel, timeout)
                 else:
@@ -282,3 +284,9 @@ class Worker:
         if self.transport is not None and self.proc is not None and self.proc.exited.done():
             self.transport.close()
 
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    """Run in the child before exec: become ``server.user`` (its uid and primary gid)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
