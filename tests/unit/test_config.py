@@ -404,7 +404,7 @@ GRPC = {"listen": "tcp://127.0.0.1:9001"}
         ),
         (
             {"grpc": {**GRPC, "pool": {"supervisor": {"exec_tll": "1s"}}}},
-            "unknown key grpc.pool.supervisor.exec_tll",
+            "unknown key grpc.pool.supervisor.exec_tll (did you mean exec_ttl?)",
         ),
         (
             {"grpc": {**GRPC, "pool": {"num_workers": 501}}},
