@@ -1,0 +1,298 @@
+"""HTTP context conversion: form/uploads trees, header names, cookies, and replay of the captured
+RoadRunner <-> PHP transcripts (vectors/http_worker.json) through a real aiohttp server and client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from rrgrpc.errors import WorkerError
+from rrgrpc.goridge.frame import Flag, decode
+from rrgrpc.http import http_pb2
+from rrgrpc.http.convert import (
+    BadWorkerResponse,
+    Built,
+    RequestOptions,
+    build_request,
+    canonical_header,
+    decode_head,
+    parse_cookies,
+    query_unescape,
+)
+from rrgrpc.http.dispatch import Dispatcher
+from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json
+from rrgrpc.pool.payload import Payload
+from tests.helpers import VECTORS
+
+TRANSCRIPT = json.loads((VECTORS / "http_worker.json").read_text())
+MULTIPART_BODY = (
+    b'--probeboundary\r\nContent-Disposition: form-data; name="field"\r\n\r\nvalue\r\n'
+    b'--probeboundary\r\nContent-Disposition: form-data; name="file"; filename="hello.txt"\r\n'
+    b"Content-Type: text/plain\r\n\r\nhello upload\n\r\n--probeboundary--\r\n"
+)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize(
+    ("key", "segments"),
+    [
+        ("a", ["a"]),
+        ("a[b][c]", ["a", "b", "c"]),
+        ("a[]", ["a", ""]),
+        ("a[b][]", ["a", "b", ""]),
+        ("a [ b ]", ["a", "b"]),
+        ("a[0]", ["a", "0"]),
+    ],
+)
+def test_split_key(key, segments):
+    assert split_key(key) == segments
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ({"a": ["1"], "b[]": ["2", "3"], "c[d]": ["4"], "c[e][]": ["5"]},
+         {"a": "1", "b": ["2", "3"], "c": {"d": "4", "e": ["5"]}}),
+        ({"a": ["1", "2"]}, {"a": "2"}),  # plain key: last value
+        ({"a[0]": ["x"], "a[1]": ["y"]}, {"a": {"0": "x", "1": "y"}}),
+        ({"a": [""], "a[b]": ["1"]}, {"a": {"b": "1"}}),  # empty leaf gives way to nested data
+        ({"a[b]": ["1"], "a": [""]}, {"a": {"b": "1"}}),  # empty value never overwrites
+        ({"x" + "[y]" * 127: ["deep"]}, {}),  # more than 127 segments: ignored
+    ],
+)
+def test_form_tree(items, expected):
+    assert build_tree(items) == expected
+
+
+def test_form_tree_conflict():
+    with pytest.raises(FormError, match="invalid multiple values"):
+        build_tree({"a": ["1"], "a[b]": ["2"]})
+
+
+def test_form_json_is_sorted_like_go():
+    assert tree_json(build_tree({"name": ["rr"], "list[]": ["1", "2"]})) == b'{"list":["1","2"],"name":"rr"}'
+
+
+def test_uploads_tree_first_file_wins_and_lists_keep_all():
+    a, b, c = (UploadedFile(name=n, mime="text/plain", size=1, tmpName="/t/" + n) for n in "abc")
+    tree = build_tree({"one": [a, b], "many[]": [b, c], "nested[x]": [c]}, files=True)
+    assert tree == {"one": a, "many": [b, c], "nested": {"x": c}}
+    assert tree_json({"f": a}) == b'{"f":{"name":"a","mime":"text/plain","size":1,"error":0,"tmpName":"/t/a"}}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "canon"),
+    [
+        ("content-type", "Content-Type"),
+        ("X-FORWARDED-FOR", "X-Forwarded-For"),
+        ("traceparent", "Traceparent"),
+        ("uber-trace-id", "Uber-Trace-Id"),
+        ("x_under", "X_under"),
+        ("bad header", "bad header"),  # invalid token: unchanged, as Go does
+    ],
+)
+def test_canonical_header(raw, canon):
+    assert canonical_header(raw) == canon
+
+
+def test_cookies_unescaped_and_bad_ones_dropped():
+    jar = parse_cookies(['sid=abc123; theme=dark', 'q=a+b%21; bad=%zz; "x"=1; quoted="v"'])
+    assert jar == {"sid": "abc123", "theme": "dark", "q": "a b!", "quoted": "v"}
+    assert query_unescape("%") is None
+
+
+@pytest.mark.parametrize(
+    ("context", "flags", "status", "headers"),
+    [
+        (http_pb2.Response(status=204).SerializeToString(), Flag.CODEC_PROTO, 204, []),
+        (b'{"status":201,"headers":{"x-a":["1","2"]}}', 0, 201, [("X-A", "1"), ("X-A", "2")]),
+        (b'{"status":200,"headers":[]}', 0, 200, []),
+    ],
+)
+def test_decode_head(context, flags, status, headers):
+    head = decode_head(context, flags)
+    assert head is not None and head.status == status and head.headers == headers
+
+
+def test_decode_head_rejects_bad_status_and_splits_trailers():
+    with pytest.raises(BadWorkerResponse, match="unknown status code from worker: 0"):
+        decode_head(http_pb2.Response().SerializeToString() or b"\x08\x00", Flag.CODEC_PROTO)
+    with pytest.raises(BadWorkerResponse, match="unknown status code from worker: 600"):
+        decode_head(b'{"status":600}', 0)
+    head = decode_head(b'{"status":200,"headers":{"Trailer":["X-Sum, X-N"],"X-Sum":["1"]}}', 0)
+    assert head is not None and head.trailers == ("X-Sum", "X-N") and head.headers == [("X-Sum", "1")]
+    assert decode_head(b"", Flag.CODEC_PROTO) is None
+
+
+# --------------------------------------------------------------------------- vector replay
+
+
+def _frames(exchange):
+    return [(f["dir"], decode(bytes.fromhex(f["hex"]))[0]) for f in exchange["frames"]]
+
+
+def _data_exchanges(part):
+    for ex in TRANSCRIPT[part]["exchanges"]:
+        if "outcome" in ex:
+            yield ex
+
+
+def _client_request(ex, sent) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    ctx, body = sent.payload[: sent.options[0]], sent.payload[sent.options[0] :]
+    if sent.flags & Flag.CODEC_PROTO:
+        msg = http_pb2.Request.FromString(ctx)
+        method, uri = msg.method, msg.uri
+        headers = [(k, v.decode()) for k, hv in msg.header.items() for v in hv.value]
+    else:
+        legacy = json.loads(ctx)
+        method, uri = legacy["method"], legacy["uri"]
+        headers = [(k, v) for k, vs in legacy["headers"].items() for v in vs]
+    headers = [(k, v) for k, v in headers if k != "Content-Length"]
+    if "note" in ex and "original body: " in ex["note"]:
+        body = ex["note"].split("original body: ", 1)[1].encode()
+    elif "multipart" in ex["name"]:
+        body = MULTIPART_BODY
+    path = uri.split("://", 1)[1].partition("/")[1:]
+    return method, "".join(path), [*headers, ("Host", "127.0.0.1:8080")], body
+
+
+def _normalised(ctx: bytes, flags: int) -> dict:
+    """A context in comparable form: tmpName and Content-Length (our multipart body is ours) blanked."""
+    if flags & Flag.CODEC_PROTO:
+        msg = http_pb2.Request.FromString(ctx)
+        out = {
+            "remote_addr": msg.remote_addr, "protocol": msg.protocol, "method": msg.method, "uri": msg.uri,
+            "headers": {k: list(v.value) for k, v in msg.header.items()},
+            "cookies": {k: list(v.value) for k, v in msg.cookies.items()},
+            "raw_query": msg.raw_query, "parsed": msg.parsed,
+            "uploads": json.loads(msg.uploads) if msg.uploads else None,
+            "attributes": {k: list(v.value) for k, v in msg.attributes.items()},
+        }
+    else:
+        out = json.loads(ctx)
+        out["headers"] = {k: [x.encode() for x in v] for k, v in out.pop("headers").items()}
+    out["headers"].pop("Content-Length", None)
+    uploads = out.get("uploads")
+    if uploads:
+        for f in uploads.values():
+            f["tmpName"] = ""
+    return out
+
+
+@asynccontextmanager
+async def serving(handler) -> AsyncIterator[str]:
+    server = web.Server(handler, access_log=None)
+    srv = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    finally:
+        srv.close()
+        await server.shutdown(0.1)
+
+
+@pytest.mark.parametrize("part", ["json_codec", "proto_codec"])
+async def test_request_contexts_match_the_transcript(part, tmp_path):
+    opts = RequestOptions(codec="proto" if part == "proto_codec" else "json", uploads_dir=str(tmp_path))
+    seen: list[Built] = []
+    files_during: list[list[str]] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        built = await build_request(request, opts)
+        files_during.append([p for p in built.temp_files if os.path.exists(p)])
+        seen.append(built)
+        built.cleanup()
+        return web.Response(text="ok")
+
+    checked = 0
+    async with serving(handler) as base, aiohttp.ClientSession(
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+    ) as client:
+        for ex in _data_exchanges(part):
+            frames = _frames(ex)
+            sent = frames[0][1]
+            method, path, headers, body = _client_request(ex, sent)
+            async with client.request(method, base + path, headers=headers, data=body or None) as resp:
+                assert resp.status == 200
+            built = seen[-1]
+            ours, theirs = built.payload, sent.payload[sent.options[0] :]
+            assert built.payload.codec == sent.flags
+            assert _normalised(ours.context, ours.codec) == _normalised(sent.payload[: sent.options[0]], sent.flags), ex["name"]
+            assert ours.body == theirs, ex["name"]
+            checked += 1
+    assert checked == 10
+    multipart = [f for f in files_during if f]
+    assert len(multipart) == 1 and all(os.path.basename(p).startswith("upload") for p in multipart[0])
+    assert not os.listdir(tmp_path)  # cleaned up
+
+
+class ReplayPool:
+    """Plays captured worker reply frames back, as the pool's stream() would yield them."""
+
+    debug = False
+
+    def __init__(self, replies: list[Payload] | Exception) -> None:
+        self.replies = replies
+
+    @asynccontextmanager
+    async def stream(self, payload: Payload, *, timeout=None, info=""):
+        if isinstance(self.replies, Exception):
+            raise self.replies
+        replies = self.replies
+
+        async def frames():
+            for reply in replies:
+                yield reply
+
+        yield frames()
+
+
+def _replies(ex) -> list[Payload]:
+    out = []
+    for direction, f in _frames(ex)[1:]:
+        if direction == "worker->server" and len(f.options) == 1:
+            cut = f.options[0]
+            out.append(Payload(f.payload[:cut], f.payload[cut:], f.flags, f.byte10))
+    return out
+
+
+@pytest.mark.parametrize("part", ["json_codec", "proto_codec"])
+async def test_captured_replies_map_to_the_same_http_response(part):
+    checked = 0
+    dispatcher = Dispatcher(ReplayPool([]), RequestOptions())
+    async with serving(dispatcher) as base, aiohttp.ClientSession(auto_decompress=False) as client:
+        for ex in _data_exchanges(part):
+            outcome = ex["outcome"]
+            if outcome["kind"] == "error_frame":
+                dispatcher.pool = ReplayPool(WorkerError(outcome["message"]))
+            else:
+                dispatcher.pool = ReplayPool(_replies(ex))
+            async with client.get(base + "/") as resp:
+                body = await resp.read()
+                if outcome["kind"] == "error_frame":
+                    assert resp.status == 500 and body == b"", ex["name"]
+                else:
+                    expected = _expected_head(outcome["response_context"])
+                    assert resp.status == expected[0]
+                    for name, values in expected[1].items():
+                        assert resp.headers.getall(name) == values, (ex["name"], name)
+                    assert body == outcome["body"].encode(), ex["name"]
+                    if outcome["kind"] == "stream":
+                        assert resp.headers.get("Transfer-Encoding") == "chunked"
+            checked += 1
+    assert checked == 10
+
+
+def _expected_head(ctx) -> tuple[int, dict[str, list[str]]]:
+    headers = {}
+    for name, vals in ctx["headers"].items():
+        headers[name] = vals["value_text"] if isinstance(vals, dict) else vals
+    return int(ctx["status"]), headers
