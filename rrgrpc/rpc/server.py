@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from rrgrpc import __version__
+from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.errors import ConfigError, RRError
 from rrgrpc.goridge.relay import Address, parse_address
 from rrgrpc.goridge.rpc import serve_connection
@@ -83,7 +83,7 @@ class RpcPlugin:
         return {"Version": self._version, "Config": self._config}
 
     async def _version(self, _arg: Any) -> str:
-        return __version__
+        return RR_COMPAT_VERSION
 
     async def _config(self, _arg: Any) -> bytes:
         return msgspec.json.encode(redact(self._raw))

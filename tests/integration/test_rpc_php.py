@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.goridge.rpc import read_frame
 from tests.helpers import php_cmd
 from tests.integration.test_rpc_server import FakePool, FakeService, exchanges, serving
@@ -80,7 +81,7 @@ async def test_php_client_calls_every_method_on_our_endpoint() -> None:
     assert ok["informer.Activity"]["queue"] == 0
     assert ok["resetter.List"] == ["grpc", "http"]
     assert ok["resetter.Reset"] is True and grpc.resets == 1
-    assert isinstance(ok["rpc.Version"], str)
+    assert ok["rpc.Version"] == RR_COMPAT_VERSION
     assert (
         ok["rpc.Config"] == ok["rpc.Config raw"] and ok["rpc.Config"]["rpc"]["listen"] == "tcp://127.0.0.1:0"
     )
