@@ -1,0 +1,262 @@
+"""Health and readiness from the ``status:`` section: ``/health``, ``/ready`` and the ``status`` RPC.
+
+Owns the status endpoint. Both paths answer RoadRunner's JSON report, one entry per checked plugin::
+
+    [{"plugin_name":"grpc","error_message":"","status_code":200}]
+
+``?plugin=a&plugin=b`` checks those plugins (names without a check are skipped); no ``plugin``
+checks every ``HasStatus`` peer. A code from 100 to 400 is reported as is; 500 and above is reported
+as ``unavailable_status_code`` with "internal server error, see logs" and also becomes the response
+code; anything else is reported with "unexpected status code". Once shutdown has begun ``/health``
+answers 200 "service is shutting down" (so an orchestrator does not kill a draining process) and
+``/ready`` answers ``unavailable_status_code`` with the same text.
+
+Shutdown begins when the host starts tearing down the plugins the status plugin watches. The roster
+enters :class:`StatusPlugin` *before* those plugins, so its endpoint outlives them, and enters its
+:meth:`StatusPlugin.shutdown_marker` *after* them: the marker is left first and raises the flag.
+
+RPC ``status.Status`` / ``status.Ready`` take ``{"plugin": name}`` (JSON) or a ``status.v1.Request``
+(PROTO codec) and answer ``{"code": N}`` / a ``status.v1.Response``; an unknown plugin is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from rrgrpc.obs import parse_host_port, serve_app
+from rrgrpc.plugin import HasStatus, Peers
+
+if TYPE_CHECKING:
+    from rrgrpc.config import RRConfig
+
+log = logging.getLogger("rr.status")
+
+DEFAULT_ADDRESS: Final = "127.0.0.1:2114"
+SHUTTING_DOWN: Final = "service is shutting down"
+_JSON: Final = "application/json"
+
+
+class StatusRpcError(Exception):
+    """A ``status`` RPC call was refused; the text travels as the error reply."""
+
+
+def report_entry(name: str, check: Callable[[], int], unavailable: int) -> tuple[dict[str, Any], bool]:
+    """One report line for a plugin and whether it makes the whole answer unavailable."""
+    try:
+        code = int(check())
+    except Exception as exc:  # a failing check is reported, not raised into the HTTP server
+        log.warning("status check failed", extra={"plugin": name, "error": str(exc)})
+        return {"plugin_name": name, "error_message": str(exc), "status_code": unavailable}, True
+    if code >= 500:
+        return (
+            {
+                "plugin_name": name,
+                "error_message": "internal server error, see logs",
+                "status_code": unavailable,
+            },
+            True,
+        )
+    if 100 <= code <= 400:
+        return {"plugin_name": name, "error_message": "", "status_code": code}, False
+    return {"plugin_name": name, "error_message": "unexpected status code", "status_code": code}, False
+
+
+def _decode_proto_request(data: bytes) -> str:
+    """``status.v1.Request``: field 1 (``plugin``, string); other fields are skipped."""
+    plugin = ""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 2:
+            size, i = _varint(data, i)
+            if field == 1:
+                plugin = data[i : i + size].decode()
+            i += size
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise StatusRpcError("proto: cannot parse status.v1.Request")
+    return plugin
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(data):
+            raise StatusRpcError("proto: cannot parse status.v1.Request")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 on the wire: negatives as ten-byte two's complement
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_proto_response(code: int, message: str = "") -> bytes:
+    """``status.v1.Response``: field 1 ``code`` (int64), field 2 ``message`` (string); zero values omitted."""
+    out = b""
+    if code:
+        out += b"\x08" + _encode_varint(code)
+    if message:
+        raw = message.encode()
+        out += b"\x12" + _encode_varint(len(raw)) + raw
+    return out
+
+
+class StatusPlugin:
+    """The ``/health`` and ``/ready`` endpoint plus the ``status`` RPC service."""
+
+    name = "status"
+    rpc_service = "status"
+
+    def __init__(self, cfg: RRConfig) -> None:
+        section = getattr(cfg, "status", None)
+        self.address_cfg = str(getattr(section, "address", "") or DEFAULT_ADDRESS)
+        self.unavailable = int(getattr(section, "unavailable_status_code", 0) or 503)
+        parse_host_port(self.address_cfg, "status.address")  # fail at construction
+        self.shutting_down = False
+        self.port: int | None = None
+        self._peers: Peers | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
+        return self._run(peers)
+
+    def shutdown_marker(self) -> _ShutdownMarker:
+        """A plugin to enter after the checked plugins: leaving it means shutdown has begun."""
+        return _ShutdownMarker(self)
+
+    def begin_shutdown(self) -> None:
+        if not self.shutting_down:
+            log.debug("shutdown begun: readiness is now unavailable")
+        self.shutting_down = True
+
+    @asynccontextmanager
+    async def _run(self, peers: Peers) -> AsyncIterator[None]:
+        self._peers = peers
+        self.shutting_down = False
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/ready", self._ready)
+        async with serve_app(app, self.address_cfg, "status.address", log) as port:
+            self.port = port
+            try:
+                yield
+            finally:
+                self.shutting_down = True
+                self._peers = None
+                self.port = None
+
+    # -- checks ------------------------------------------------------------------------------
+    def _registry(self) -> dict[str, HasStatus]:
+        peers = self._peers.having(HasStatus) if self._peers else []  # type: ignore[type-abstract]
+        return {p.name: p for p in peers}
+
+    def report(self, plugins: list[str], ready: bool) -> tuple[int, list[dict[str, Any]]]:
+        """(HTTP status, report entries) for the named plugins, or for all of them when none is named."""
+        registry = self._registry()
+        names = plugins or list(registry)
+        status = 200
+        entries = []
+        for name in names:
+            plugin = registry.get(name)
+            if plugin is None:
+                log.info(
+                    "plugin does not support %s checks",
+                    "readiness" if ready else "health",
+                    extra={"plugin": name},
+                )
+                continue
+            entry, down = report_entry(name, plugin.readiness if ready else plugin.health, self.unavailable)
+            entries.append(entry)
+            if down:
+                status = self.unavailable
+        return status, entries
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if self.shutting_down:
+            return web.Response(status=200, text=SHUTTING_DOWN + "\n")
+        status, entries = self.report(request.query.getall("plugin", []), ready=False)
+        return web.Response(
+            status=status, text=json.dumps(entries, separators=(",", ":")), content_type=_JSON
+        )
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if self.shutting_down:
+            return web.Response(status=self.unavailable, text=SHUTTING_DOWN + "\n")
+        status, entries = self.report(request.query.getall("plugin", []), ready=True)
+        return web.Response(
+            status=status, text=json.dumps(entries, separators=(",", ":")), content_type=_JSON
+        )
+
+    # -- RPC ---------------------------------------------------------------------------------
+    def rpc_methods(self) -> Mapping[str, Any]:
+        return {"Status": self._rpc_status, "Ready": self._rpc_ready}
+
+    def _rpc_check(self, arg: Any, ready: bool) -> Any:
+        proto = isinstance(arg, bytes | bytearray)
+        if proto:
+            name = _decode_proto_request(bytes(arg))
+        elif isinstance(arg, Mapping):
+            name = str({str(k).lower(): v for k, v in arg.items()}.get("plugin") or "")
+        else:
+            name = ""
+        plugin = self._registry().get(name)
+        if plugin is None:
+            raise StatusRpcError(f"no such plugin: {name}")
+        code = int(plugin.readiness() if ready else plugin.health())
+        if proto:
+            return encode_proto_response(code)
+        return {"code": code} if code else {}
+
+    async def _rpc_status(self, arg: Any) -> Any:
+        return self._rpc_check(arg, ready=False)
+
+    async def _rpc_ready(self, arg: Any) -> Any:
+        return self._rpc_check(arg, ready=True)
+
+
+class _ShutdownMarker:
+    """Entered after the plugins the status plugin checks; its exit is the start of their teardown."""
+
+    name = "status.shutdown"
+
+    def __init__(self, status: StatusPlugin) -> None:
+        self._status = status
+
+    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
+        return self._run()
+
+    @asynccontextmanager
+    async def _run(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self._status.begin_shutdown()
+
+
+__all__ = ["StatusPlugin", "StatusRpcError", "encode_proto_response", "report_entry"]

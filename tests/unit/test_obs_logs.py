@@ -1,0 +1,130 @@
+"""logs: modes, levels, encodings, outputs, channels and the JSON fields of worker stderr lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from rrgrpc.config import config_from_dict
+from rrgrpc.errors import ConfigError
+from rrgrpc.logs import LogsPlugin, configure_logging, resolve, written_settings
+
+
+@pytest.fixture(autouse=True)
+def _restore_rr_loggers():
+    yield
+    configure_logging({}).close()
+
+
+def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args, **extra):
+    logging.getLogger(name).log(level, msg, *(args or ("php",)), extra=extra or None)
+
+
+def test_production_is_json_lines_with_flattened_extra(capsys):
+    configure_logging({"mode": "production"})
+    _emit(pid=4242, trace_id="0af7651916cd43dd8448eb211c80319c")
+    _emit(level=logging.DEBUG)  # production's preset level is info
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line["level"] == "info"
+    assert line["logger"] == "server"
+    assert line["msg"] == "hello php"
+    assert line["pid"] == 4242
+    assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert isinstance(line["ts"], float)
+
+
+def test_development_is_console_with_fields(capsys):
+    configure_logging({"mode": "development"})
+    _emit(level=logging.DEBUG, pid=7)
+    err = capsys.readouterr().err
+    stamp, level, logger, msg, fields = err.rstrip("\n").split("\t")
+    assert (level, logger, msg) == ("DEBUG", "server", "hello php")
+    assert json.loads(fields) == {"pid": 7}
+    assert stamp[:2] == "20"
+
+
+def test_raw_prints_the_message_only(capsys):
+    configure_logging({"mode": "raw"})
+    _emit(msg="%s", pid=1)
+    assert capsys.readouterr().err == "php\n"
+
+
+def test_off_prints_nothing(capsys):
+    configure_logging({"mode": "off"})
+    _emit(level=logging.ERROR)
+    assert capsys.readouterr().err == ""
+
+
+def test_level_and_encoding_override_the_preset(capsys):
+    configure_logging({"mode": "development", "level": "warn", "encoding": "json", "output": "stdout"})
+    _emit()
+    _emit(level=logging.WARNING)
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert [json.loads(x)["level"] for x in out.out.splitlines()] == ["warn"]
+
+
+def test_err_output_takes_errors(tmp_path, capsys):
+    errors = tmp_path / "errors.log"
+    configure_logging({"mode": "production", "output": "stdout", "err_output": str(errors)})
+    _emit()
+    _emit(level=logging.ERROR, msg="boom %s")
+    out = capsys.readouterr()
+    assert [json.loads(x)["msg"] for x in out.out.splitlines()] == ["hello php"]
+    assert json.loads(errors.read_text())["msg"] == "boom php"
+
+
+def test_channels_get_their_own_settings(tmp_path, capsys):
+    http_log = tmp_path / "http.log"
+    configure_logging(
+        {
+            "mode": "production",
+            "level": "info",
+            "channels": {"http": {"level": "debug", "output": str(http_log)}, "grpc": {"mode": "off"}},
+        }
+    )
+    _emit("rr.http", logging.DEBUG, "request %s", "GET")
+    _emit("rr.grpc", logging.ERROR)
+    _emit("rr.server", logging.DEBUG)
+    assert capsys.readouterr().err == ""
+    line = json.loads(http_log.read_text())
+    assert (line["logger"], line["level"], line["msg"]) == ("http", "debug", "request GET")
+
+
+def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys):
+    cfg = config_from_dict({"version": "3", "logs": {"mode": "production"}})
+    assert written_settings(cfg.logs, cfg.raw["logs"]) == {"mode": "production"}
+    # without the raw mapping the schema defaults (development's) must not leak into production
+    assert "level" not in written_settings(cfg.logs)
+    LogsPlugin(cfg)
+    configure_logging(cfg.logs, cfg.raw["logs"])
+    _emit(level=logging.DEBUG)
+    _emit()
+    assert [json.loads(x)["level"] for x in capsys.readouterr().err.splitlines()] == ["info"]
+
+
+async def test_plugin_lifespan_installs_and_removes(capsys):
+    cfg = config_from_dict({"version": "3", "logs": {"mode": "raw"}})
+    plugin = LogsPlugin(cfg)
+    async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+        _emit(msg="inside %s")
+        assert logging.getLogger("rr").handlers
+    assert capsys.readouterr().err == "inside php\n"
+    assert not logging.getLogger("rr").handlers
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({"mode": "loud"}, "logs.mode"),
+        ({"level": "chatty"}, "logs.level"),
+        ({"encoding": "xml"}, "logs.encoding"),
+    ],
+)
+def test_bad_values_name_the_key(section, key):
+    with pytest.raises(ConfigError, match=key):
+        resolve(section)
