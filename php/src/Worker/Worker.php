@@ -253,7 +253,10 @@ final class Worker
         );
     }
 
-    /** `echo`/`print` output would corrupt the pipes relay: send it to STDERR, unbuffered. */
+    /**
+     * `echo`/`print` output (and PHP's own error display) would corrupt the pipes relay: send it to
+     * STDERR, unbuffered.
+     */
     private static function redirectOutputToStderr(): void
     {
         static $installed = false;
@@ -261,6 +264,9 @@ final class Worker
             return;
         }
         $installed = true;
+        if (\filter_var(\ini_get('display_errors'), \FILTER_VALIDATE_BOOLEAN) || \ini_get('display_errors') === 'stdout') {
+            \ini_set('display_errors', 'stderr');
+        }
         \ob_start(static function (string $buffer): string {
             if ($buffer !== '') {
                 \fwrite(\STDERR, $buffer);
