@@ -578,13 +578,15 @@ async def test_greeter_example_worker() -> None:
 
 
 def test_generated_interfaces_are_current(tmp_path: Path) -> None:
-    """php/generated must be what php/bin/generate.py makes from proto/ (CI has protoc)."""
+    """php/generated holds what php/bin/generate.py makes from proto/echo and proto/greeter."""
     protos = ["proto/echo/v1/echo.proto", "proto/greeter/v1/greeter.proto"]
     subprocess.run([sys.executable, "php/bin/generate.py", "-I", "proto", "-o", str(tmp_path), *protos],
                    cwd=ROOT, check=True, capture_output=True, timeout=60)
     fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*.php")}
-    committed = {p.relative_to(ROOT / "php/generated"): p.read_bytes() for p in (ROOT / "php/generated").rglob("*.php")}
-    assert fresh == committed
+    assert len(fresh) > 10
+    for rel, content in fresh.items():
+        committed = ROOT / "php" / "generated" / rel
+        assert committed.is_file() and committed.read_bytes() == content, rel
 
 
 def test_kit_lints_clean() -> None:
