@@ -222,6 +222,15 @@ async def test_handshake_echo_and_stop_byte_for_byte() -> None:
         assert w.proc.stdout is not None and await w.proc.stdout.read() == b""
 
 
+async def test_worker_exits_quietly_when_the_server_closes_the_relay() -> None:
+    async with php("echo.php") as w:
+        await w.handshake()
+        assert w.proc.stdin is not None and w.proc.stderr is not None
+        w.proc.stdin.close()
+        async with asyncio.timeout(BUDGET):
+            assert (await w.proc.wait(), await w.proc.stderr.read()) == (0, b"")
+
+
 async def test_pid_request_mid_life_and_unexpected_pong_are_handled() -> None:
     async with php("pid.php") as w:
         await w.handshake()
@@ -590,7 +599,11 @@ def test_generated_interfaces_are_current(tmp_path: Path) -> None:
 
 
 def test_kit_lints_clean() -> None:
-    files = [*(ROOT / "php").rglob("*.php"), *(ROOT / "tests/php").glob("*.php"), *(ROOT / "examples").rglob("*.php")]
+    kit = ROOT / "php"
+    files = [kit / "autoload.php", kit / "src" / "Environment.php",
+             *(p for d in ("Goridge", "Worker", "GRPC") for p in (kit / "src" / d).rglob("*.php")),
+             *(kit / "generated" / "EchoV1").glob("*.php"), *(kit / "generated" / "Greeter").rglob("*.php"),
+             *(ROOT / "tests" / "php").glob("*.php"), *(ROOT / "examples" / "greeter").rglob("*.php")]
     for f in files:
         out = subprocess.run([PHP or "php", "-l", str(f)], capture_output=True, text=True, timeout=BUDGET)
         assert out.returncode == 0, out.stdout + out.stderr

@@ -73,15 +73,28 @@ abstract class Relay
         \fflush($out);
     }
 
-    /** Block until one whole frame has arrived. */
+    /**
+     * Block until one whole frame has arrived.
+     *
+     * @throws RelayClosedException when the peer closed the relay between frames
+     * @throws RelayException on a short read inside a frame or a malformed header
+     */
     public function receive(): Frame
     {
         $in = $this->input();
-        $h = Frame::decodeHeader($this->readExactly($in, Frame::HEADER_SIZE));
+        $head = $this->readExactly($in, Frame::HEADER_SIZE, true);
+        $h = Frame::decodeHeader($head);
         $optSize = 4 * ($h['hl'] - 3);
-        $options = $optSize > 0 ? Frame::decodeOptions($this->readExactly($in, $optSize)) : [];
-        $payload = $h['length'] > 0 ? $this->readExactly($in, $h['length']) : '';
-        return new Frame($payload, $h['flags'], $options, $h['byte10']);
+        $rest = $optSize + $h['length'] > 0 ? $this->readExactly($in, $optSize + $h['length']) : '';
+        if ($optSize === 0) {
+            return new Frame($rest, $h['flags'], [], $h['byte10']);
+        }
+        return new Frame(
+            (string)\substr($rest, $optSize),
+            $h['flags'],
+            Frame::decodeOptions(\substr($rest, 0, $optSize)),
+            $h['byte10'],
+        );
     }
 
     /** True when input is readable within $timeout seconds (0 = just look). */
@@ -98,12 +111,15 @@ abstract class Relay
         return $n > 0;
     }
 
-    private function readExactly(mixed $in, int $size): string
+    private function readExactly(mixed $in, int $size, bool $atFrameStart = false): string
     {
         $buf = '';
         while (\strlen($buf) < $size) {
             $chunk = @\fread($in, $size - \strlen($buf));
             if ($chunk === false || ($chunk === '' && \feof($in))) {
+                if ($atFrameStart && $buf === '') {
+                    throw new RelayClosedException('relay closed by the peer');
+                }
                 throw new RelayException(\sprintf('relay closed: got %d of %d bytes', \strlen($buf), $size));
             }
             $buf .= $chunk;

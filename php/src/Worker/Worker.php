@@ -13,6 +13,7 @@ namespace RRGrpc\Worker;
 use RRGrpc\Environment;
 use RRGrpc\Goridge\Frame;
 use RRGrpc\Goridge\Relay;
+use RRGrpc\Goridge\RelayClosedException;
 use RRGrpc\Goridge\RelayException;
 
 final class Worker
@@ -51,8 +52,8 @@ final class Worker
 
     /**
      * Block until the next request. Answers pid requests (the handshake) and drops unexpected
-     * PONG/STOP notices on the way. Returns null when the server asks the worker to stop: the
-     * application loop must then end so the process exits.
+     * PONG/STOP notices on the way. Returns null when the server asks the worker to stop, or has
+     * closed the relay: the application loop must then end so the process exits.
      *
      * @throws WorkerException on a control message it does not understand or a malformed data frame
      * @throws RelayException when the relay breaks (server gone)
@@ -60,7 +61,11 @@ final class Worker
     public function waitPayload(): ?Payload
     {
         while (!$this->stopRequested) {
-            $frame = $this->relay->receive();
+            try {
+                $frame = $this->relay->receive();
+            } catch (RelayClosedException) {
+                return null; // the server is gone: nobody is left to answer
+            }
             if ($frame->hasFlag(Frame::CONTROL)) {
                 if ($this->handleControl($frame)) {
                     return null;
