@@ -50,6 +50,9 @@ class ResponseHeaders implements \IteratorAggregate, \Countable
     /** The JSON object as a string, `{}` when empty (never `[]`). */
     public function packHeaders(): string
     {
-        return \json_encode((object)$this->values, \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_THROW_ON_ERROR);
+        return \json_encode(
+            (object)$this->values,
+            \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_THROW_ON_ERROR,
+        );
     }
 }
