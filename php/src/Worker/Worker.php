@@ -122,7 +122,8 @@ final class Worker
 
     /**
      * Answer the current request with "please restart me": the server replaces this worker and
-     * runs the same request on another one. The caller should exit its loop afterwards.
+     * runs the same request on another one. Keep calling waitPayload(): the stop control the
+     * server sends next makes it return null, which ends the loop.
      */
     public function stop(): void
     {
