@@ -312,22 +312,6 @@ class WorkersCollector(Collector):
             )
 
 
-def _family_names(collector: Any) -> set[str]:
-    """The sample-family names a collector exposes (as prometheus_client sees them), for dedup."""
-    describe = getattr(collector, "describe", None)
-    names: set[str] = set()
-    if describe is None:
-        return names
-    try:
-        for family in describe():
-            names.add(family.name)
-            if family.type == "counter":
-                names.add(family.name + "_total")
-    except Exception:
-        return names
-    return names
-
-
 # --------------------------------------------------------------------------------------------
 # the plugin
 
@@ -388,17 +372,25 @@ class MetricsPlugin:
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
         prometheus_client.GCCollector(registry=self.registry)
-        exported: set[str] = set()
         for provider in peers.having(ProvidesMetrics):  # type: ignore[type-abstract]
             for collector in provider.collectors():
                 self.registry.register(collector)
-                exported |= _family_names(collector)
         for plugin in peers.having(HasWorkers):  # type: ignore[type-abstract]
-            with_queue = f"rr_{plugin.name}_requests_queue" not in exported
-            self.registry.register(WorkersCollector(plugin, with_queue))
+            self._register_workers(plugin)
         for collector in self._pending:
             self.registry.register(collector.metric)
         self._pending.clear()
+
+    def _register_workers(self, plugin: HasWorkers) -> None:
+        """RoadRunner's worker gauges for ``plugin``, minus what the plugin already exports itself
+        (the registry refuses a second owner of a name: the queue gauge first, then all of them)."""
+        for with_queue in (True, False):
+            try:
+                self.registry.register(WorkersCollector(plugin, with_queue))
+                return
+            except ValueError:
+                continue
+        log.debug("worker gauges exported by the plugin itself", extra={"plugin": plugin.name})
 
     @asynccontextmanager
     async def _run(self, peers: Peers) -> AsyncIterator[None]:
