@@ -67,7 +67,7 @@ class RequestOptions:
 
 @dataclass(slots=True)
 class Forward:
-    """Per-request state the middlewares change before the context is built (``request["rr"]``).
+    """Per-request state the middlewares change before the context is built (see ``dispatch.forward_of``).
 
     Attributes:
         add_headers: header lines appended to the forwarded request (``headers.request``).

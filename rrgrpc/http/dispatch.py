@@ -9,11 +9,11 @@ the stream, which sends STOP and frees the worker. Pool failures become ``intern
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from typing import Protocol
 
 from aiohttp import web
@@ -37,6 +37,9 @@ from rrgrpc.pool.payload import Payload
 
 log = logging.getLogger("rr.http")
 
+#: Smaller bodies are not worth compressing (gzhttp's default threshold).
+GZIP_MIN_SIZE = 1024
+
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
@@ -50,22 +53,43 @@ class StreamingPool(Protocol):
     ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
 
 
+# The current request's Forward state. Every request runs inside request_scope(), which starts it
+# empty: keep-alive connections serve many requests in the same task, hence the same context.
+_FORWARD: ContextVar[Forward | None] = ContextVar("rr_http_forward", default=None)
+
+
 def forward_of(request: web.BaseRequest) -> Forward:
     """The request's mutable forwarding state, created on first use."""
-    fwd = request.get("rr")
+    fwd = _FORWARD.get()
     if fwd is None:
-        fwd = request["rr"] = Forward()
+        fwd = Forward()
+        _FORWARD.set(fwd)
     return fwd
+
+
+def current_forward() -> Forward | None:
+    return _FORWARD.get()
+
+
+async def request_scope(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+    """Outermost middleware: a fresh Forward state for this request only."""
+    token = _FORWARD.set(None)
+    try:
+        return await handler(request)
+    finally:
+        _FORWARD.reset(token)
 
 
 async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
     """Apply the middlewares' response headers and gzip choice, then send the head."""
-    fwd: Forward | None = request.get("rr")
+    fwd = _FORWARD.get()
     if fwd is not None:
         for name, value in fwd.response_headers:
             resp.headers[name] = value
         if fwd.gzip and "Content-Encoding" not in resp.headers and resp.status not in (204, 304):
-            resp.enable_compression()
+            length = resp.content_length if isinstance(resp, web.Response) else None
+            if length is None or length >= GZIP_MIN_SIZE:
+                resp.enable_compression(web.ContentCoding.gzip)
     await resp.prepare(request)
 
 
@@ -86,7 +110,7 @@ class Dispatcher:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            built = await build_request(request, self.opts, request.get("rr"))
+            built = await build_request(request, self.opts, _FORWARD.get())
         except RequestError as exc:
             return await send_plain(request, exc.status, str(exc))
         except HTTPException as exc:  # the client sent a malformed body aiohttp refused
@@ -126,8 +150,12 @@ class Dispatcher:
             log.warning("worker error: %s", exc)
             if resp is None:
                 return await self._error(request, exc)
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:
+            # the client went away mid-stream: leaving the pool's stream context sent STOP
+            log.debug("client disconnected during a streamed response")
+            if resp is None:
+                raise
+            return resp
         if resp is None:  # the stream ended with informational frames only
             return await send_plain(request, 200)
         if not _client_gone(request):

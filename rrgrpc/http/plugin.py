@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.http.convert import RequestOptions
-from rrgrpc.http.dispatch import Dispatcher, Handler, send_plain
+from rrgrpc.http.dispatch import Dispatcher, Handler, request_scope, send_plain
 from rrgrpc.http.middleware import (
     HttpMetrics,
     Middleware,
@@ -175,7 +175,7 @@ class HttpPlugin:
             elif name == "proxy_ip_parser":
                 named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
         limit = h.max_request_size * MB
-        bundled: list[Middleware] = [self._access_log, _max_request_size(limit)]
+        bundled: list[Middleware] = [request_scope, self._access_log, _max_request_size(limit)]
         return chain([*bundled, *named], terminal)
 
     async def _access_log(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:

@@ -1,0 +1,302 @@
+"""The HTTP plugin end to end: real PHP workers (tests/php/http_echo.php on RRGrpc\\Http\\HttpWorker)
+behind ``running_host`` and a real aiohttp client, for both request context codecs."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import eventually, free_port, php_cmd, running_host
+
+pytestmark = pytest.mark.php
+
+
+@asynccontextmanager
+async def serve(http: dict[str, Any] | None = None, *, workers: int = 1, **top: Any) -> AsyncIterator[tuple[str, Any]]:
+    port = free_port()
+    section: dict[str, Any] = {
+        "address": f"127.0.0.1:{port}",
+        "pool": {"num_workers": workers, "allocate_timeout": "10s", "destroy_timeout": "5s"},
+    }
+    for key, value in (http or {}).items():
+        if key == "pool":
+            section["pool"] = {**section["pool"], **value}
+        else:
+            section[key] = value
+    raw = {"version": "3", "server": {"command": php_cmd("http_echo.php")}, "http": section, **top}
+    async with running_host(raw) as host:
+        plugin = next(p for p in host.plugins if p.name == "http")
+        yield f"http://127.0.0.1:{port}", plugin
+
+
+@pytest.fixture(params=["proto", "json"])
+def codec(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def echo(client: aiohttp.ClientSession, url: str, method: str = "GET", **kw: Any) -> dict[str, Any]:
+    async with client.request(method, url, **kw) as resp:
+        assert resp.status == 200, await resp.text()
+        return dict(await resp.json())
+
+
+async def test_get_post_query_headers_cookies(codec):
+    async with serve({"codec": codec}) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/") as resp:
+            assert (resp.status, await resp.text(), resp.headers["Content-Type"]) == (200, "hello", "text/plain")
+        data = await echo(
+            client,
+            base + "/echo?a=1&b[]=2&b[]=3&s=x+y",
+            headers=[("X-Multi", "one"), ("X-Multi", "two"), ("Cookie", "sid=abc123; theme=dark%21")],
+        )
+        assert data["method"] == "GET" and data["uri"] == base + "/echo?a=1&b%5B%5D=2&b%5B%5D=3&s=x+y"
+        assert data["query"] == {"a": "1", "b": ["2", "3"], "s": "x y"}
+        assert data["headers"]["X-Multi"] == ["one", "two"]
+        assert data["headers"]["Host"] == [base.removeprefix("http://")]
+        assert data["cookies"] == {"sid": "abc123", "theme": "dark!"}
+        assert data["remote_addr"] == "127.0.0.1" and data["protocol"] == "HTTP/1.1"
+        assert data["attributes"] == {"rr_parsed_body": False}
+        data = await echo(client, base + "/echo", "POST", json={"hello": "world"})
+        assert data["body"] == '{"hello": "world"}' and data["parsed"] is None and data["input"] == {"hello": "world"}
+        data = await echo(client, base + "/echo", "POST", data={"name": "rr", "list[]": "1", "m[k]": "v"})
+        assert data["parsed"] == {"list": ["1"], "m": {"k": "v"}, "name": "rr"}
+        assert data["attributes"] == {"rr_parsed_body": True}
+        async with client.get(base + "/headers") as resp:
+            assert resp.headers.getall("X-Multi") == ["a", "b"]
+            assert resp.headers.getall("Set-Cookie") == ["c1=v1; Path=/", "c2=v2; Path=/"]
+        async with client.get(base + "/status/404") as resp:
+            assert (resp.status, await resp.text()) == (404, "status 404")
+
+
+async def test_multipart_uploads_and_cleanup(codec, tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    cfg = {"codec": codec, "uploads": {"dir": str(uploads), "forbid": [".php"]}}
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        form = aiohttp.FormData()
+        form.add_field("title", "two files")
+        form.add_field("docs[]", b"first file", filename="a.txt", content_type="text/plain")
+        form.add_field("docs[]", b"second!", filename="b.md", content_type="text/markdown")
+        form.add_field("evil", b"<?php system('id');", filename="shell.PHP", content_type="application/x-php")
+        data = await echo(client, base + "/echo", "POST", data=form)
+        assert data["parsed"] == {"title": "two files"}
+        docs = data["uploads"]["docs"]
+        assert [(d["name"], d["mime"], d["size"], d["error"], d["content"]) for d in docs] == [
+            ("a.txt", "text/plain", 10, 0, "first file"),
+            ("b.md", "text/markdown", 7, 0, "second!"),
+        ]
+        assert all(d["tmp_exists"] and d["tmp_base"].startswith("upload") for d in docs)
+        evil = data["uploads"]["evil"]
+        assert (evil["error"], evil["size"], evil["tmp_base"], evil["content"]) == (8, 0, "", None)
+        assert os.listdir(uploads) == []  # temp copies removed after the response
+
+
+async def test_max_request_size_answers_413_without_php():
+    async with serve({"max_request_size": 1}) as (base, plugin), aiohttp.ClientSession() as client:
+        before = sum(w.num_execs for w in plugin.workers())
+        async with client.post(base + "/echo", data=b"x" * (1024 * 1024 + 1)) as resp:
+            assert resp.status == 413
+        async def chunked() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b"y" * 65536
+
+        async with client.post(base + "/echo", data=chunked()) as resp:
+            assert resp.status == 413
+        assert sum(w.num_execs for w in plugin.workers()) == before
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [(["127.0.0.0/8"], "203.0.113.7"), (["10.0.0.0/8"], "127.0.0.1")])
+async def test_forwarded_for_only_from_trusted_peers(trusted, expected):
+    cfg = {"middleware": ["proxy_ip_parser"], "trusted_subnets": trusted}
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        data = await echo(client, base + "/echo", headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"})
+        assert data["remote_addr"] == expected
+        data = await echo(client, base + "/echo", headers={"X-Real-Ip": "198.51.100.2"})
+        assert data["remote_addr"] == ("198.51.100.2" if expected != "127.0.0.1" else "127.0.0.1")
+
+
+async def test_static_files_etag_304_and_traversal(tmp_path):
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "app.css").write_text("body{}")
+    (root / "secret.php").write_text("<?php")
+    (root / ".env").write_text("KEY=1")
+    (tmp_path / "outside.txt").write_text("nope")
+    cfg = {
+        "middleware": ["static"],
+        "static": {"dir": str(root), "forbid": [".php"], "calculate_etag": True, "response": {"X-Static": "1"}},
+    }
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/app.css") as resp:
+            assert (resp.status, await resp.text(), resp.headers["X-Static"]) == (200, "body{}", "1")
+            assert resp.headers["Content-Type"].startswith("text/css")
+            etag = resp.headers["ETag"]
+        async with client.get(base + "/app.css", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+        async with client.get(base + "/secret.php") as resp:  # forbidden extension: PHP answers
+            assert resp.status == 404 and await resp.text() == "not found"
+        async with client.get(base + "/.env") as resp:  # dotfiles are never served
+            assert resp.status == 404
+        for attempt in ("/../outside.txt", "/%2e%2e/outside.txt", "/a/..%2f..%2foutside.txt"):
+            async with client.get(aiohttp.client.URL(base + attempt, encoded=True)) as resp:
+                assert resp.status in (403, 404), attempt
+                assert await resp.text() != "nope"
+
+
+async def test_gzip_and_cors_preflight():
+    cfg = {
+        "middleware": ["headers", "gzip"],
+        "headers": {
+            "request": {"X-From-Rr": "yes"},
+            "response": {"X-Powered-By": "rrgrpc"},
+            "cors": {"allowed_origin": "https://app.example", "allowed_methods": "GET,POST", "allowed_headers": "*",
+                     "allow_credentials": True, "max_age": 600},
+        },
+    }
+    async with serve(cfg) as (base, _), aiohttp.ClientSession(auto_decompress=False) as client:
+        async with client.get(base + "/big?kb=8", headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip" and resp.headers["X-Powered-By"] == "rrgrpc"
+            assert gzip.decompress(await resp.read()).startswith(b"lorem ipsum")
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "X-Token"}
+        async with client.options(base + "/echo", headers=preflight) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+            assert resp.headers["Access-Control-Allow-Methods"] == "GET,POST"
+            assert resp.headers["Access-Control-Allow-Headers"] == "X-Token"
+            assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+            assert resp.headers["Access-Control-Max-Age"] == "600"
+        async with client.get(base + "/echo", headers={"Origin": "https://app.example"}) as resp:
+            assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+            raw = await resp.read()
+            data = json.loads(gzip.decompress(raw) if resp.headers.get("Content-Encoding") == "gzip" else raw)
+            assert data["headers"]["X-From-Rr"] == ["yes"]
+
+
+async def test_streamed_response_with_ping_pong(codec):
+    async with serve({"codec": codec}) as (base, plugin), aiohttp.ClientSession() as client:
+        async with client.get(base + "/stream?n=12") as resp:
+            assert resp.headers["Transfer-Encoding"] == "chunked"
+            chunks = [line async for line in resp.content]
+        assert chunks == [f"chunk {i}\n".encode() for i in range(1, 13)]  # 12 frames: PINGs at 5 and 10
+        async with client.get(base + "/") as resp:
+            assert await resp.text() == "hello"  # the worker is back in the pool
+
+
+async def test_client_disconnect_mid_stream_frees_the_worker(capfd):
+    cfg = {"pool": {"allocate_timeout": "5s"}}
+    async with serve(cfg) as (base, plugin), aiohttp.ClientSession() as client:
+        pid = plugin.workers()[0].pid
+        resp = await client.get(base + "/stream?n=100000&delay=20")
+        assert (await resp.content.readline()) == b"chunk 1\n"
+        resp.close()  # client goes away after one chunk of a ~30 minute stream
+        err: list[str] = []
+        await eventually(lambda: err.append(capfd.readouterr().err) or "stream stopped" in "".join(err), timeout=10)
+        async with client.get(base + "/slow?ms=1") as again:
+            assert (again.status, await again.text()) == (200, str(pid))  # same worker, free again
+
+
+async def test_worker_error_is_500_without_details_unless_debug():
+    async with serve() as (base, plugin), aiohttp.ClientSession() as client:
+        pid = plugin.workers()[0].pid
+        async with client.get(base + "/error") as resp:
+            assert (resp.status, await resp.text()) == (500, "")
+        async with client.get(base + "/slow?ms=1") as resp:
+            assert await resp.text() == str(pid)  # soft error: the worker stayed
+    async with serve({"internal_error_code": 502, "pool": {"debug": True}}) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/error") as resp:
+            assert resp.status == 502 and "boom: secret worker detail" in await resp.text()
+
+
+async def test_parallel_slow_requests_share_two_workers():
+    async with serve(workers=2) as (base, plugin), aiohttp.ClientSession() as client:
+        pids = {w.pid for w in plugin.workers()}
+
+        async def one() -> str:
+            async with client.get(base + "/slow?ms=200") as resp:
+                assert resp.status == 200
+                return await resp.text()
+
+        answers = await asyncio.gather(*(one() for _ in range(8)))
+        assert {int(a) for a in answers} == pids  # both workers served, nothing else did
+        assert sum(w.num_execs for w in plugin.workers()) == 8
+
+
+async def test_no_free_workers_sets_header():
+    cfg = {"pool": {"allocate_timeout": "200ms"}}
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        slow = asyncio.create_task(client.get(base + "/slow?ms=3000"))
+        await asyncio.sleep(0)  # let the slow request take the only worker first
+        async def busy() -> bool:
+            async with client.get(base + "/") as resp:
+                return resp.status == 500 and resp.headers.get("No-Workers") == "true"
+        assert await eventually(busy, timeout=10)
+        (await slow).close()
+
+
+async def test_early_hints_then_response():
+    async with serve() as (base, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+        writer.write(b"GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert raw.startswith(b"HTTP/1.1 103 ")
+        assert b"Link: </style.css>; rel=preload" in raw.split(b"\r\n\r\n")[0]
+        assert b"HTTP/1.1 200 OK" in raw and raw.endswith(b"after hints")
+
+
+async def test_metrics_collectors_and_reset():
+    async with serve({"middleware": ["http_metrics"]}, workers=2) as (base, plugin), aiohttp.ClientSession() as client:
+        for _ in range(3):
+            async with client.get(base + "/") as resp:
+                assert resp.status == 200
+        names = {m.name for c in plugin.collectors() for m in c.collect()}
+        assert {"rr_http_request", "rr_http_request_duration_seconds", "rr_http_requests_queue",
+                "rr_http_no_free_workers", "rr_http_uptime_seconds", "rr_http_total_workers",
+                "rr_http_workers_ready"} <= names
+        before = {w.pid for w in plugin.workers()}
+        await plugin.reset()
+        after = {w.pid for w in plugin.workers()}
+        assert len(after) == 2 and not before & after
+        async with client.get(base + "/") as resp:
+            assert resp.status == 200
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a test certificate")
+    return cert, key
+
+
+async def test_tls_listener_and_redirect(certificate):
+    cert, key = certificate
+    tls_port = free_port()
+    cfg = {"ssl": {"address": f"127.0.0.1:{tls_port}", "cert": str(cert), "key": str(key), "redirect": True}}
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        data = await echo(client, f"https://127.0.0.1:{tls_port}/echo", ssl=ctx)
+        assert data["uri"].startswith("https://")
+        async with client.get(base + "/echo?x=1", allow_redirects=False) as resp:
+            assert resp.status == 308 and resp.headers["Location"] == f"https://127.0.0.1:{tls_port}/echo?x=1"
+
+
+def test_php_worker_script_exists():
+    assert Path(php_cmd("http_echo.php")[1]).is_file()
