@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.jaeger import JaegerPropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -222,18 +226,44 @@ async def _not_modified(request: web.BaseRequest, headers: dict[str, str]) -> we
 # --------------------------------------------------------------------------- otel
 
 
+#: RoadRunner's composite propagator for HTTP: W3C TraceContext, W3C Baggage, Jaeger.
+PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator(), JaegerPropagator()])
+
+
+def _tracer() -> trace.Tracer:
+    """The global tracer when the otel plugin configured one, else a local SDK tracer (valid ids)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        from opentelemetry.sdk.trace import TracerProvider
+
+        return TracerProvider().get_tracer("rrgrpc.http")
+    return trace.get_tracer("rrgrpc.http")
+
+
+def _go_uber_trace_id(value: str) -> str:
+    """``uber-trace-id`` as Go's Jaeger propagator writes it: ``trace:span:0:<sampled bit>``."""
+    parts = value.split(":")
+    if len(parts) != 4:
+        return value
+    try:
+        return f"{parts[0]}:{parts[1]}:0:{int(parts[3], 16) & 1:x}"
+    except ValueError:
+        return value
+
+
 def otel_middleware() -> Middleware:
-    tracer = trace.get_tracer("rrgrpc.http")
+    tracer = _tracer()
 
     async def otel(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        parent = propagate.extract(request.headers)
+        parent = PROPAGATOR.extract(request.headers)
         attrs = {"http.request.method": request.method, "url.path": request.path}
         with tracer.start_as_current_span(request.method, context=parent, kind=trace.SpanKind.SERVER, attributes=attrs) as span:
             with tracer.start_as_current_span("http"):
                 carrier: dict[str, str] = {}
-                propagate.inject(carrier)
-            fwd = forward_of(request)
-            fwd.set_headers.update({canonical_header(k): v for k, v in carrier.items()})
+                PROPAGATOR.inject(carrier)
+            if "uber-trace-id" in carrier:
+                carrier["uber-trace-id"] = _go_uber_trace_id(carrier["uber-trace-id"])
+            forward_of(request).set_headers.update({canonical_header(k): v for k, v in carrier.items()})
             resp = await handler(request)
             span.set_attribute("http.response.status_code", resp.status)
             if resp.status >= 500:

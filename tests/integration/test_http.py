@@ -298,5 +298,25 @@ async def test_tls_listener_and_redirect(certificate):
             assert resp.status == 308 and resp.headers["Location"] == f"https://127.0.0.1:{tls_port}/echo?x=1"
 
 
+async def test_otel_injects_trace_headers_continuing_the_callers_trace():
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    async with serve({"middleware": ["otel"]}) as (base, _), aiohttp.ClientSession() as client:
+        data = await echo(client, base + "/echo", headers={"traceparent": f"00-{trace_id}-{parent}-01"})
+    (traceparent,) = data["headers"]["Traceparent"]
+    version, tid, span_id, flags = traceparent.split("-")
+    assert (version, tid, flags) == ("00", trace_id, "01") and span_id != parent
+    assert data["headers"]["Uber-Trace-Id"] == [f"{trace_id}:{span_id}:0:1"]
+    assert "traceparent" not in data["headers"]
+
+
+async def test_graceful_shutdown_finishes_in_flight_requests():
+    async with aiohttp.ClientSession() as client:
+        async with serve() as (base, plugin):
+            inflight = asyncio.create_task(client.get(base + "/slow?ms=500"))
+            await eventually(lambda: plugin.activity().busy, timeout=5)
+        resp = await inflight  # the host stopped while the request was running
+        assert resp.status == 200 and (await resp.text()).isdigit()
+
+
 def test_php_worker_script_exists():
     assert Path(php_cmd("http_echo.php")[1]).is_file()
