@@ -11,9 +11,9 @@ code; anything else is reported with "unexpected status code". Once shutdown has
 answers 200 "service is shutting down" (so an orchestrator does not kill a draining process) and
 ``/ready`` answers ``unavailable_status_code`` with the same text.
 
-Shutdown begins when the host starts tearing down the plugins the status plugin watches. The roster
-enters :class:`StatusPlugin` *before* those plugins, so its endpoint outlives them, and enters its
-:meth:`StatusPlugin.shutdown_marker` *after* them: the marker is left first and raises the flag.
+Shutdown begins when the host sets its ``stopping`` event, before any plugin is torn down. Entered
+*before* the plugins it checks, the status plugin is torn down after them, so the endpoint keeps
+answering while they drain (as RoadRunner's, whose Stop only raises the flag).
 
 RPC ``status.Status`` / ``status.Ready`` take ``{"plugin": name}`` (JSON) or a ``status.v1.Request``
 (PROTO codec) and answer ``{"code": N}`` / a ``status.v1.Response``; an unknown plugin is an error.
@@ -21,6 +21,7 @@ RPC ``status.Status`` / ``status.Ready`` take ``{"plugin": name}`` (JSON) or a `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -138,7 +139,8 @@ class StatusPlugin:
         self.address_cfg = str(getattr(section, "address", "") or DEFAULT_ADDRESS)
         self.unavailable = int(getattr(section, "unavailable_status_code", 0) or 503)
         parse_host_port(self.address_cfg, "status.address")  # fail at construction
-        self.shutting_down = False
+        self._stopped = False
+        self._host_stopping: asyncio.Event | None = None
         self.port: int | None = None
         self._peers: Peers | None = None
 
@@ -146,19 +148,17 @@ class StatusPlugin:
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._run(peers)
 
-    def shutdown_marker(self) -> _ShutdownMarker:
-        """A plugin to enter after the checked plugins: leaving it means shutdown has begun."""
-        return _ShutdownMarker(self)
-
-    def begin_shutdown(self) -> None:
-        if not self.shutting_down:
-            log.debug("shutdown begun: readiness is now unavailable")
-        self.shutting_down = True
+    @property
+    def shutting_down(self) -> bool:
+        """True once the host has begun to stop (its ``stopping`` event) or this plugin is stopping."""
+        return self._stopped or (self._host_stopping is not None and self._host_stopping.is_set())
 
     @asynccontextmanager
     async def _run(self, peers: Peers) -> AsyncIterator[None]:
         self._peers = peers
-        self.shutting_down = False
+        self._stopped = False
+        stopping = getattr(peers, "stopping", None)  # the Host's event; a bare Peers has none
+        self._host_stopping = stopping if isinstance(stopping, asyncio.Event) else None
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._ready)
@@ -167,7 +167,7 @@ class StatusPlugin:
             try:
                 yield
             finally:
-                self.shutting_down = True
+                self._stopped = True
                 self._peers = None
                 self.port = None
 
@@ -238,25 +238,6 @@ class StatusPlugin:
 
     async def _rpc_ready(self, arg: Any) -> Any:
         return self._rpc_check(arg, ready=True)
-
-
-class _ShutdownMarker:
-    """Entered after the plugins the status plugin checks; its exit is the start of their teardown."""
-
-    name = "status.shutdown"
-
-    def __init__(self, status: StatusPlugin) -> None:
-        self._status = status
-
-    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
-        return self._run()
-
-    @asynccontextmanager
-    async def _run(self) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            self._status.begin_shutdown()
 
 
 __all__ = ["StatusPlugin", "StatusRpcError", "encode_proto_response", "report_entry"]

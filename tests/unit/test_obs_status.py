@@ -80,12 +80,14 @@ async def test_health_and_ready_reports():
 
 
 async def test_shutdown_keeps_health_ok_and_ready_unavailable():
+    import asyncio
+
     plugin = _plugin()
-    marker = plugin.shutdown_marker()
     peers = Peers(Checked("grpc"))
+    peers.stopping = asyncio.Event()
     async with plugin.lifespan(peers):
-        async with marker.lifespan(peers):
-            assert (await _get(plugin, "/ready"))[0] == 200
+        assert (await _get(plugin, "/ready"))[0] == 200
+        peers.stopping.set()
         assert await _get(plugin, "/health") == (
             200,
             "service is shutting down\n",
