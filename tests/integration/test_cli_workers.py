@@ -42,7 +42,7 @@ async def test_workers_tables_sorted_by_pid(tmp_path: Path) -> None:
         cfg = write_config(tmp_path, rpc.address)
         result = await invoke("-c", str(cfg), "workers")
     assert result.exit_code == 0, result.output
-    out = result.output
+    out = result.stdout
     for column in ("PID", "STATUS", "EXECS", "MEMORY", "CPU%", "CREATED"):
         assert column in out
     assert out.index("grpc") < out.index("4242") < out.index("4243") < out.index("http") < out.index("5001")
@@ -55,7 +55,7 @@ async def test_workers_of_named_plugins_as_json(tmp_path: Path) -> None:
         cfg = write_config(tmp_path, rpc.address)
         result = await invoke("-c", str(cfg), "workers", "http", "nope", "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert list(data) == ["http", "nope"]
     assert [w["pid"] for w in data["http"]["workers"]] == [5001]
     assert data["nope"] == {"workers": []}
@@ -66,7 +66,7 @@ async def test_workers_reads_rpc_listen_through_overrides(tmp_path: Path) -> Non
         cfg = write_config(tmp_path, "tcp://127.0.0.1:1")
         result = await invoke("-c", str(cfg), "-o", f"rpc.listen={rpc.address}", "workers", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["grpc"]["workers"][0]["pid"] == 4242
+    assert json.loads(result.stdout)["grpc"]["workers"][0]["pid"] == 4242
 
 
 async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
@@ -88,14 +88,14 @@ async def test_reset_all_concurrently_one_line_each(tmp_path: Path) -> None:
         cfg = write_config(tmp_path, rpc.address)
         result = await invoke("-c", str(cfg), "reset")
         assert result.exit_code == 0, result.output
-        lines = sorted(result.output.splitlines())
+        lines = sorted(result.stdout.splitlines())
         assert [line.split()[0] for line in lines] == ["grpc", "http"]
         assert all("reset in" in line for line in lines)
         assert (grpc.resets, http.resets) == (1, 1)
         result = await invoke("-c", str(cfg), "reset", "grpc", "nope")
     assert result.exit_code == 1
-    assert sorted(result.output.splitlines()) == [
-        next(line for line in result.output.splitlines() if line.startswith("grpc")),
+    assert sorted(result.stdout.splitlines()) == [
+        next(line for line in result.stdout.splitlines() if line.startswith("grpc")),
         "nope  failed: no such plugin: nope",
     ]
     assert grpc.resets == 2 and http.resets == 1

@@ -11,6 +11,12 @@ require __DIR__ . '/../../php/autoload.php';
 
 use RRGrpc\RPC\RPC;
 
+/** Workers that serve: a removed worker is listed (destroyed/stopping) until its process has exited. */
+function active(array $workers): int
+{
+    return count(array_filter($workers, fn (array $w) => in_array($w['statusStr'], ['ready', 'working'], true)));
+}
+
 function outcome(callable $fn): array
 {
     try {
@@ -44,9 +50,9 @@ switch ($mode) {
             'informer.Workers unknown' => outcome(fn () => $rpc->call('informer.Workers', 'nope')),
             'informer.Jobs' => outcome(fn () => $rpc->call('informer.Jobs', $plugin)),
             'informer.AddWorker' => outcome(fn () => $rpc->call('informer.AddWorker', $plugin)),
-            'workers after add' => outcome(fn () => count($rpc->call('informer.Workers', $plugin)['workers'])),
+            'workers after add' => outcome(fn () => active($rpc->call('informer.Workers', $plugin)['workers'])),
             'informer.RemoveWorker' => outcome(fn () => $rpc->call('informer.RemoveWorker', $plugin)),
-            'workers after remove' => outcome(fn () => count($rpc->call('informer.Workers', $plugin)['workers'])),
+            'workers after remove' => outcome(fn () => active($rpc->call('informer.Workers', $plugin)['workers'])),
             'informer.Activity' => outcome(fn () => $rpc->call('informer.Activity', $plugin)),
             'resetter.List' => outcome(fn () => $rpc->call('resetter.List', true)),
             'resetter.Reset' => outcome(fn () => $rpc->call('resetter.Reset', $plugin)),
