@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,10 +40,6 @@ CONNECT_TIMEOUT: Final = 5.0
 
 _CODEC_ORDER: Final = (Flag.CODEC_PROTO, Flag.CODEC_JSON, Flag.CODEC_RAW, Flag.CODEC_MSGPACK, Flag.CODEC_GOB)
 _SEQ_MOD: Final = 2**32
-
-#: The codec of the request being executed, for methods whose result depends on it (a PROTO
-#: request wants a protobuf message or its bytes back; ``rpc.Config`` returns raw bytes for RAW).
-request_codec: ContextVar[int] = ContextVar("request_codec", default=Flag.CODEC_JSON)
 
 #: The server's view of the methods: ``dispatch("Service.Method", argument) -> result``.
 Dispatch = Callable[[str, Any], Awaitable[Any]]
@@ -88,10 +83,6 @@ class Request:
     codec: Flag
     body: bytes
     flags: int = 0
-
-    @property
-    def method_bytes(self) -> bytes:
-        return self.method.encode()
 
 
 def parse(frame: Frame) -> Request:
@@ -311,7 +302,6 @@ async def serve_connection(
         try:
             codec = reply_codec(req.codec)
             try:
-                request_codec.set(req.codec)
                 result = await dispatch(req.method, decode_argument(req.codec, req.body))
                 data = encode_reply(req.seq, req.method, codec, encode_result(codec, result))
             except asyncio.CancelledError:
@@ -323,7 +313,7 @@ async def serve_connection(
             async with write_lock:
                 writer.write(data)
                 await writer.drain()
-        except (ConnectionError, RuntimeError):
+        except ConnectionError:
             log.debug("rpc client %s went away before the reply to %s", peer, req.method)
         finally:
             slots.release()
