@@ -10,7 +10,6 @@ the way back, ``http.v1.Response`` / legacy JSON heads with RoadRunner's status 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import tempfile
 from collections.abc import Iterable
@@ -36,6 +35,8 @@ UPLOAD_ERR_CANT_WRITE: Final = 7
 UPLOAD_ERR_EXTENSION: Final = 8
 
 _CHUNK: Final = 256 * 1024
+_PROTO: Final = int(Flag.CODEC_PROTO)
+_JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -181,13 +182,10 @@ def parse_cookies(lines: Iterable[str]) -> dict[str, str]:
 
 
 def client_ip(peer: Any) -> str:
-    """The IP of a peername tuple (no port); empty for unix sockets or anything unparsable."""
+    """The IP of a peername tuple (no port, no IPv6 zone); empty for unix sockets."""
     if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
-        host = peer[0].split("%", 1)[0]
-        try:
-            return str(ipaddress.ip_address(host))
-        except ValueError:
-            return ""
+        host: str = peer[0]
+        return host.partition("%")[0] if "%" in host else host
     return ""
 
 
@@ -404,7 +402,7 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
                 attributes=attributes,
             )
         )
-        built.payload = Payload(ctx, body, Flag.CODEC_JSON)
+        built.payload = Payload(ctx, body, _JSON)
         return built
 
     msg = http_pb2.Request(
@@ -423,7 +421,7 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
             attr_map[name].value.extend(v.encode("utf-8") for v in vals)
     if uploads is not None:
         msg.uploads = tree_json(uploads)
-    built.payload = Payload(msg.SerializeToString(), body, Flag.CODEC_PROTO)
+    built.payload = Payload(msg.SerializeToString(), body, _PROTO)
     return built
 
 
@@ -468,7 +466,7 @@ def decode_head(context: bytes, flags: int) -> Head | None:
     if not context:
         return None
     pairs: list[tuple[str, str]] = []
-    if flags & Flag.CODEC_PROTO:
+    if flags & _PROTO:
         try:
             msg = http_pb2.Response.FromString(context)
         except Exception as exc:  # DecodeError: the runtime raises its own class per backend

@@ -13,7 +13,7 @@ import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Protocol
 
 from aiohttp import web
@@ -36,6 +36,7 @@ from rrgrpc.http.convert import (
 from rrgrpc.pool.payload import Payload
 
 log = logging.getLogger("rr.http")
+_STREAM = int(Stream.STREAM)  # plain ints: IntFlag arithmetic is slow on the hot path
 
 #: Smaller bodies are not worth compressing (gzhttp's default threshold).
 GZIP_MIN_SIZE = 1024
@@ -53,7 +54,7 @@ class StreamingPool(Protocol):
     ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
 
 
-# The current request's Forward state. Every request runs inside request_scope(), which starts it
+# The current request's Forward state. Every request starts with begin_request(), which makes it
 # empty: keep-alive connections serve many requests in the same task, hence the same context.
 _FORWARD: ContextVar[Forward | None] = ContextVar("rr_http_forward", default=None)
 
@@ -71,13 +72,13 @@ def current_forward() -> Forward | None:
     return _FORWARD.get()
 
 
-async def request_scope(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-    """Outermost middleware: a fresh Forward state for this request only."""
-    token = _FORWARD.set(None)
-    try:
-        return await handler(request)
-    finally:
-        _FORWARD.reset(token)
+def begin_request() -> Token[Forward | None]:
+    """Start a request with an empty Forward state (the outermost layer calls this)."""
+    return _FORWARD.set(None)
+
+
+def end_request(token: Token[Forward | None]) -> None:
+    _FORWARD.reset(token)
 
 
 async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
@@ -93,11 +94,18 @@ async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> 
     await resp.prepare(request)
 
 
-async def send_plain(request: web.BaseRequest, status: int, text: str = "", headers: dict[str, str] | None = None) -> web.StreamResponse:
-    resp = web.Response(status=status, text=text, headers=headers)
-    await start_response(request, resp)
-    await resp.write_eof()
+async def finish(request: web.BaseRequest, resp: web.Response) -> web.StreamResponse:
+    """Send a whole response; a client that already went away is not an error."""
+    try:
+        await start_response(request, resp)
+        await resp.write_eof()
+    except ConnectionResetError:
+        log.debug("client disconnected before the response was written")
     return resp
+
+
+async def send_plain(request: web.BaseRequest, status: int, text: str = "", headers: dict[str, str] | None = None) -> web.StreamResponse:
+    return await finish(request, web.Response(status=status, text=text, headers=headers))
 
 
 class Dispatcher:
@@ -125,7 +133,7 @@ class Dispatcher:
         try:
             async with self.pool.stream(payload, info=f"{request.method} {request.path}") as frames:
                 async for frame in frames:
-                    streaming = bool(frame.stream & Stream.STREAM)
+                    streaming = bool(frame.stream & _STREAM)
                     if resp is None:
                         head = decode_head(frame.context, frame.codec)
                         if head is not None and 100 <= head.status < 200:
@@ -166,10 +174,7 @@ class Dispatcher:
         headers = response_headers(head) if head is not None else CIMultiDict()
         if "Content-Type" not in headers and body:
             headers["Content-Type"] = sniff_content_type(body)
-        resp = web.Response(status=head.status if head else 200, body=body, headers=headers)
-        await start_response(request, resp)
-        await resp.write_eof()
-        return resp
+        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers))
 
     @staticmethod
     def _stream_response(head: Head | None) -> web.StreamResponse:

@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.http.convert import canonical_header, client_ip
-from rrgrpc.http.dispatch import Handler, forward_of, send_plain, start_response
+from rrgrpc.http.dispatch import Handler, finish, forward_of, send_plain
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import CorsConfig, HeadersConfig, StaticConfig
@@ -111,10 +111,7 @@ async def _preflight(request: web.BaseRequest, cors: CorsConfig, origin: str | N
             headers["Access-Control-Allow-Headers"] = allowed
         if cors.max_age > 0:
             headers["Access-Control-Max-Age"] = str(cors.max_age)
-    resp = web.Response(status=200, headers=headers)
-    await resp.prepare(request)
-    await resp.write_eof()
-    return resp
+    return await finish(request, web.Response(status=200, headers=headers))
 
 
 # --------------------------------------------------------------------------- gzip
@@ -202,9 +199,7 @@ class StaticFiles:
         resp = web.Response(body=body, headers=headers)
         if request.method == "HEAD":
             resp.content_length = st.st_size
-        await start_response(request, resp)
-        await resp.write_eof()
-        return resp
+        return await finish(request, resp)
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -217,10 +212,7 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 async def _not_modified(request: web.BaseRequest, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.Response(status=304, headers=headers)
-    await start_response(request, resp)
-    await resp.write_eof()
-    return resp
+    return await finish(request, web.Response(status=304, headers=headers))
 
 
 # --------------------------------------------------------------------------- otel

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.http.convert import RequestOptions
-from rrgrpc.http.dispatch import Dispatcher, Handler, request_scope, send_plain
+from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
 from rrgrpc.http.middleware import (
     HttpMetrics,
     Middleware,
@@ -174,31 +174,41 @@ class HttpPlugin:
                 named.append(self.metrics)
             elif name == "proxy_ip_parser":
                 named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
-        limit = h.max_request_size * MB
-        bundled: list[Middleware] = [request_scope, self._access_log, _max_request_size(limit)]
-        return chain([*bundled, *named], terminal)
+        return self._front(chain(named, terminal))
 
-    async def _access_log(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        start = time.perf_counter()
-        status = 500
-        try:
-            resp = await handler(request)
-            status = resp.status
-            return resp
-        finally:
-            if self.http.access_logs or log.isEnabledFor(logging.DEBUG):
-                level = logging.INFO if self.http.access_logs else logging.DEBUG
-                log.log(
-                    level,
-                    "http log",
-                    extra={
-                        "status": status,
-                        "method": request.method,
-                        "URI": request.raw_path,
-                        "remote_address": request.remote,
-                        "elapsed": round((time.perf_counter() - start) * 1000, 3),
-                    },
-                )
+    def _front(self, inner: Handler) -> Handler:
+        """The bundled outermost layer: a fresh Forward state, max_request_size, the access log."""
+        limit = self.http.max_request_size * MB
+        access = self.http.access_logs
+
+        async def front(request: web.BaseRequest) -> web.StreamResponse:
+            token = begin_request()
+            start = time.perf_counter()
+            status = 500
+            try:
+                length = request.content_length
+                if limit and length is not None and length > limit:
+                    resp = await send_plain(request, 413, "request body exceeds max_request_size")
+                else:
+                    resp = await inner(request)
+                status = resp.status
+                return resp
+            finally:
+                end_request(token)
+                if access or log.isEnabledFor(logging.DEBUG):
+                    log.log(
+                        logging.INFO if access else logging.DEBUG,
+                        "http log",
+                        extra={
+                            "status": status,
+                            "method": request.method,
+                            "URI": request.raw_path,
+                            "remote_address": request.remote,
+                            "elapsed": round((time.perf_counter() - start) * 1000, 3),
+                        },
+                    )
+
+        return front
 
     def _ssl_context(self) -> ssl.SSLContext:
         s = self.http.ssl
@@ -267,16 +277,6 @@ class HttpPlugin:
 
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._lifespan()
-
-
-def _max_request_size(limit: int) -> Middleware:
-    async def max_request_size(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        length = request.content_length
-        if limit and length is not None and length > limit:
-            return await send_plain(request, 413, "request body exceeds max_request_size")
-        return await handler(request)
-
-    return max_request_size
 
 
 def _redirect_to(ssl_address: str) -> Handler:

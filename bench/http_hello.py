@@ -1,0 +1,254 @@
+"""`rr serve` with PHP HTTP workers vs nginx + php-fpm serving the same PHP hello, in one run.
+
+Usage: python bench/http_hello.py [--workers 2] [--duration 8] [--connections 32] [--codec proto]
+
+Both sides run the same amount of PHP (``--workers`` processes; FPM ``pm = static``) with opcache
+on, on 127.0.0.1 free ports, configs written to a temp dir and run as the current user. Each is
+measured with ``wrk -t2 -c<connections> -d<duration>s --latency`` after a short warm-up; the
+figures are requests/s, p50 and p99 latency, and the rr/fpm ratio.
+
+The framework-weight variant boots a Symfony HttpKernel app (Debian php-symfony-* packages) once
+per rr worker and once per request under FPM; it is skipped with a message when not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PHP = os.environ.get("PHP", "php")
+FPM = shutil.which("php-fpm8.2") or shutil.which("php-fpm") or "php-fpm"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SYMFONY = Path("/usr/share/php/Symfony/Component/HttpKernel")
+
+RR_HELLO = """<?php
+require '{root}/php/autoload.php';
+$http = RRGrpc\\Http\\HttpWorker::create();
+while ($http->waitRequest() !== null) {{
+    $http->respond(200, 'Hello, World!', ['Content-Type' => 'text/plain']);
+}}
+"""
+FPM_HELLO = """<?php
+header('Content-Type: text/plain');
+echo 'Hello, World!';
+"""
+# Symfony HttpKernel app: the kernel (event dispatcher, resolvers, one route) is what a framework
+# pays for at boot; under FPM it is built on every request, under rr once per worker.
+SYMFONY_APP = """<?php
+require_once '/usr/share/php/Symfony/Component/HttpKernel/autoload.php';
+require_once '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
+require_once '/usr/share/php/Symfony/Component/EventDispatcher/autoload.php';
+require_once '/usr/share/php/Symfony/Component/Routing/autoload.php';
+use Symfony\\Component\\EventDispatcher\\EventDispatcher;
+use Symfony\\Component\\HttpFoundation\\{{Request, RequestStack, Response}};
+use Symfony\\Component\\HttpKernel\\Controller\\{{ArgumentResolver, ControllerResolver}};
+use Symfony\\Component\\HttpKernel\\EventListener\\RouterListener;
+use Symfony\\Component\\HttpKernel\\HttpKernel;
+use Symfony\\Component\\Routing\\{{Matcher\\UrlMatcher, RequestContext, Route, RouteCollection}};
+function build_kernel(): HttpKernel {{
+    $routes = new RouteCollection();
+    $routes->add('hello', new Route('/', ['_controller' => fn () => new Response('Hello, World!', 200, ['Content-Type' => 'text/plain'])]));
+    $stack = new RequestStack();
+    $dispatcher = new EventDispatcher();
+    $dispatcher->addSubscriber(new RouterListener(new UrlMatcher($routes, new RequestContext()), $stack));
+    return new HttpKernel($dispatcher, new ControllerResolver(), $stack, new ArgumentResolver());
+}}
+"""
+RR_SYMFONY = SYMFONY_APP + """
+require '{root}/php/autoload.php';
+$kernel = build_kernel();
+$http = RRGrpc\\Http\\HttpWorker::create();
+while (($req = $http->waitRequest()) !== null) {{
+    $sfReq = Request::create($req->uri, $req->method, [], $req->cookies, [], [], $req->body);
+    $resp = $kernel->handle($sfReq);
+    $http->respond($resp->getStatusCode(), (string) $resp->getContent(), $resp->headers->all());
+    $kernel->terminate($sfReq, $resp);
+}}
+"""
+FPM_SYMFONY = SYMFONY_APP + """
+$kernel = build_kernel();
+$request = Request::createFromGlobals();
+$response = $kernel->handle($request);
+$response->send();
+$kernel->terminate($request, $response);
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(port: int, budget: float = 30.0) -> None:
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing answered 200 on port {port} within {budget:g}s")
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(name: str, port: int, args: argparse.Namespace) -> Result:
+    url = f"http://127.0.0.1:{port}/"
+    subprocess.run(["wrk", "-t2", "-c8", "-d1s", url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if os.environ.get("BENCH_VERBOSE"):
+        print(out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return Result(name, rps, p50, p99)
+
+
+@contextlib.contextmanager
+def running(argv: list[str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bench_rr(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Result:
+    port = free_port()
+    (tmp / "rr_worker.php").write_text(script.format(root=ROOT))
+    (tmp / "rr.yaml").write_text(textwrap.dedent(f"""\
+        version: "3"
+        server:
+          command: "{PHP} -d opcache.enable_cli=1 rr_worker.php"
+        http:
+          address: 127.0.0.1:{port}
+          codec: {args.codec}
+          pool:
+            num_workers: {args.workers}
+        logs:
+          level: error
+        """))
+    argv = [sys.executable, "-m", "rrgrpc", "-c", str(tmp / "rr.yaml"), "serve"]
+    with running(argv, tmp, tmp / "rr.log"):
+        wait_http(port)
+        return wrk(name, port, args)
+
+
+def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Result:
+    http_port = free_port()
+    docroot = tmp / "www"
+    docroot.mkdir(exist_ok=True)
+    (docroot / "index.php").write_text(script)
+    root_user = os.geteuid() == 0
+    (tmp / "fpm.conf").write_text(textwrap.dedent(f"""\
+        [global]
+        pid = {tmp}/fpm.pid
+        error_log = {tmp}/fpm.log
+        daemonize = no
+        [www]
+        {"user = root" if root_user else ""}
+        {"group = root" if root_user else ""}
+        listen = {tmp}/fpm.sock
+        pm = static
+        pm.max_children = {args.workers}
+        pm.max_requests = 0
+        """))
+    (tmp / "nginx.conf").write_text(textwrap.dedent(f"""\
+        worker_processes auto;
+        {"user root;" if root_user else ""}
+        pid {tmp}/nginx.pid;
+        error_log {tmp}/nginx.err warn;
+        daemon off;
+        events {{ worker_connections 1024; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp}/body; fastcgi_temp_path {tmp}/fcgi; proxy_temp_path {tmp}/proxy;
+            uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+            server {{
+                listen 127.0.0.1:{http_port};
+                root {docroot};
+                location / {{
+                    include /etc/nginx/fastcgi_params;
+                    fastcgi_param SCRIPT_FILENAME {docroot}/index.php;
+                    fastcgi_pass unix:{tmp}/fpm.sock;
+                }}
+            }}
+        }}
+        """))
+    fpm_argv = [FPM, "-F", "-y", str(tmp / "fpm.conf"), "-d", "opcache.enable=1"] + (["-R"] if root_user else [])
+    with running(fpm_argv, tmp, tmp / "fpm.out"), running([NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp, tmp / "nginx.out"):
+        wait_http(http_port)
+        return wrk(name, http_port, args)
+
+
+def show(a: Result, b: Result) -> None:
+    for r in (a, b):
+        print(f"  {r.name:<28} {r.rps:>10.0f} req/s   p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms")
+    print(f"  ratio rr/fpm: {a.rps / b.rps:.2f}x throughput, p99 {a.p99_ms / b.p99_ms:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--codec", choices=("proto", "json"), default="proto")
+    args = parser.parse_args()
+    for tool in ("wrk", NGINX, FPM):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed")
+    print(f"hello: {args.workers} PHP workers each side, wrk -t2 -c{args.connections} -d{args.duration}s, codec {args.codec}")
+    with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
+        rr = bench_rr(Path(tmp), RR_HELLO, args, "rr serve (PHP workers)")
+        fpm = bench_fpm(Path(tmp), FPM_HELLO, args, "nginx + php-fpm")
+    show(rr, fpm)
+    if not SYMFONY.is_dir():
+        print(f"framework variant skipped: Symfony HttpKernel not installed ({SYMFONY} missing; "
+              "apt-get install php-symfony-http-kernel php-symfony-routing)")
+        return
+    print("framework (Symfony HttpKernel booted once per rr worker, per request under FPM):")
+    with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
+        rr = bench_rr(Path(tmp), RR_SYMFONY, args, "rr serve + HttpKernel")
+        fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args, "nginx + php-fpm + HttpKernel")
+    show(rr, fpm)
+
+
+if __name__ == "__main__":
+    main()
