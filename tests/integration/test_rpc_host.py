@@ -17,7 +17,7 @@ import pytest
 
 from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.goridge.frame import Flag
-from rrgrpc.goridge.rpc import RpcClient, RpcError
+from rrgrpc.goridge.rpc import RpcClient, RpcError, encode_request, parse, read_frame
 from tests.helpers import eventually, running_host
 from tests.integration.test_cli_workers import TMUX, Terminal, invoke, rr_argv, write_config
 from tests.integration.test_grpc import Echo, PingRequest, SleepRequest, config, grpc_target
@@ -151,3 +151,41 @@ async def test_rr_reset_under_steady_grpc_load_fails_no_request(tmp_path: Path) 
     assert failures == [], f"{len(failures)} of {len(results)} calls failed during the reset"
     assert after.isdisjoint(before) and len(after) == 3
     assert {r.pid for r in results[mark:]} <= after  # calls after the reset ran on new workers only
+
+
+def gob_string(text: str) -> bytes:
+    """A gob stream holding one short string, as the Go rr CLI encodes it (PROTOCOL.md §6.4)."""
+    data = text.encode()
+    assert len(data) < 120
+    return bytes([len(data) + 3, 0x0C, 0x00, len(data)]) + data
+
+
+async def test_go_cli_session_in_gob_is_answered_in_json() -> None:
+    """What `rr workers` and `rr reset` of the Go binary send: GOB requests, seq from 0, one connection."""
+    requests = [
+        (0, "informer.List", bytes.fromhex("03020001")),
+        (1, "informer.Workers", gob_string("grpc")),
+        (2, "informer.Jobs", gob_string("grpc")),
+        (3, "resetter.List", bytes.fromhex("03020001")),
+        (4, "resetter.Reset", gob_string("grpc")),
+    ]
+    async with host() as (_, grpc_plugin, address):
+        before = set(pids(grpc_plugin))
+        reader, writer = await asyncio.open_connection(*address.removeprefix("tcp://").rsplit(":", 1))
+        writer.write(b"".join(encode_request(seq, m, Flag.CODEC_GOB, body) for seq, m, body in requests))
+        replies = {}
+        async with asyncio.timeout(30):
+            while len(replies) < len(requests):
+                frame = await read_frame(reader)
+                assert frame is not None
+                reply = parse(frame)
+                replies[reply.seq] = reply
+        writer.close()
+        after = set(pids(grpc_plugin))
+    assert {r.flags for r in replies.values()} == {Flag.CODEC_JSON}
+    assert [replies[seq].method for seq, _, _ in requests] == [m for _, m, _ in requests]
+    assert json.loads(replies[0].body) == ["grpc"]
+    assert {w["pid"] for w in json.loads(replies[1].body)["workers"]} == before
+    assert replies[2].body == b"null"
+    assert json.loads(replies[3].body) == ["grpc"]
+    assert replies[4].body == b"true" and after.isdisjoint(before)
