@@ -211,10 +211,10 @@ class _SwitchTracer(trace.Tracer):
         self._tracer: trace.Tracer = trace.NoOpTracer()
 
     def _current(self) -> trace.Tracer:
-        target = self._switch.target
+        target = self._switch.target or self._switch.local()
         if target is not self._for:
             self._for = target
-            self._tracer = target.get_tracer(*self._args) if target is not None else trace.NoOpTracer()
+            self._tracer = target.get_tracer(*self._args)
         return self._tracer
 
     def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
@@ -229,10 +229,21 @@ class _SwitchTracer(trace.Tracer):
 
 
 class SwitchableTracerProvider(trace.TracerProvider):
-    """The global tracer provider: forwards to ``target`` (an SDK provider), or no-ops without one."""
+    """The global tracer provider: forwards to ``target`` (the running host's SDK provider).
+
+    Without a target (a host without ``otel`` after one with it, in one process) spans go to a local
+    SDK provider that exports nothing: ids stay valid, as RoadRunner's local tracer keeps them, and the
+    plugins that checked for a real global provider at start keep working.
+    """
 
     def __init__(self) -> None:
         self.target: trace.TracerProvider | None = None
+        self._local: TracerProvider | None = None
+
+    def local(self) -> trace.TracerProvider:
+        if self._local is None:
+            self._local = TracerProvider()
+        return self._local
 
     def get_tracer(
         self,
