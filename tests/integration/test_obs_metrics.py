@@ -176,3 +176,22 @@ async def test_php_client_reports_server_errors_without_retrying():
         )
     assert result == {"ok": False, "error": "undefined collector: x"}
     await eventually(lambda: calls == 1)
+
+
+async def test_http_plugin_with_its_own_worker_gauges_is_scraped_once():
+    port = free_port()
+    raw = {
+        "version": "3",
+        "server": {"command": php_cmd("http_echo.php")},
+        "http": {"address": f"127.0.0.1:{port}", "middleware": ["http_metrics"], "pool": {"num_workers": 1}},
+        "metrics": {"address": "127.0.0.1:0"},
+    }
+    async with running_host(raw) as host, aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/") as resp:
+            assert resp.status == 200
+        async with session.get(f"http://127.0.0.1:{plugin(host, 'metrics').port}/metrics") as resp:
+            text = await resp.text()
+    for name in ("rr_http_total_workers", "rr_http_workers_memory_bytes", "rr_http_requests_queue"):
+        assert text.count(f"# TYPE {name} gauge") == 1, name
+    assert samples(text)[("rr_http_total_workers", ())] == 1
+    assert "rr_http_request_total" in text
