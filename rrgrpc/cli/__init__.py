@@ -58,4 +58,4 @@ def main() -> None:
     rr(prog_name="rr")
 
 
-from rrgrpc.cli import serve  # noqa: E402,F401  (subcommands register themselves)
+from rrgrpc.cli import reset, serve, workers  # noqa: E402,F401  (subcommands register themselves)
