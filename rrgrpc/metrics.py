@@ -372,10 +372,10 @@ class MetricsPlugin:
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
         prometheus_client.GCCollector(registry=self.registry)
-        for provider in peers.having(ProvidesMetrics):  # type: ignore[type-abstract]
+        for provider in peers.having(ProvidesMetrics):
             for collector in provider.collectors():
                 self.registry.register(collector)
-        for plugin in peers.having(HasWorkers):  # type: ignore[type-abstract]
+        for plugin in peers.having(HasWorkers):
             self._register_workers(plugin)
         for collector in self._pending:
             self.registry.register(collector.metric)

@@ -1,8 +1,10 @@
 """The roster: which plugins a configuration enables, in start order. The one module naming them all.
 
-Telemetry starts first and stops last (so the final requests' spans and logs still flush); the
-serving plugins follow; the control plane (status, RPC) starts last and stops first, so whatever
-it can reach already exists.
+Telemetry starts first and stops last (so the final requests' spans and logs still flush). The
+control plane (status, RPC) comes next: PHP workers may call RPC while they boot (metrics
+declarations, RoadRunner apps do), health must answer while pools start and drain, and its peers
+are looked up at call time, so it needs nothing started before it. The serving plugins start last
+and stop first.
 """
 
 from __future__ import annotations
@@ -27,14 +29,6 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.metrics import MetricsPlugin
 
         plugins.append(MetricsPlugin(cfg))
-    if cfg.grpc is not None:
-        from rrgrpc.grpc.plugin import GrpcPlugin
-
-        plugins.append(GrpcPlugin(cfg))
-    if cfg.http is not None:
-        from rrgrpc.http.plugin import HttpPlugin
-
-        plugins.append(HttpPlugin(cfg))
     if cfg.status is not None:
         from rrgrpc.status import StatusPlugin
 
@@ -45,6 +39,14 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.rpc.server import RpcPlugin
 
         plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+    if cfg.grpc is not None:
+        from rrgrpc.grpc.plugin import GrpcPlugin
+
+        plugins.append(GrpcPlugin(cfg))
+    if cfg.http is not None:
+        from rrgrpc.http.plugin import HttpPlugin
+
+        plugins.append(HttpPlugin(cfg))
     if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
         log.warning("nothing to serve: %s configures no grpc, http or rpc section", cfg.source)
     return plugins

@@ -173,7 +173,7 @@ class StatusPlugin:
 
     # -- checks ------------------------------------------------------------------------------
     def _registry(self) -> dict[str, HasStatus]:
-        peers = self._peers.having(HasStatus) if self._peers else []  # type: ignore[type-abstract]
+        peers = self._peers.having(HasStatus) if self._peers else []
         return {p.name: p for p in peers}
 
     def report(self, plugins: list[str], ready: bool) -> tuple[int, list[dict[str, Any]]]:

@@ -46,7 +46,7 @@ class Informer(PeerService):
 
     # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
     def _pools(self) -> list[HasWorkers]:
-        return self.peers.having(HasWorkers) if self.peers else []  # type: ignore[type-abstract]
+        return self.peers.having(HasWorkers) if self.peers else []
 
     def _pool(self, name: str) -> HasWorkers | None:
         return next((p for p in self._pools() if p.name == name), None)
@@ -92,7 +92,7 @@ class Informer(PeerService):
         return {"queue": act.queue, "busy": busy, "now": now}
 
     def _manager(self, name: str) -> ManagesWorkers:
-        managers = self.peers.having(ManagesWorkers) if self.peers else []  # type: ignore[type-abstract]
+        managers = self.peers.having(ManagesWorkers) if self.peers else []
         plugin = next((p for p in managers if p.name == name), None)
         if plugin is None:
             raise InformerError(f"plugin does not support workers management: {name}")

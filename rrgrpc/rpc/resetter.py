@@ -34,7 +34,7 @@ class Resetter(PeerService):
 
     def _plugins(self) -> list[Resettable]:
         # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
-        return self.peers.having(Resettable) if self.peers else []  # type: ignore[type-abstract]
+        return self.peers.having(Resettable) if self.peers else []
 
     async def _list_plugins(self, _arg: Any) -> list[str]:
         """Names of the plugins that can be reset, sorted."""

@@ -92,7 +92,7 @@ class RpcPlugin:
     def services(self) -> dict[str, Mapping[str, RpcMethod]]:
         """Service name → methods, from this plugin and every RPC provider among the peers."""
         services: dict[str, Mapping[str, RpcMethod]] = {self.rpc_service: self.rpc_methods()}
-        providers = self._peers.having(RpcProvider) if self._peers else []  # type: ignore[type-abstract]
+        providers = self._peers.having(RpcProvider) if self._peers else []
         for provider in providers:
             if provider.rpc_service not in services:  # the first provider of a name wins
                 services[provider.rpc_service] = provider.rpc_methods()
