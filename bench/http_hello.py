@@ -113,8 +113,11 @@ def wait_http(port: int, budget: float = 30.0) -> None:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise SystemExit(f"cannot read wrk latency {text!r}")
+    value, unit = found.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(name: str, port: int, args: argparse.Namespace) -> Result:
@@ -175,7 +178,7 @@ def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Re
     http_port = free_port()
     docroot = tmp / "www"
     docroot.mkdir(exist_ok=True)
-    (docroot / "index.php").write_text(script)
+    (docroot / "index.php").write_text(script.format(root=ROOT))
     root_user = os.geteuid() == 0
     (tmp / "fpm.conf").write_text(textwrap.dedent(f"""\
         [global]
