@@ -296,3 +296,26 @@ def _expected_head(ctx) -> tuple[int, dict[str, list[str]]]:
     for name, vals in ctx["headers"].items():
         headers[name] = vals["value_text"] if isinstance(vals, dict) else vals
     return int(ctx["status"]), headers
+
+
+async def test_bad_status_from_worker_is_500_with_the_reason():
+    bad = Payload(http_pb2.Response(status=700).SerializeToString(), b"body", Flag.CODEC_PROTO)
+    dispatcher = Dispatcher(ReplayPool([bad]), RequestOptions())
+    async with serving(dispatcher) as base, aiohttp.ClientSession() as client:
+        async with client.get(base + "/") as resp:
+            assert (resp.status, await resp.text()) == (500, "unknown status code from worker: 700")
+        dispatcher.pool = ReplayPool([Payload(b"", b"no head at all", Flag.CODEC_PROTO)])
+        async with client.get(base + "/") as resp:
+            assert (resp.status, await resp.text()) == (200, "no head at all")
+
+
+def test_plugin_capabilities():
+    from rrgrpc.config.schema import config_from_dict
+    from rrgrpc.http.plugin import HttpPlugin
+    from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Plugin, ProvidesMetrics, Resettable
+
+    plugin = HttpPlugin(config_from_dict({"version": "3", "server": {"command": "php x.php"},
+                                          "http": {"address": "127.0.0.1:0"}}))
+    for capability in (Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics):
+        assert isinstance(plugin, capability), capability
+    assert plugin.health() == 503 and plugin.workers() == []
