@@ -20,6 +20,9 @@ Choices where grpcio differs from grpc-go:
   ``verify_client_cert_if_given`` do not request one (a warning says so for the last two). As in
   RoadRunner, the auth type only applies when ``root_ca`` is set.
 * ``SO_REUSEPORT`` is off, so a second server on the same port fails instead of sharing it.
+* grpc-core's stream "overload protection" is off: with it, ``max_concurrent_streams`` (10 by
+  default) refuses streams the client already considers finished, failing calls that grpc-go
+  would serve.
 * Reflection: the v1alpha service (grpcio-reflection) and ``grpc.reflection.v1`` (same messages,
   served by the same servicer) answer from the private pool, so descriptor queries work without
   RoadRunner's separate ``protoreg`` plugin.
@@ -135,6 +138,11 @@ class GrpcPlugin:
         c = self.cfg
         opts: list[tuple[str, Any]] = [
             ("grpc.so_reuseport", 0),
+            # grpc-core's "overload protection" counts a stream until the server has cleaned it up,
+            # after the client already saw it end; at RoadRunner's default of 10 streams a client
+            # with more calls in flight then gets REFUSED_STREAM (UNAVAILABLE). Off, the limit is
+            # applied as grpc-go applies it.
+            ("grpc.http.overload_protection", 0),
             ("grpc.max_send_message_length", c.max_send_msg_size * MB),
             ("grpc.max_receive_message_length", c.max_recv_msg_size * MB),
             ("grpc.max_concurrent_streams", c.max_concurrent_streams),
@@ -290,15 +298,9 @@ def _builtin_files() -> list[descriptor_pb2.FileDescriptorProto]:
     ]
 
 
-def _tracer() -> trace.Tracer:
-    """The global tracer if a real provider is installed (otel plugin), else a local SDK one.
-
-    RoadRunner always traces gRPC calls (with a local provider when the otel plugin is absent), so
-    the trace headers PHP receives always carry valid ids; so do we.
-    """
+def _tracer() -> trace.Tracer | None:
+    """The global tracer when a real provider is installed (the otel plugin), else ``None``."""
     tracer = trace.get_tracer("rrgrpc.grpc")
     if tracer.start_span("rrgrpc.grpc.probe").get_span_context().is_valid:  # never ended: never exported
         return tracer
-    from opentelemetry.sdk.trace import TracerProvider
-
-    return TracerProvider().get_tracer("rrgrpc.grpc")
+    return None

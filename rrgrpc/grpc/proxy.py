@@ -20,23 +20,27 @@ What the worker receives in ``context`` (one array of strings per key, keys sort
 
 Tracing: the proxy opens a SERVER span ``/pkg.Svc/Method`` itself, parented on the context extracted
 from the incoming metadata (opentelemetry-instrumentation-grpc is not a dependency, and its aio
-interceptor would not give us the span to inject). The plugin hands in the tracer: the otel
-plugin's provider when one is installed, else a local SDK provider, so the ids PHP receives are
-always valid, as with RoadRunner.
+interceptor would not give us the span to inject), and makes it current for the pool's
+``rr.pool.exec`` child span. With a tracer provider installed (the otel plugin) the span is
+recorded and exported; without one the proxy mints valid ids in a non-recording span, so PHP
+always receives trace headers, as with RoadRunner's always-on local tracer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import json
+import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 import grpc
+import msgspec
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -113,16 +117,20 @@ def go_string(raw: bytes) -> str:
     return raw.decode("utf-8", "rr-go-replace")
 
 
+_GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
 def go_json(obj: Any) -> bytes:
     """``json.Marshal`` output: compact, object key order as given, HTML-safe escapes of ``<>&``."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    raw = msgspec.json.encode(obj)
     # These characters can only occur inside JSON strings, so a global replace is exact.
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        if ch in text:
-            text = text.replace(ch, esc)
-    return text.encode()
+    for ch, esc in _GO_ESCAPES:
+        if ch in raw:
+            raw = raw.replace(ch, esc)
+    return raw
 
 
+@functools.lru_cache(maxsize=64)
 def canonical_header_key(key: str) -> str:
     """Go's ``textproto.CanonicalMIMEHeaderKey``: ``uber-trace-id`` -> ``Uber-Trace-Id``."""
     if not key or any(not (c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")) for c in key):
@@ -203,7 +211,7 @@ class Proxy:
     Args:
         executor: returns the pool to use (looked up per call, the plugin swaps it never but may
             not have it yet when handlers are built).
-        tracer: the tracer for the server span.
+        tracer: the tracer for the server span; ``None``: no provider is installed, mint ids only.
         authority: what ``:authority`` reports to PHP.
         metrics: request collectors to update.
     """
@@ -211,7 +219,7 @@ class Proxy:
     def __init__(
         self,
         executor: Callable[[], Executor],
-        tracer: trace.Tracer,
+        tracer: trace.Tracer | None,
         authority: str,
         metrics: GrpcMetrics,
     ) -> None:
@@ -253,6 +261,8 @@ class Proxy:
         full = f"/{service}/{method}"
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
         metrics = self._metrics
+        ok = metrics.requests.labels(full, "OK")
+        duration = metrics.duration.labels(full)
 
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             start = time.perf_counter()
@@ -262,34 +272,35 @@ class Proxy:
             code = grpc.StatusCode.UNKNOWN
             metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
             parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
+            if self._tracer is None:
+                span: trace.Span = _local_span(parent)
+            else:
+                span = self._tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
+            current = trace.set_span_in_context(span, parent)
+            token = otel_context.attach(current)
             try:
-                with self._tracer.start_as_current_span(
-                    full,
-                    context=parent,
-                    kind=trace.SpanKind.SERVER,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
-                    carrier: dict[str, str] = {}
-                    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, parent))
-                    reply = await self._exchange(service, method, full, request, metadata, carrier, context)
-                    failure = reply.failure
-                    code = failure.code if failure else grpc.StatusCode.OK
+                carrier: dict[str, str] = {}
+                PROPAGATOR.inject(carrier, context=current)
+                reply = await self._exchange(service, method, full, request, metadata, carrier, context)
+                failure = reply.failure
+                code = failure.code if failure else grpc.StatusCode.OK
+                if span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if failure:
                         span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
-                    return await _answer(context, reply)
+                return await _answer(context, reply)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             finally:
+                otel_context.detach(token)
+                span.end()
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.set()
                 metrics.queue.dec()
-                metrics.requests.labels(full, go_code_name(code)).inc()
-                metrics.duration.labels(full).observe(time.perf_counter() - start)
+                (ok if code is grpc.StatusCode.OK else metrics.requests.labels(full, go_code_name(code))).inc()
+                duration.observe(time.perf_counter() - start)
 
         return call
 
@@ -321,6 +332,22 @@ class Proxy:
             log.warning("%s: %s: %s", full, type(exc).__name__, exc)
             return Reply(failure=failure_from_exception(exc))
         return parse_reply(raw)
+
+
+def _local_span(parent: otel_context.Context) -> trace.Span:
+    """A span with fresh ids and no recording: what PHP needs when no tracer provider is installed.
+
+    RoadRunner runs a local SDK provider for this; ids are all it yields, and minting them here
+    costs a fraction of an SDK span. The trace continues the caller's when there is one.
+    """
+    caller = trace.get_current_span(parent).get_span_context()
+    span_id = random.getrandbits(64) or 1
+    if caller.is_valid:
+        ctx = trace.SpanContext(caller.trace_id, span_id, False, caller.trace_flags, caller.trace_state)
+    else:
+        trace_id = random.getrandbits(128) or 1
+        ctx = trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return trace.NonRecordingSpan(ctx)
 
 
 async def _answer(context: grpc.aio.ServicerContext, reply: Reply) -> bytes:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import msgspec
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
@@ -62,6 +62,8 @@ DETAILS_KEY = "grpc-status-details-bin"
 LEGACY_DELIMITER = b"|:|"
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
+_EMPTY = (b"{}", b"[]")
+_decode = msgspec.json.decode
 _KEY = re.compile(r"[0-9a-z_.\-]+")
 _VALUE = re.compile(r"[\x20-\x7e]*")
 # grpc-go's codes.Code.String(): the status_code label values of rr_grpc_request_total.
@@ -126,11 +128,11 @@ class Reply:
 
 def parse_reply(reply: Payload) -> Reply:
     """Decode a worker's data-frame reply (any of the context variants of §4.3)."""
-    if not reply.context:
+    if not reply.context or reply.context in _EMPTY:
         return Reply(body=reply.body)
     try:
-        ctx = json.loads(reply.context)
-    except (ValueError, UnicodeDecodeError) as exc:
+        ctx = _decode(reply.context)
+    except msgspec.DecodeError as exc:
         return Reply(failure=Failure(grpc.StatusCode.INTERNAL, f"malformed worker reply context: {exc}"))
     if ctx == []:
         return Reply(body=reply.body)
@@ -225,11 +227,11 @@ def _embedded(raw: str) -> Iterable[tuple[str, Any]]:
     if not raw:
         return ()
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = _decode(raw)
+    except msgspec.DecodeError:
         log.error("worker reply: headers/trailers are not JSON: %.200s", raw)
         return ()
-    if obj == []:
+    if not obj:
         return ()
     if not isinstance(obj, dict):
         log.error("worker reply: headers/trailers are not a JSON object: %.200s", raw)

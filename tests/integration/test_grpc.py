@@ -100,6 +100,7 @@ async def serve(
         else:
             channel = grpc.aio.secure_channel(target, credentials, options=opts)
         async with channel:
+            await asyncio.wait_for(channel.channel_ready(), 10)
             yield Served(host, plugin, target, channel, Echo(channel))
 
 
