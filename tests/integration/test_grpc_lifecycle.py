@@ -4,6 +4,7 @@ load, graceful stop with a call in flight, worker management."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from rrgrpc.errors import BootError, ConfigError
 from tests.helpers import eventually, running_host
 from tests.integration.test_grpc import (
     Echo,
@@ -154,3 +156,20 @@ async def test_add_and_remove_workers() -> None:
         await s.plugin.remove_worker()
         await eventually(lambda: len(s.pids()) == 1)
         assert (await s.echo.Ping(PingRequest(msg="x"), timeout=10)).msg == "x"
+
+
+async def test_a_proto_that_does_not_compile_stops_startup(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.proto"
+    bad.write_text('syntax = "proto3";\npackage bad;\nservice S { rpc M(In) returns (Out); }\n')
+    with pytest.raises(ConfigError) as err:
+        async with running_host(config(1, proto=[str(bad)])):
+            pass
+    assert "bad.proto" in str(err.value) and '"In" is not defined' in str(err.value)
+
+
+async def test_workers_that_cannot_boot_stop_startup() -> None:
+    raw = config(1)
+    raw["server"]["command"] = ["php", "/nonexistent/worker.php"]
+    with pytest.raises(BootError):
+        async with running_host(raw):
+            pass
