@@ -64,6 +64,7 @@ class RequestOptions:
     uploads_dir: str = ""
     uploads_forbid: frozenset[str] = frozenset({".php", ".exe", ".bat"})
     uploads_allow: frozenset[str] = frozenset()
+    uploads_owner: tuple[int, int] | None = None  # (uid, gid) for temp files when RR runs as root
 
 
 @dataclass(slots=True)
@@ -301,6 +302,9 @@ async def _read_multipart(
                 continue
             built.temp_files.append(path)
             upload.tmpName = path
+            if opts.uploads_owner is not None:
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, *opts.uploads_owner)
             with os.fdopen(fd, "wb") as out:
                 while True:
                     chunk = await part.read_chunk(_CHUNK)

@@ -10,7 +10,10 @@ in-flight requests finish (bounded by ``pool.destroy_timeout``), then destroys t
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
+import os
+import pwd
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -155,7 +158,20 @@ class HttpPlugin:
             uploads_dir=h.uploads.dir,
             uploads_forbid=frozenset(e.lower() for e in h.uploads.forbid),
             uploads_allow=frozenset(e.lower() for e in h.uploads.allow),
+            uploads_owner=self._worker_owner(),
         )
+
+    def _worker_owner(self) -> tuple[int, int] | None:
+        """uid/gid of ``server.user``/``server.group`` when running as root (uploads are chowned)."""
+        user = self.cfg.server.user
+        if not user or os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(user)
+            gid = grp.getgrnam(self.cfg.server.group).gr_gid if self.cfg.server.group else entry.pw_gid
+        except KeyError as exc:
+            raise ConfigError(f"{self.cfg.source}: server.user: unknown user or group: {exc}") from exc
+        return entry.pw_uid, gid
 
     def build_handler(self, terminal: Handler) -> Handler:
         """Bundled middlewares, then ``http.middleware`` in the configured order, then ``terminal``."""

@@ -319,3 +319,22 @@ def test_plugin_capabilities():
     for capability in (Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics):
         assert isinstance(plugin, capability), capability
     assert plugin.health() == 503 and plugin.workers() == []
+
+
+async def test_uploads_are_chowned_to_the_worker_owner(tmp_path):
+    owner = (os.getuid(), os.getgid())  # chown to ourselves: allowed without root, proves the call
+    opts = RequestOptions(uploads_dir=str(tmp_path), uploads_owner=owner)
+    owners: list[tuple[int, int]] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        built = await build_request(request, opts)
+        owners.extend((os.stat(p).st_uid, os.stat(p).st_gid) for p in built.temp_files)
+        built.cleanup()
+        return web.Response(text="ok")
+
+    form = aiohttp.FormData()
+    form.add_field("f", b"data", filename="a.txt", content_type="text/plain")
+    async with serving(handler) as base, aiohttp.ClientSession() as client:
+        async with client.post(base + "/", data=form) as resp:
+            assert resp.status == 200
+    assert owners == [owner]
