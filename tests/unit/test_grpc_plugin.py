@@ -1,0 +1,62 @@
+"""GrpcPlugin construction: server options from the ``grpc:`` section (RoadRunner keys -> grpcio args)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rrgrpc.config import config_from_dict
+from rrgrpc.errors import ConfigError
+from rrgrpc.grpc.plugin import GrpcPlugin
+
+MB = 1024 * 1024
+
+
+def plugin(**grpc: object) -> GrpcPlugin:
+    section = {"listen": "tcp://127.0.0.1:0", **grpc}
+    return GrpcPlugin(config_from_dict({"version": "3", "server": {"command": "php w.php"}, "grpc": section}))
+
+
+def test_defaults_follow_roadrunner() -> None:
+    opts = dict(plugin()._options())
+    assert opts["grpc.max_send_message_length"] == 50 * MB
+    assert opts["grpc.max_receive_message_length"] == 50 * MB
+    assert opts["grpc.max_concurrent_streams"] == 10
+    assert opts["grpc.keepalive_time_ms"] == 2 * 3600 * 1000  # ping_time 2h
+    assert opts["grpc.keepalive_timeout_ms"] == 20_000  # timeout 20s
+    assert opts["grpc.so_reuseport"] == 0
+    for infinite in ("grpc.max_connection_idle_ms", "grpc.max_connection_age_ms", "grpc.max_connection_age_grace_ms"):
+        assert infinite not in opts
+
+
+def test_configured_values_are_mapped() -> None:
+    opts = dict(
+        plugin(
+            max_send_msg_size=4,
+            max_recv_msg_size=8,
+            max_concurrent_streams=100,
+            ping_time="30s",
+            timeout="5s",
+            max_connection_idle="1m",
+            max_connection_age="1h",
+            max_connection_age_grace="10s",
+        )._options()
+    )
+    assert opts["grpc.max_send_message_length"] == 4 * MB
+    assert opts["grpc.max_receive_message_length"] == 8 * MB
+    assert opts["grpc.max_concurrent_streams"] == 100
+    assert (opts["grpc.keepalive_time_ms"], opts["grpc.keepalive_timeout_ms"]) == (30_000, 5_000)
+    assert opts["grpc.max_connection_idle_ms"] == 60_000
+    assert opts["grpc.max_connection_age_ms"] == 3_600_000
+    assert opts["grpc.max_connection_age_grace_ms"] == 10_000
+
+
+def test_a_config_without_grpc_section_is_refused() -> None:
+    with pytest.raises(ConfigError, match="grpc"):
+        GrpcPlugin(config_from_dict({"version": "3", "server": {"command": "php w.php"}}))
+
+
+def test_idle_plugin_reports_no_workers_and_not_ready() -> None:
+    p = plugin()
+    assert p.workers() == [] and p.activity().busy == {}
+    assert (p.health(), p.readiness()) == (503, 503)
+    assert len(p.collectors()) == 3
