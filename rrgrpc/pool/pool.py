@@ -136,6 +136,7 @@ class Pool:
         self._failed: BootError | None = None
         self._closing = False
         self._changed = asyncio.Event()  # set whenever a worker leaves WORKING or the pool fails
+        self._alarm = asyncio.Event()  # wakes the supervisor: the pool failed or is closing
         self._listener: SocketRelayListener | None = None
         self._psutil: dict[int, psutil.Process] = {}
         self._reset_lock = asyncio.Lock()
@@ -171,10 +172,9 @@ class Pool:
         while not self._closing:
             try:
                 async with asyncio.timeout(tick):
-                    await self._changed.wait()
+                    await self._alarm.wait()
             except TimeoutError:
                 self._tick()
-            self._changed.clear()
             if self._failed is not None:
                 raise self._failed
 
@@ -194,7 +194,7 @@ class Pool:
 
     async def _destroy(self) -> None:
         self._closing = True
-        self._changed.set()
+        self._alarm.set()
         for fut in self._waiters:
             if not fut.done():
                 fut.set_exception(PoolClosed(f"{self.name} pool is stopping"))
@@ -387,10 +387,11 @@ class Pool:
         finally:
             if not fut.done():
                 fut.cancel()
-            try:
-                self._waiters.remove(fut)
-            except ValueError:
-                pass
+            if fut.cancelled():  # a future that got its worker (or an error) was already popped
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
 
     def _give(self, w: Worker) -> None:
         """Hand a ready worker to the oldest waiter, or park it in the idle queue."""
@@ -560,6 +561,7 @@ class Pool:
                 fut.set_exception(self._failed)
         self._waiters.clear()
         self._changed.set()
+        self._alarm.set()
 
     def _retire(self, w: Worker, state: WorkerState) -> None:
         """Stop a worker gracefully in the background and keep the pool at its size."""
