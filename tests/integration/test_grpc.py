@@ -287,3 +287,42 @@ async def test_request_metrics() -> None:
         assert samples[("rr_grpc_requests_queue", ())] == 0
         count = next(v for (name, labels), v in samples.items() if name == "rr_grpc_request_duration_seconds_bucket" and ("le", "+Inf") in labels and ("grpc_method", "/echo.v1.Echo/Ping") in labels)
         assert count == 1
+
+
+async def test_no_free_worker_within_allocate_timeout_is_resource_exhausted() -> None:
+    async with serve(workers=1, pool={"num_workers": 1, "allocate_timeout": "200ms"}) as s:
+        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=1000), timeout=10))
+        await eventually(lambda: s.plugin.activity().busy)
+        err = await rpc_error(s.echo.Ping(PingRequest(msg="waits too long"), timeout=10))
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (await slow).slept_ms == 1000
+
+
+async def test_full_queue_is_resource_exhausted() -> None:
+    async with serve(workers=1, pool={"num_workers": 1, "max_queue_size": 1}) as s:
+        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=600), timeout=10))
+        await eventually(lambda: s.plugin.activity().busy)
+        queued = asyncio.ensure_future(s.echo.Ping(PingRequest(msg="queued"), timeout=10))
+        await eventually(lambda: s.plugin.activity().queue == 1)
+        err = await rpc_error(s.echo.Ping(PingRequest(msg="rejected"), timeout=10))
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (await queued).msg == "queued" and (await slow).slept_ms == 600
+
+
+async def test_exec_ttl_is_deadline_exceeded_and_the_worker_is_replaced() -> None:
+    async with serve(workers=1, pool={"num_workers": 1, "supervisor": {"exec_ttl": "300ms"}}) as s:
+        before = s.pids()
+        err = await rpc_error(s.echo.Sleep(SleepRequest(ms=3000), timeout=10))
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "exec_ttl" in err.details()
+        reply = await s.echo.Ping(PingRequest(msg="fresh"), timeout=10)
+        assert reply.pid not in before and reply.counter == 1
+
+
+async def test_a_worker_crash_mid_call_is_internal_saying_so() -> None:
+    raw = config(1)
+    raw["server"]["command"] = php_cmd("crash.php")
+    async with running_host(raw) as host:
+        plugin = next(p for p in host.plugins if p.name == "grpc")
+        async with grpc.aio.insecure_channel(grpc_target(plugin.address)) as channel:
+            err = await rpc_error(Echo(channel).Ping(PingRequest(msg="boom"), timeout=10))
+        assert err.code() == grpc.StatusCode.INTERNAL and "crashed" in err.details()
