@@ -4,7 +4,9 @@ Both targets serve ``/echo.v1.Echo/Ping`` and are loaded by the same h2load comm
 HTTP/2 load generator speaks gRPC when given the headers and a length-prefixed message; a Python
 client could not saturate either server). Each target gets a warm-up and a fixed duration; the
 script prints requests per second, p50 and p99 latency (from h2load's per-request log, completed
-requests only; "cut" counts the ones still running when the duration ended) and the ratio rr / bare.
+requests only; "cut" counts the ones still running when the duration ended), the CPU time per
+request of the server process and of its PHP children (robust when other load shares the CPUs),
+and the ratio rr / bare.
 
     python bench/grpc_echo.py [--duration 10] [--clients 16] [--streams 8] [--workers 2]
 
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,11 +157,27 @@ def h2load(port: int, args: argparse.Namespace, data: Path, log: Path | None, du
     return out.stdout
 
 
-def measure(name: str, port: int, args: argparse.Namespace, data: Path, tmp: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of the server process and of its child processes (PHP workers)."""
+    proc = psutil.Process(pid)
+    t = proc.cpu_times()
+    children = 0.0
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        children += c.user + c.system
+    return t.user + t.system, children
+
+
+def measure(name: str, proc: subprocess.Popen[bytes], port: int, args: argparse.Namespace, data: Path, tmp: Path) -> dict[str, float]:
     one_call(port)
     h2load(port, args, data, None, 2)  # warm-up: connections, worker caches, branch predictors
     log = tmp / f"{name}.log"
+    own0, kids0 = cpu_seconds(proc.pid)
     text = h2load(port, args, data, log, args.duration)
+    own1, kids1 = cpu_seconds(proc.pid)
     one_call(port)
     durations, failed, cut = [], 0, 0
     for line in log.read_text().splitlines():
@@ -175,7 +194,17 @@ def measure(name: str, port: int, args: argparse.Namespace, data: Path, tmp: Pat
         sys.exit(f"{name}: h2load logged no request\n{text}")
     rps = next(float(line.split(",")[1].split()[0]) for line in text.splitlines() if line.startswith("finished in"))
     q = statistics.quantiles(durations, n=100)
-    return {"rps": rps, "p50": q[49], "p99": q[98], "requests": len(durations), "failed": failed, "cut": cut}
+    total = len(durations) + failed + cut
+    return {
+        "rps": rps,
+        "p50": q[49],
+        "p99": q[98],
+        "requests": len(durations),
+        "failed": failed,
+        "cut": cut,
+        "cpu_us": (own1 - own0) / total * 1e6,  # server process CPU per request (the Python host)
+        "php_us": (kids1 - kids0) / total * 1e6,  # its children: the PHP workers
+    }
 
 
 def main() -> None:
@@ -210,7 +239,7 @@ def main() -> None:
         port = free_port()
         with process([sys.executable, __file__, "--bare-server", str(port), "--max-streams", str(args.max_streams)]) as proc:
             wait_ready(port, proc, health=False)
-            results["bare grpc.aio"] = measure("bare", port, args, data, tmp)
+            results["bare grpc.aio"] = measure("bare", proc, port, args, data, tmp)
 
         port = free_port()
         cfg = tmp / ".rr.yaml"
@@ -226,14 +255,17 @@ def main() -> None:
         )
         with process([rr, "-c", str(cfg), "serve"], cwd=tmp) as proc:
             wait_ready(port, proc, health=True)
-            results[f"rr + {args.workers} PHP workers"] = measure("rr", port, args, data, tmp)
+            results[f"rr + {args.workers} PHP workers"] = measure("rr", proc, port, args, data, tmp)
 
     print(f"\nh2load -c {args.clients} -m {args.streams}, {args.duration:g} s per target, {METHOD}, {os.cpu_count()} CPUs")
-    print(f"{'target':<24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ok':>8} {'failed':>7} {'cut':>5}")
+    print(
+        f"{'target':<24} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ok':>7} {'failed':>6} {'cut':>4}"
+        f" {'host CPU us/req':>15} {'PHP CPU us/req':>14}"
+    )
     for name, r in results.items():
         print(
-            f"{name:<24} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['requests']:>8.0f} "
-            f"{r['failed']:>7.0f} {r['cut']:>5.0f}"
+            f"{name:<24} {r['rps']:>8.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['requests']:>7.0f} "
+            f"{r['failed']:>6.0f} {r['cut']:>4.0f} {r['cpu_us']:>15.0f} {r['php_us']:>14.0f}"
         )
     bare, ours = results["bare grpc.aio"], results[f"rr + {args.workers} PHP workers"]
     print(f"ratio rr / bare: {ours['rps'] / bare['rps']:.2f} (target >= 0.90)")
