@@ -40,7 +40,14 @@ class ExecTTLExceeded(PoolError):
 
 
 class WorkerError(PoolError):
-    """The worker answered with an ERROR frame. The process is healthy and stays in the pool."""
+    """The worker answered with an ERROR frame. The process is healthy and stays in the pool.
+
+    ``raw`` keeps the frame's bytes: the legacy gRPC error text carries binary ``Any`` details.
+    """
+
+    def __init__(self, message: str, raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.raw = raw or message.encode()
 
 
 class WorkerLost(PoolError):

@@ -1,7 +1,8 @@
-"""pytest hooks: tests marked ``php`` are skipped only where no php binary exists (CI installs it)."""
+"""pytest hooks: the php marker (skipped only where no php binary exists; CI installs it), grpc env."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -14,3 +15,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "php" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # hosts run in-process and spawn PHP workers; grpc-core must not warn about fork on each spawn
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -25,6 +26,9 @@ log = logging.getLogger("rr")
 @click.pass_obj
 def serve(obj: CliContext) -> None:
     """Serve the configured plugins (gRPC, HTTP, RPC, metrics, status)."""
+    # before grpc is imported: we spawn workers, never fork a process that uses gRPC, and without
+    # this grpc-core warns on every worker spawn that other threads are calling into it
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s")
     try:
         cfg = obj.load()

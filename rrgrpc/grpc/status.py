@@ -175,9 +175,7 @@ def failure_from_exception(exc: BaseException) -> Failure:
     if isinstance(exc, WorkerLost):
         return Failure(grpc.StatusCode.INTERNAL, f"the PHP worker crashed during the call: {text}")
     if isinstance(exc, WorkerError):
-        raw = exc.args[0] if exc.args else ""
-        data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
-        return failure_from_error_text(data)
+        return failure_from_error_text(exc.raw)
     return Failure(grpc.StatusCode.INTERNAL, text)
 
 

@@ -200,7 +200,7 @@ class Worker:
 
     def _reply(self, frame: Frame) -> Payload:
         if frame.flags & Flag.ERROR:
-            raise WorkerError(frame.payload.decode("utf-8", "replace"))
+            raise WorkerError(frame.payload.decode("utf-8", "replace"), frame.payload)
         if len(frame.options) != 1:
             raise WorkerLost(f"worker {self.pid} sent a reply with {len(frame.options)} options; exactly 1 (the context length) is required")
         n = frame.options[0]

@@ -86,8 +86,8 @@ async def test_pool_failures_reach_the_client(exc: BaseException, code: grpc.Sta
 async def test_legacy_error_text_with_details() -> None:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason="LEGACY"))
-    text = (b"7|:|denied|:|" + detail.SerializeToString()).decode("utf-8", "surrogateescape")
-    async with proxied(Script(raising(WorkerError(text)))) as call:
+    raw = b"7|:|denied|:|" + detail.SerializeToString()
+    async with proxied(Script(raising(WorkerError(raw.decode("utf-8", "replace"), raw)))) as call:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(b"req")
         assert (err.value.code(), err.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "denied")
