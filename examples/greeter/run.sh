@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Serve the greeter example, wait until it is healthy, make one call, stop (installs nothing).
-#   ./run.sh          one call, then stop
-#   ./run.sh --stay   one call, then keep serving until Ctrl-C
-# RR and PYTHON choose the binaries (default: rr and python3 from PATH).
+# The main example, from a fresh Debian machine: set up (../../.ci/setup: php, protoc and a venv
+# with rrgrpc), serve greeter.v1.Greeter with `rr serve`, wait until it is healthy, make one call.
+#   ./run.sh          set up, serve, one call, stop
+#   ./run.sh --stay   the same, then keep serving until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")"
-RR=${RR:-rr}
-PYTHON=${PYTHON:-python3}
+bash ../../.ci/setup
+VENV=$(cd ../.. && pwd)/.venv
 
-"$RR" -c .rr.yaml serve &
+"$VENV/bin/rr" -c .rr.yaml serve &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
-"$PYTHON" client.py --wait-health 30 "${NAME:-World}"
+"$VENV/bin/python" client.py --wait-health 30 "${NAME:-World}"
 
 if [[ "${1:-}" == "--stay" ]]; then
-  echo "serving on 127.0.0.1:9001 (Ctrl-C to stop)"
+  echo "serving on 127.0.0.1:9001 (Ctrl-C to stop; try: $VENV/bin/rr -c .rr.yaml workers -i)"
   wait "$server"
 fi

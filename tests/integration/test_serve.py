@@ -42,7 +42,7 @@ async def test_startup_error_is_one_line_and_exit_code_1(tmp_path):
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     lines = out.decode().strip().splitlines()
-    assert lines == [f"rr: error: {tmp_path / '.rr.yaml'}: unknown key server.releay"]
+    assert lines == [f"rr: error: {tmp_path / '.rr.yaml'}: unknown key server.releay (did you mean relay?)"]
 
 
 async def test_missing_version_is_rejected(tmp_path):
