@@ -15,7 +15,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
-VECTORS = ROOT.parent / "shared" / "vectors"
+# the captured vectors: the team's shared copy when it sits beside the checkout, else ours
+VECTORS = next(p for p in (ROOT.parent / "shared" / "vectors", ROOT / "tests" / "vectors") if p.is_dir())
 PHP = shutil.which("php")
 
 
