@@ -29,6 +29,10 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.metrics import MetricsPlugin
 
         plugins.append(MetricsPlugin(cfg))
+    if cfg.server.on_init is not None:
+        from rrgrpc.server import ServerPlugin
+
+        plugins.append(ServerPlugin(cfg))
     if cfg.status is not None:
         from rrgrpc.status import StatusPlugin
 

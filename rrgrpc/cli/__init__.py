@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class CliContext:
-    """The global options, shared by every subcommand through ``ctx.obj``."""
+    """The global options, shared by every subcommand through ``ctx.obj``.
+
+    ``config_path`` is absolute; the process already runs in the working directory and the
+    ``--dotenv`` variables are already in the environment (see :func:`rr`).
+    """
 
     config_path: str = ".rr.yaml"
     workdir: str | None = None
@@ -31,26 +35,47 @@ class CliContext:
     def load(self) -> RRConfig:
         from rrgrpc.config import load_config
 
-        return load_config(self.config_path, self.overrides, self.dotenv)
+        return load_config(self.config_path, self.overrides)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", "config_path", default=".rr.yaml", show_default=True, help="Path to the .rr.yaml file.")
-@click.option("-w", "--workdir", default=None, help="Working directory (workers inherit it).")
+@click.option("-w", "--workdir", default=None, help="Working directory (default: the config file's directory).")
 @click.option("-o", "--override", "overrides", multiple=True, help="Override a config value: section.key=value (repeatable).")
-@click.option("--dotenv", default=None, help="Load KEY=VALUE lines from this file into the environment used for ${VAR} expansion.")
+@click.option(
+    "--dotenv", default=None, envvar="DOTENV_PATH",
+    help="Load KEY=VALUE lines from this file into the environment (existing variables win) [$DOTENV_PATH].",
+)
 @click.version_option(
     __version__, "-v", "--version", prog_name="rr",
     message=f"%(prog)s version %(version)s (rrgrpc, RoadRunner {RR_COMPAT_VERSION} compatible, python {sys.version.split()[0]})",
 )
 @click.pass_context
 def rr(ctx: click.Context, config_path: str, workdir: str | None, overrides: tuple[str, ...], dotenv: str | None) -> None:
-    """rrgrpc: a RoadRunner-compatible application server for PHP workers (gRPC, HTTP, RPC)."""
-    if workdir:
+    """rrgrpc: a RoadRunner-compatible application server for PHP workers (gRPC, HTTP, RPC).
+
+    As RoadRunner does: the config path is made absolute, the process changes into the config
+    file's directory (so relative paths in it, and the workers' cwd, are relative to it), then into
+    ``-w`` when given; ``--dotenv`` is read there and exported without overriding variables.
+    """
+    from rrgrpc.config import read_dotenv
+    from rrgrpc.errors import ConfigError
+
+    config_path = os.path.abspath(config_path)
+    before = os.getcwd()
+    ctx.call_on_close(lambda: os.chdir(before))  # matters when invoked in-process (tests)
+    for where, option in ((os.path.dirname(config_path), "--config"), (workdir, "--workdir")):
+        if where:
+            try:
+                os.chdir(where)
+            except OSError as exc:
+                raise click.UsageError(f"{option} {where}: {exc.strerror}") from exc
+    if dotenv:
         try:
-            os.chdir(workdir)
-        except OSError as exc:
-            raise click.UsageError(f"--workdir {workdir}: {exc.strerror}") from exc
+            for key, value in read_dotenv(dotenv).items():
+                os.environ.setdefault(key, value)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
     ctx.obj = CliContext(config_path, workdir, list(overrides), dotenv)
 
 

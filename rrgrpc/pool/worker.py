@@ -117,10 +117,7 @@ class Worker:
         """Start the process and complete the pid handshake within ``timeout`` (allocate_timeout)."""
         w = cls(plugin, log)
         loop = asyncio.get_running_loop()
-        extra: dict[str, Any] = {}
-        if user and os.geteuid() == 0:
-            pw = pwd.getpwnam(user)
-            extra["preexec_fn"] = functools.partial(_drop_privileges, pw.pw_uid, pw.pw_gid)
+        extra = run_as(user)
         try:
             # a session of its own (so its own process group, as RoadRunner's Setpgid): terminal
             # signals meant for rr never reach the workers, and killpg takes the whole tree
@@ -283,6 +280,21 @@ class Worker:
     def close_transport(self) -> None:
         if self.transport is not None and self.proc is not None and self.proc.exited.done():
             self.transport.close()
+
+
+
+def run_as(user: str) -> dict[str, Any]:
+    """Subprocess arguments that make the child ``user`` (uid and primary gid), when rr is root.
+
+    A ``preexec_fn`` rather than ``user=``/``group=``, which uvloop's subprocess does not accept.
+    """
+    if not user or os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise BootError(f"server.user: no such user {user!r}") from None
+    return {"preexec_fn": functools.partial(_drop_privileges, pw.pw_uid, pw.pw_gid)}
 
 
 def _drop_privileges(uid: int, gid: int) -> None:
