@@ -2,7 +2,7 @@
 
 /**
  * Owns the HTTP worker protocol on the PHP side (PROTOCOL.md §5): decodes the request context in
- * either encoding (protobuf http.v1.Request with frame flags 0x80, or the legacy JSON context),
+ * either encoding (protobuf http.v1.Request with frame flags 0x80, via ProtoCodec, or the legacy JSON context),
  * builds a Request, and encodes replies in the codec of the request: a plain response, a streamed
  * one from any iterable (each chunk one STREAM frame, stopped early when the server says STOP),
  * informational 1xx heads, errors and restart requests. Built on RRGrpc\Worker\Worker.
@@ -12,9 +12,6 @@ declare(strict_types=1);
 
 namespace RRGrpc\Http;
 
-use Http\V1\HeaderValue;
-use Http\V1\Request as ProtoRequest;
-use Http\V1\Response as ProtoResponse;
 use RRGrpc\Goridge\Frame;
 use RRGrpc\Worker\Payload;
 use RRGrpc\Worker\Worker;
@@ -120,35 +117,25 @@ final class HttpWorker
             }
             return \json_encode(['status' => $status, 'headers' => $list ?: new \stdClass()], \JSON_THROW_ON_ERROR);
         }
-        $msg = new ProtoResponse();
-        $msg->setStatus($status);
-        $map = [];
-        foreach ($headers as $name => $values) {
-            $hv = new HeaderValue();
-            $hv->setValue(\array_values(\array_map('strval', (array) $values)));
-            $map[(string) $name] = $hv;
-        }
-        $msg->setHeaders($map);
-        return $msg->serializeToString();
+        return ProtoCodec::encodeResponse($status, $headers);
     }
 
     private static function fromProto(Payload $payload): Request
     {
-        $msg = new ProtoRequest();
-        $msg->mergeFromString($payload->header);
-        $headers = self::withHost($msg->getUri(), self::lists($msg->getHeader()));
+        $msg = ProtoCodec::decodeRequest($payload->header);
+        $headers = self::withHost($msg['uri'], $msg['header']);
         $cookies = [];
-        foreach (self::lists($msg->getCookies()) as $name => $values) {
+        foreach ($msg['cookies'] as $name => $values) {
             $cookies[$name] = \implode(',', $values);
         }
         $attributes = [];
-        foreach (self::lists($msg->getAttributes()) as $name => $values) {
+        foreach ($msg['attributes'] as $name => $values) {
             $attributes[$name] = $values[0] ?? '';
         }
-        $uploads = $msg->getUploads() !== '' ? \json_decode($msg->getUploads(), true) : [];
+        $uploads = $msg['uploads'] !== '' ? \json_decode($msg['uploads'], true) : [];
         return self::build(
-            $msg->getMethod(), $msg->getUri(), $msg->getProtocol(), $msg->getRemoteAddr(), $headers, $cookies,
-            $msg->getRawQuery(), $payload->body, $msg->getParsed(), \is_array($uploads) ? $uploads : [], $attributes,
+            $msg['method'], $msg['uri'], $msg['protocol'], $msg['remote_addr'], $headers, $cookies,
+            $msg['raw_query'], $payload->body, $msg['parsed'], \is_array($uploads) ? $uploads : [], $attributes,
         );
     }
 
@@ -210,20 +197,6 @@ final class HttpWorker
             } elseif (\is_array($node)) {
                 $out[$key] = self::files($node);
             }
-        }
-        return $out;
-    }
-
-    /** @return array<string, list<string>> */
-    private static function lists(iterable $map): array
-    {
-        $out = [];
-        foreach ($map as $name => $value) {
-            $list = [];
-            foreach ($value->getValue() as $v) {
-                $list[] = $v;
-            }
-            $out[(string) $name] = $list;
         }
         return $out;
     }
