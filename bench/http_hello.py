@@ -1,14 +1,23 @@
 """`rr serve` with PHP HTTP workers vs nginx + php-fpm serving the same PHP hello, in one run.
 
 Usage: python bench/http_hello.py [--workers 2] [--duration 8] [--connections 32] [--codec proto]
+                                  [--nginx-workers 1|auto]
 
 Both sides run the same amount of PHP (``--workers`` processes; FPM ``pm = static``) with opcache
 on, on 127.0.0.1 free ports, configs written to a temp dir and run as the current user. Each is
 measured with ``wrk -t2 -c<connections> -d<duration>s --latency`` after a short warm-up; the
 figures are requests/s, p50 and p99 latency, and the rr/fpm ratio.
 
-The framework-weight variant boots a Symfony HttpKernel app (Debian php-symfony-* packages) once
-per rr worker and once per request under FPM; it is skipped with a message when not installed.
+Fairness: the same PHP process count, opcache on both sides (``opcache.enable`` for FPM,
+``opcache.enable_cli`` for rr's CLI workers), the same body, HTTP/1.1 keep-alive from wrk to both
+fronts (nginx -> FPM is a FastCGI connection per request, as Debian's default), and one front
+process each by default (``worker_processes 1`` vs rr serve's single event loop).
+
+The framework-weight variant (see ``SYMFONY_APP``) boots a Symfony app with HttpKernel, Routing,
+EventDispatcher, a compiled DependencyInjection container and Twig once per rr worker and once per
+request under FPM; it is skipped with a message when the Debian packages are not installed
+(apt-get install php-symfony-http-kernel php-symfony-routing php-symfony-dependency-injection
+php-symfony-config php-twig).
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PHP = os.environ.get("PHP", "php")
 FPM = shutil.which("php-fpm8.2") or shutil.which("php-fpm") or "php-fpm"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SYMFONY = Path("/usr/share/php/Symfony/Component/HttpKernel")
+SYMFONY = [Path("/usr/share/php/Symfony/Component", c) for c in ("HttpKernel", "Routing", "DependencyInjection", "Config")]
+SYMFONY.append(Path("/usr/share/php/Twig"))
 
 RR_HELLO = """<?php
 require '{root}/php/autoload.php';
@@ -45,28 +55,86 @@ FPM_HELLO = """<?php
 header('Content-Type: text/plain');
 echo 'Hello, World!';
 """
-# Symfony HttpKernel app: the kernel (event dispatcher, resolvers, one route) is what a framework
-# pays for at boot; under FPM it is built on every request, under rr once per worker.
+# Framework weight: a Symfony 5.4 app as a production deployment runs it (Debian php-symfony-*, php-twig).
+# Boot = autoloaders of 8 packages, the dependency-injection container (compiled from a
+# ContainerBuilder with ~14 services on the first boot and dumped as PHP, then loaded from that
+# file as Symfony's cache does), the route collection (5 routes), the event dispatcher with the
+# RouterListener and ResponseListener subscribers, and a Twig environment whose compiled templates
+# are cached on disk. Under FPM that boot runs on every request (shared-nothing); rr workers boot
+# once. "/" renders a Twig template: "Hello, World!".
 SYMFONY_APP = """<?php
-require_once '/usr/share/php/Symfony/Component/HttpKernel/autoload.php';
-require_once '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
-require_once '/usr/share/php/Symfony/Component/EventDispatcher/autoload.php';
-require_once '/usr/share/php/Symfony/Component/Routing/autoload.php';
+foreach (['HttpKernel', 'HttpFoundation', 'EventDispatcher', 'Routing', 'DependencyInjection', 'Config'] as $c) {{
+    require_once "/usr/share/php/Symfony/Component/$c/autoload.php";
+}}
+require_once '/usr/share/php/Twig/autoload.php';
+use Symfony\\Component\\DependencyInjection\\{{ContainerBuilder, Reference, Dumper\\PhpDumper}};
 use Symfony\\Component\\EventDispatcher\\EventDispatcher;
-use Symfony\\Component\\HttpFoundation\\{{Request, RequestStack, Response}};
-use Symfony\\Component\\HttpKernel\\Controller\\{{ArgumentResolver, ControllerResolver}};
-use Symfony\\Component\\HttpKernel\\EventListener\\RouterListener;
+use Symfony\\Component\\HttpFoundation\\{{JsonResponse, Request, RequestStack, Response}};
+use Symfony\\Component\\HttpKernel\\Controller\\{{ArgumentResolver, ContainerControllerResolver}};
+use Symfony\\Component\\HttpKernel\\EventListener\\{{ResponseListener, RouterListener}};
 use Symfony\\Component\\HttpKernel\\HttpKernel;
 use Symfony\\Component\\Routing\\{{Matcher\\UrlMatcher, RequestContext, Route, RouteCollection}};
-function build_kernel(): HttpKernel {{
+use Twig\\Environment;
+use Twig\\Loader\\FilesystemLoader;
+
+final class PageController {{
+    public function __construct(private Environment $twig) {{}}
+    public function home(): Response {{ return new Response($this->twig->render('hello.html.twig', ['name' => 'World'])); }}
+    public function greet(string $name): Response {{ return new Response($this->twig->render('hello.html.twig', ['name' => $name])); }}
+    public function about(): Response {{ return new Response('about'); }}
+}}
+final class ItemController {{
+    public function show(int $id): JsonResponse {{ return new JsonResponse(['id' => $id]); }}
+    public function list(): JsonResponse {{ return new JsonResponse([['id' => 1], ['id' => 2]]); }}
+}}
+function app_routes(): RouteCollection {{
     $routes = new RouteCollection();
-    $routes->add('hello', new Route('/', ['_controller' => fn () => new Response('Hello, World!', 200, ['Content-Type' => 'text/plain'])]));
-    $stack = new RequestStack();
-    $dispatcher = new EventDispatcher();
-    $dispatcher->addSubscriber(new RouterListener(new UrlMatcher($routes, new RequestContext()), $stack));
-    return new HttpKernel($dispatcher, new ControllerResolver(), $stack, new ArgumentResolver());
+    $routes->add('home', new Route('/', ['_controller' => 'PageController::home']));
+    $routes->add('greet', new Route('/hello/{{name}}', ['_controller' => 'PageController::greet']));
+    $routes->add('about', new Route('/about', ['_controller' => 'PageController::about']));
+    $routes->add('items', new Route('/items', ['_controller' => 'ItemController::list'], [], [], '', [], ['GET']));
+    $routes->add('item', new Route('/items/{{id}}', ['_controller' => 'ItemController::show'], ['id' => '\\d+']));
+    return $routes;
+}}
+function app_container(string $dir): \\Psr\\Container\\ContainerInterface {{
+    $file = "$dir/cache/container.php";
+    if (!is_file($file)) {{
+        $b = new ContainerBuilder();
+        $b->setParameter('templates', "$dir/templates");
+        $b->setParameter('twig_cache', "$dir/cache/twig");
+        $b->register('request_stack', RequestStack::class);
+        $b->register('routes', RouteCollection::class)->setFactory('app_routes');
+        $b->register('request_context', RequestContext::class);
+        $b->register('matcher', UrlMatcher::class)->setArguments([new Reference('routes'), new Reference('request_context')]);
+        $b->register('router_listener', RouterListener::class)->setArguments([new Reference('matcher'), new Reference('request_stack')]);
+        $b->register('response_listener', ResponseListener::class)->setArguments(['UTF-8']);
+        $b->register('event_dispatcher', EventDispatcher::class)
+            ->addMethodCall('addSubscriber', [new Reference('router_listener')])
+            ->addMethodCall('addSubscriber', [new Reference('response_listener')]);
+        $b->register('twig.loader', FilesystemLoader::class)->setArguments(['%templates%']);
+        $b->register('twig', Environment::class)->setArguments([new Reference('twig.loader'), ['cache' => '%twig_cache%']]);
+        $b->register(PageController::class, PageController::class)->setArguments([new Reference('twig')])->setPublic(true);
+        $b->register(ItemController::class, ItemController::class)->setPublic(true);
+        $b->register('controller_resolver', ContainerControllerResolver::class)->setArguments([new Reference('service_container')]);
+        $b->register('argument_resolver', ArgumentResolver::class);
+        $b->register('http_kernel', HttpKernel::class)->setPublic(true)->setArguments([
+            new Reference('event_dispatcher'), new Reference('controller_resolver'),
+            new Reference('request_stack'), new Reference('argument_resolver'),
+        ]);
+        $b->compile();
+        @mkdir("$dir/cache", 0777, true);
+        $tmp = $file . '.' . getmypid();
+        file_put_contents($tmp, (new PhpDumper($b))->dump(['class' => 'AppContainer']));
+        rename($tmp, $file);
+    }}
+    require_once $file;
+    return new AppContainer();
+}}
+function build_kernel(): HttpKernel {{
+    return app_container('{app_dir}')->get('http_kernel');
 }}
 """
+TWIG_TEMPLATE = "Hello, {{ name }}!"
 RR_SYMFONY = SYMFONY_APP + """
 require '{root}/php/autoload.php';
 $kernel = build_kernel();
@@ -85,8 +153,6 @@ $response = $kernel->handle($request);
 $response->send();
 $kernel->terminate($request, $response);
 """
-
-
 @dataclass
 class Result:
     name: str
@@ -133,9 +199,16 @@ def wrk(name: str, port: int, args: argparse.Namespace) -> Result:
     if errors:
         raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     return Result(name, rps, p50, p99)
+
+
+def render(script: str, app_dir: Path) -> str:
+    """The PHP script text; ``app_dir`` gets the Twig template and the app's cache (framework variant)."""
+    (app_dir / "templates").mkdir(parents=True, exist_ok=True)
+    (app_dir / "templates" / "hello.html.twig").write_text(TWIG_TEMPLATE)
+    return script.format(root=ROOT, app_dir=app_dir)
 
 
 @contextlib.contextmanager
@@ -155,7 +228,7 @@ def running(argv: list[str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[
 
 def bench_rr(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Result:
     port = free_port()
-    (tmp / "rr_worker.php").write_text(script.format(root=ROOT))
+    (tmp / "rr_worker.php").write_text(render(script, tmp / "app-rr"))
     (tmp / "rr.yaml").write_text(textwrap.dedent(f"""\
         version: "3"
         server:
@@ -178,7 +251,7 @@ def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Re
     http_port = free_port()
     docroot = tmp / "www"
     docroot.mkdir(exist_ok=True)
-    (docroot / "index.php").write_text(script.format(root=ROOT))
+    (docroot / "index.php").write_text(render(script, tmp / "app-fpm"))
     root_user = os.geteuid() == 0
     (tmp / "fpm.conf").write_text(textwrap.dedent(f"""\
         [global]
@@ -194,7 +267,7 @@ def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Re
         pm.max_requests = 0
         """))
     (tmp / "nginx.conf").write_text(textwrap.dedent(f"""\
-        worker_processes auto;
+        worker_processes {args.nginx_workers};
         {"user root;" if root_user else ""}
         pid {tmp}/nginx.pid;
         error_log {tmp}/nginx.err warn;
@@ -233,20 +306,23 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--codec", choices=("proto", "json"), default="proto")
+    parser.add_argument("--nginx-workers", default="1",
+                        help="nginx worker_processes: 1 (default) = one front process, as rr serve's one event loop; or auto")
     args = parser.parse_args()
     for tool in ("wrk", NGINX, FPM):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
-    print(f"hello: {args.workers} PHP workers each side, wrk -t2 -c{args.connections} -d{args.duration}s, codec {args.codec}")
+    print(f"hello: {args.workers} PHP workers each side, wrk -t2 -c{args.connections} -d{args.duration}s, "
+          f"codec {args.codec}, nginx worker_processes {args.nginx_workers}")
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         rr = bench_rr(Path(tmp), RR_HELLO, args, "rr serve (PHP workers)")
         fpm = bench_fpm(Path(tmp), FPM_HELLO, args, "nginx + php-fpm")
     show(rr, fpm)
-    if not SYMFONY.is_dir():
-        print(f"framework variant skipped: Symfony HttpKernel not installed ({SYMFONY} missing; "
-              "apt-get install php-symfony-http-kernel php-symfony-routing)")
+    missing = [str(p) for p in SYMFONY if not p.is_dir()]
+    if missing:
+        print(f"framework variant skipped: {', '.join(missing)} missing (see the module docstring)")
         return
-    print("framework (Symfony HttpKernel booted once per rr worker, per request under FPM):")
+    print("framework (Symfony HttpKernel + DI container + Twig booted once per rr worker, per request under FPM):")
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         rr = bench_rr(Path(tmp), RR_SYMFONY, args, "rr serve + HttpKernel")
         fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args, "nginx + php-fpm + HttpKernel")
