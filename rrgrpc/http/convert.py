@@ -107,7 +107,7 @@ class Head:
     """Status and headers of one reply frame (``trailers``: names the worker asked to trail)."""
 
     status: int
-    headers: list[tuple[str, str]]
+    headers: tuple[tuple[str, str], ...]
     trailers: tuple[str, ...] = ()
 
 
@@ -458,19 +458,37 @@ class _LegacyResponse(msgspec.Struct):
 _legacy_decoder = msgspec.json.Decoder(_LegacyResponse)
 
 
+#: Decoded heads by (context bytes, proto?): an application sends the same few heads over and over.
+_head_cache: dict[tuple[bytes, bool], Head] = {}
+_HEAD_CACHE_SIZE: Final = 256
+_HEAD_CACHE_MAX_BYTES: Final = 512
+
+
 def decode_head(context: bytes, flags: int) -> Head | None:
     """Decode a reply frame's context; None when the frame carries none (body only).
 
     Protobuf when the frame has the PROTO flag; otherwise the legacy JSON head (flags 0), which old
-    PHP libraries send. Status must be 100..599.
+    PHP libraries send. Status must be 100..599. Small heads are remembered (heads are immutable).
 
     Raises:
         BadWorkerResponse: undecodable context or a status outside 100..599.
     """
     if not context:
         return None
+    key = (context, bool(flags & _PROTO))
+    head = _head_cache.get(key)
+    if head is None:
+        head = _decode_head(context, key[1])
+        if len(context) <= _HEAD_CACHE_MAX_BYTES:
+            if len(_head_cache) >= _HEAD_CACHE_SIZE:
+                _head_cache.clear()  # one-off heads (cookies, dates) must not pin the cache
+            _head_cache[key] = head
+    return head
+
+
+def _decode_head(context: bytes, proto: bool) -> Head:
     pairs: list[tuple[str, str]] = []
-    if flags & _PROTO:
+    if proto:
         try:
             msg = http_pb2.Response.FromString(context)
         except Exception as exc:  # DecodeError: the runtime raises its own class per backend
@@ -496,7 +514,7 @@ def decode_head(context: bytes, flags: int) -> Head | None:
         names = [t.strip() for name, v in pairs if name == "Trailer" for t in v.split(",")]
         trailers = tuple(canonical_header(t) for t in names if t)
         pairs = [(n, v) for n, v in pairs if n != "Trailer"]
-    return Head(int(status), pairs, trailers)
+    return Head(int(status), tuple(pairs), trailers)
 
 
 def response_headers(head: Head) -> CIMultiDict[str]:

@@ -190,15 +190,16 @@ class HttpPlugin:
                 named.append(self.metrics)
             elif name == "proxy_ip_parser":
                 named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
-        return self._front(chain(named, terminal))
+        return self._front(chain(named, terminal), forward=bool(named))
 
-    def _front(self, inner: Handler) -> Handler:
-        """The bundled outermost layer: a fresh Forward state, max_request_size, the access log."""
+    def _front(self, inner: Handler, forward: bool = True) -> Handler:
+        """The bundled outermost layer: a fresh Forward state (only middlewares use one),
+        max_request_size, the access log."""
         limit = self.http.max_request_size * MB
         access = self.http.access_logs
 
         async def front(request: web.BaseRequest) -> web.StreamResponse:
-            token = begin_request()
+            token = begin_request() if forward else None
             start = time.perf_counter()
             status = 500
             try:
@@ -210,7 +211,8 @@ class HttpPlugin:
                 status = resp.status
                 return resp
             finally:
-                end_request(token)
+                if token is not None:
+                    end_request(token)
                 if access or log.isEnabledFor(logging.DEBUG):
                     log.log(
                         logging.INFO if access else logging.DEBUG,

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from rrgrpc.errors import WorkerError
 from rrgrpc.goridge.frame import Flag, decode
-from rrgrpc.http import http_pb2
+from rrgrpc.http import convert, http_pb2
 from rrgrpc.http.convert import (
     BadWorkerResponse,
     Built,
@@ -113,9 +113,9 @@ def test_cookies_unescaped_and_bad_ones_dropped():
 @pytest.mark.parametrize(
     ("context", "flags", "status", "headers"),
     [
-        (http_pb2.Response(status=204).SerializeToString(), Flag.CODEC_PROTO, 204, []),
-        (b'{"status":201,"headers":{"x-a":["1","2"]}}', 0, 201, [("X-A", "1"), ("X-A", "2")]),
-        (b'{"status":200,"headers":[]}', 0, 200, []),
+        (http_pb2.Response(status=204).SerializeToString(), Flag.CODEC_PROTO, 204, ()),
+        (b'{"status":201,"headers":{"x-a":["1","2"]}}', 0, 201, (("X-A", "1"), ("X-A", "2"))),
+        (b'{"status":200,"headers":[]}', 0, 200, ()),
     ],
 )
 def test_decode_head(context, flags, status, headers):
@@ -129,8 +129,20 @@ def test_decode_head_rejects_bad_status_and_splits_trailers():
     with pytest.raises(BadWorkerResponse, match="unknown status code from worker: 600"):
         decode_head(b'{"status":600}', 0)
     head = decode_head(b'{"status":200,"headers":{"Trailer":["X-Sum, X-N"],"X-Sum":["1"]}}', 0)
-    assert head is not None and head.trailers == ("X-Sum", "X-N") and head.headers == [("X-Sum", "1")]
+    assert head is not None and head.trailers == ("X-Sum", "X-N") and head.headers == (("X-Sum", "1"),)
     assert decode_head(b"", Flag.CODEC_PROTO) is None
+
+
+def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded():
+    proto = http_pb2.Response(status=201).SerializeToString()
+    first = decode_head(proto, Flag.CODEC_PROTO)
+    assert first is not None and decode_head(proto, Flag.CODEC_PROTO) is first
+    with pytest.raises(BadWorkerResponse, match="invalid response context"):
+        decode_head(proto, 0)  # the same bytes as a legacy JSON head are not JSON
+    for i in range(1000):
+        head = decode_head(b'{"status":200,"headers":{"X-N":["%d"]}}' % i, 0)
+        assert head is not None and head.headers == (("X-N", str(i)),)
+    assert len(convert._head_cache) <= 256
 
 
 # --------------------------------------------------------------------------- vector replay
