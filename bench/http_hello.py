@@ -13,11 +13,10 @@ Fairness: the same PHP process count, opcache on both sides (``opcache.enable`` 
 fronts (nginx -> FPM is a FastCGI connection per request, as Debian's default), and one front
 process each by default (``worker_processes 1`` vs rr serve's single event loop).
 
-The framework-weight variant (see ``SYMFONY_APP``) boots a Symfony app with HttpKernel, Routing,
-EventDispatcher, a compiled DependencyInjection container and Twig once per rr worker and once per
+The framework-weight variant (see ``SYMFONY_APP``) boots a Symfony full-stack kernel
+(FrameworkBundle + TwigBundle, prod mode, cached container) once per rr worker and once per
 request under FPM; it is skipped with a message when the Debian packages are not installed
-(apt-get install php-symfony-http-kernel php-symfony-routing php-symfony-dependency-injection
-php-symfony-config php-twig).
+(apt-get install php-symfony-framework-bundle php-symfony-twig-bundle).
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PHP = os.environ.get("PHP", "php")
 FPM = shutil.which("php-fpm8.2") or shutil.which("php-fpm") or "php-fpm"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SYMFONY = [Path("/usr/share/php/Symfony/Component", c) for c in ("HttpKernel", "Routing", "DependencyInjection", "Config")]
-SYMFONY.append(Path("/usr/share/php/Twig"))
+SYMFONY = [Path("/usr/share/php/Symfony/Bundle", b) for b in ("FrameworkBundle", "TwigBundle")]
 
 RR_HELLO = """<?php
 require '{root}/php/autoload.php';
@@ -55,27 +53,26 @@ FPM_HELLO = """<?php
 header('Content-Type: text/plain');
 echo 'Hello, World!';
 """
-# Framework weight: a Symfony 5.4 app as a production deployment runs it (Debian php-symfony-*, php-twig).
-# Boot = autoloaders of 8 packages, the dependency-injection container (compiled from a
-# ContainerBuilder with ~14 services on the first boot and dumped as PHP, then loaded from that
-# file as Symfony's cache does), the route collection (5 routes), the event dispatcher with the
-# RouterListener and ResponseListener subscribers, and a Twig environment whose compiled templates
-# are cached on disk. Under FPM that boot runs on every request (shared-nothing); rr workers boot
-# once. "/" renders a Twig template: "Hello, World!".
+# Framework weight: a Symfony 5.4 full-stack kernel as production runs it (Debian packages
+# php-symfony-framework-bundle and php-symfony-twig-bundle, which pull HttpKernel, Routing,
+# EventDispatcher, DependencyInjection, Config, Cache, Twig...). AppKernel (MicroKernelTrait, env
+# "prod", debug off) registers FrameworkBundle and TwigBundle, two autowired controller services and
+# five routes; "/" renders a Twig template ("Hello, World!"). The first boot compiles and dumps the
+# container, the URL matcher and the Twig templates to the app's cache dir; later boots load them
+# from there (opcache'd), as a deployed Symfony app does. Under FPM every request constructs and
+# boots the kernel (shared-nothing); an rr worker boots it once and Symfony resets its services
+# between requests.
 SYMFONY_APP = """<?php
-foreach (['HttpKernel', 'HttpFoundation', 'EventDispatcher', 'Routing', 'DependencyInjection', 'Config'] as $c) {{
-    require_once "/usr/share/php/Symfony/Component/$c/autoload.php";
-}}
-require_once '/usr/share/php/Twig/autoload.php';
-use Symfony\\Component\\DependencyInjection\\{{ContainerBuilder, Reference, Dumper\\PhpDumper}};
-use Symfony\\Component\\EventDispatcher\\EventDispatcher;
-use Symfony\\Component\\HttpFoundation\\{{JsonResponse, Request, RequestStack, Response}};
-use Symfony\\Component\\HttpKernel\\Controller\\{{ArgumentResolver, ContainerControllerResolver}};
-use Symfony\\Component\\HttpKernel\\EventListener\\{{ResponseListener, RouterListener}};
-use Symfony\\Component\\HttpKernel\\HttpKernel;
-use Symfony\\Component\\Routing\\{{Matcher\\UrlMatcher, RequestContext, Route, RouteCollection}};
+require_once '/usr/share/php/Symfony/Bundle/FrameworkBundle/autoload.php';
+require_once '/usr/share/php/Symfony/Bundle/TwigBundle/autoload.php';
+use Symfony\\Bundle\\FrameworkBundle\\FrameworkBundle;
+use Symfony\\Bundle\\FrameworkBundle\\Kernel\\MicroKernelTrait;
+use Symfony\\Bundle\\TwigBundle\\TwigBundle;
+use Symfony\\Component\\DependencyInjection\\Loader\\Configurator\\ContainerConfigurator;
+use Symfony\\Component\\HttpFoundation\\{{JsonResponse, Request, Response}};
+use Symfony\\Component\\HttpKernel\\Kernel;
+use Symfony\\Component\\Routing\\Loader\\Configurator\\RoutingConfigurator;
 use Twig\\Environment;
-use Twig\\Loader\\FilesystemLoader;
 
 final class PageController {{
     public function __construct(private Environment $twig) {{}}
@@ -87,51 +84,30 @@ final class ItemController {{
     public function show(int $id): JsonResponse {{ return new JsonResponse(['id' => $id]); }}
     public function list(): JsonResponse {{ return new JsonResponse([['id' => 1], ['id' => 2]]); }}
 }}
-function app_routes(): RouteCollection {{
-    $routes = new RouteCollection();
-    $routes->add('home', new Route('/', ['_controller' => 'PageController::home']));
-    $routes->add('greet', new Route('/hello/{{name}}', ['_controller' => 'PageController::greet']));
-    $routes->add('about', new Route('/about', ['_controller' => 'PageController::about']));
-    $routes->add('items', new Route('/items', ['_controller' => 'ItemController::list'], [], [], '', [], ['GET']));
-    $routes->add('item', new Route('/items/{{id}}', ['_controller' => 'ItemController::show'], ['id' => '\\d+']));
-    return $routes;
-}}
-function app_container(string $dir): \\Psr\\Container\\ContainerInterface {{
-    $file = "$dir/cache/container.php";
-    if (!is_file($file)) {{
-        $b = new ContainerBuilder();
-        $b->setParameter('templates', "$dir/templates");
-        $b->setParameter('twig_cache', "$dir/cache/twig");
-        $b->register('request_stack', RequestStack::class);
-        $b->register('routes', RouteCollection::class)->setFactory('app_routes');
-        $b->register('request_context', RequestContext::class);
-        $b->register('matcher', UrlMatcher::class)->setArguments([new Reference('routes'), new Reference('request_context')]);
-        $b->register('router_listener', RouterListener::class)->setArguments([new Reference('matcher'), new Reference('request_stack')]);
-        $b->register('response_listener', ResponseListener::class)->setArguments(['UTF-8']);
-        $b->register('event_dispatcher', EventDispatcher::class)
-            ->addMethodCall('addSubscriber', [new Reference('router_listener')])
-            ->addMethodCall('addSubscriber', [new Reference('response_listener')]);
-        $b->register('twig.loader', FilesystemLoader::class)->setArguments(['%templates%']);
-        $b->register('twig', Environment::class)->setArguments([new Reference('twig.loader'), ['cache' => '%twig_cache%']]);
-        $b->register(PageController::class, PageController::class)->setArguments([new Reference('twig')])->setPublic(true);
-        $b->register(ItemController::class, ItemController::class)->setPublic(true);
-        $b->register('controller_resolver', ContainerControllerResolver::class)->setArguments([new Reference('service_container')]);
-        $b->register('argument_resolver', ArgumentResolver::class);
-        $b->register('http_kernel', HttpKernel::class)->setPublic(true)->setArguments([
-            new Reference('event_dispatcher'), new Reference('controller_resolver'),
-            new Reference('request_stack'), new Reference('argument_resolver'),
-        ]);
-        $b->compile();
-        @mkdir("$dir/cache", 0777, true);
-        $tmp = $file . '.' . getmypid();
-        file_put_contents($tmp, (new PhpDumper($b))->dump(['class' => 'AppContainer']));
-        rename($tmp, $file);
+final class AppKernel extends Kernel {{
+    use MicroKernelTrait;
+    public function __construct(private string $dir) {{ parent::__construct('prod', false); }}
+    public function registerBundles(): iterable {{ return [new FrameworkBundle(), new TwigBundle()]; }}
+    public function getProjectDir(): string {{ return $this->dir; }}
+    public function getCacheDir(): string {{ return $this->dir . '/cache'; }}
+    public function getLogDir(): string {{ return $this->dir . '/log'; }}
+    protected function configureContainer(ContainerConfigurator $c): void {{
+        $c->extension('framework', ['secret' => 'bench', 'http_method_override' => false, 'router' => ['utf8' => true]]);
+        $c->extension('twig', ['default_path' => '%kernel.project_dir%/templates']);
+        $s = $c->services()->defaults()->autowire()->autoconfigure();
+        $s->set(PageController::class, PageController::class)->public()->tag('controller.service_arguments');
+        $s->set(ItemController::class, ItemController::class)->public()->tag('controller.service_arguments');
     }}
-    require_once $file;
-    return new AppContainer();
+    protected function configureRoutes(RoutingConfigurator $r): void {{
+        $r->add('home', '/')->controller([PageController::class, 'home']);
+        $r->add('greet', '/hello/{{name}}')->controller([PageController::class, 'greet']);
+        $r->add('about', '/about')->controller([PageController::class, 'about']);
+        $r->add('items', '/items')->controller([ItemController::class, 'list'])->methods(['GET']);
+        $r->add('item', '/items/{{id}}')->controller([ItemController::class, 'show'])->requirements(['id' => '\\d+']);
+    }}
 }}
-function build_kernel(): HttpKernel {{
-    return app_container('{app_dir}')->get('http_kernel');
+function build_kernel(): Kernel {{
+    return new AppKernel('{app_dir}');
 }}
 """
 TWIG_TEMPLATE = "Hello, {{ name }}!"
@@ -322,10 +298,10 @@ def main() -> None:
     if missing:
         print(f"framework variant skipped: {', '.join(missing)} missing (see the module docstring)")
         return
-    print("framework (Symfony HttpKernel + DI container + Twig booted once per rr worker, per request under FPM):")
+    print("framework (Symfony FrameworkBundle + TwigBundle kernel booted once per rr worker, per request under FPM):")
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
-        rr = bench_rr(Path(tmp), RR_SYMFONY, args, "rr serve + HttpKernel")
-        fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args, "nginx + php-fpm + HttpKernel")
+        rr = bench_rr(Path(tmp), RR_SYMFONY, args, "rr serve + Symfony")
+        fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args, "nginx + php-fpm + Symfony")
     show(rr, fpm)
 
 
