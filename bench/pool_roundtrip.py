@@ -1,6 +1,6 @@
 """Round trips through the pool vs a bare pipe ping-pong to the same PHP echo worker, in one run.
 
-Usage: python bench/pool_roundtrip.py [-n 20000] [--payload 64] [--no-uvloop]
+Usage: python bench/pool_roundtrip.py [-n 20000] [--payload 64] [--repeat 3] [--no-uvloop]
 
 Baselines (same PHP script, same machine, same run):
   bare-sync   blocking os.write/os.read on the worker's pipes: the floor of the PHP side plus pipes
@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,20 +125,35 @@ async def through_pool(n: int, workers: int, ctx: bytes, body: bytes) -> float:
         return time.perf_counter() - t0
 
 
+async def _blocking(fn: Callable[[int, bytes, bytes], float], n: int, ctx: bytes, body: bytes) -> float:
+    return fn(n, ctx, body)  # on the loop's thread, blocking it: nothing else runs meanwhile
+
+
 def line(name: str, n: int, elapsed: float) -> float:
     us = elapsed / n * 1e6
     print(f"{name:<26} {n / elapsed:>12,.0f} rt/s {us:>10.1f} µs/rt")
     return us
 
 
-async def run(n: int, size: int) -> None:
+async def run(n: int, size: int, repeat: int) -> None:
     ctx = b'{"service":"echo.v1.Echo","method":"Ping","context":{}}'
     body = b"x" * size
-    print(f"{n} round trips, context {len(ctx)} B, body {size} B, loop {type(asyncio.get_running_loop()).__module__}")
-    sync_us = line("bare-sync (1 worker)", n, bare_sync(n, ctx, body))
-    bare_us = line("bare-async (1 worker)", n, await bare_async(n, ctx, body))
-    pool1 = line("pool, 1 worker", n, await through_pool(n, 1, ctx, body))
-    line("pool, 2 workers, 2 clients", n, await through_pool(n, 2, ctx, body))
+    print(f"{n} round trips, context {len(ctx)} B, body {size} B, loop {type(asyncio.get_running_loop()).__module__}, "
+          f"best of {repeat} interleaved runs")
+    # The CPUs are shared: each variant runs `repeat` times, interleaved with the others, and the
+    # fastest run counts (interference only ever makes a run slower).
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, make in (
+            ("bare-sync (1 worker)", lambda: _blocking(bare_sync, n, ctx, body)),
+            ("bare-async (1 worker)", lambda: bare_async(n, ctx, body)),
+            ("pool, 1 worker", lambda: through_pool(n, 1, ctx, body)),
+            ("pool, 2 workers, 2 clients", lambda: through_pool(n, 2, ctx, body)),
+        ):
+            elapsed = await make()
+            best[name] = min(best.get(name, elapsed), elapsed)
+    us = {name: line(name, n, elapsed) for name, elapsed in best.items()}
+    pool1, bare_us, sync_us = us["pool, 1 worker"], us["bare-async (1 worker)"], us["bare-sync (1 worker)"]
     print(f"pool overhead over bare-async: {pool1 - bare_us:+.1f} µs/rt; over bare-sync: {pool1 - sync_us:+.1f} µs/rt")
 
 
@@ -145,17 +161,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--payload", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs per variant; the fastest counts")
     ap.add_argument("--no-uvloop", action="store_true")
     args = ap.parse_args()
     if not args.no_uvloop:
         try:
             import uvloop
 
-            uvloop.run(run(args.n, args.payload))
+            uvloop.run(run(args.n, args.payload, args.repeat))
             return
         except ImportError:
             pass
-    asyncio.run(run(args.n, args.payload))
+    asyncio.run(run(args.n, args.payload, args.repeat))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import stat
+import struct
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +28,15 @@ from rrgrpc.errors import ConfigError, ProtocolError
 from rrgrpc.goridge.frame import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
+    MAX_OPTIONS,
     Flag,
     Frame,
     decode_header,
-    decode_options,
     encode,
 )
+
+_LEN_CRC = struct.Struct("<II")
+_OPTS = [struct.Struct(f"<{n}I") for n in range(MAX_OPTIONS + 1)]
 
 log = logging.getLogger("rr.server")
 
@@ -60,20 +65,26 @@ class Channel:
             return
         buf = self._buf
         buf += data
-        try:
-            while len(buf) >= HEADER_SIZE:
-                header = decode_header(bytes(buf[:HEADER_SIZE]), self.max_frame)
-                opt_end = HEADER_SIZE + header.options_size
-                end = opt_end + header.length
-                if len(buf) < end:
-                    break
-                options = decode_options(header, bytes(buf[HEADER_SIZE:opt_end]))
-                self._frames.append(Frame(bytes(buf[opt_end:end]), header.flags, options, header.byte10))
-                del buf[:end]
-        except ProtocolError as exc:
-            tail = bytes(buf[:300]).decode("utf-8", "replace")
-            self._fail(ProtocolError(f"{self.name}: {exc}; the relay carried: {tail!r}"))
-            return
+        frames = self._frames
+        max_frame = self.max_frame
+        # the header checks of frame.decode_header, inlined: this runs once per reply frame
+        while len(buf) >= HEADER_SIZE:
+            hl = buf[0] & 0x0F
+            length, crc = _LEN_CRC.unpack_from(buf, 2)
+            if zlib.crc32(buf[:6]) != crc or not 3 <= hl <= 3 + MAX_OPTIONS or length > max_frame:
+                try:
+                    decode_header(bytes(buf[:HEADER_SIZE]), max_frame)
+                except ProtocolError as exc:
+                    tail = bytes(buf[:300]).decode("utf-8", "replace")
+                    self._fail(ProtocolError(f"{self.name}: {exc}; the relay carried: {tail!r}"))
+                    return
+            opt_end = HEADER_SIZE + 4 * (hl - 3)
+            end = opt_end + length
+            if len(buf) < end:
+                break
+            options = _OPTS[hl - 3].unpack_from(buf, HEADER_SIZE)
+            frames.append(Frame(bytes(buf[opt_end:end]), buf[1], options, buf[10]))
+            del buf[:end]
         self._wake()
 
     def feed_eof(self, reason: str = "closed") -> None:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 MAX_BOOT_FAILURES: Final = 3
 MAX_STOP_RETRIES: Final = 10  # a request re-dispatched after this many {"stop":true} replies fails
 MAX_WORKERS: Final = 2048
+_STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
+_PING: Final = int(Stream.PING)
 
 
 @asynccontextmanager
@@ -241,13 +243,21 @@ class Pool:
 
     async def _exec(self, payload: Payload, info: str) -> Payload:
         for _ in range(MAX_STOP_RETRIES):
-            w = await self._take_traced()
+            if self._tracer is None and (w := self._take_idle()) is not None:
+                pass  # the common case, without a coroutine per step
+            else:
+                w = await self._take_traced()
             try:
-                reply = await self._exchange(w, payload, info)
+                if self._tracer is None:
+                    w.exec_info = info
+                    w.exec_started = time.time()
+                    reply = await self._roundtrip(w, payload)
+                else:
+                    reply = await self._exchange(w, payload, info)
             except StopRequested:
                 self._retire(w, WorkerState.INVALID)
                 continue
-            if reply.stream & Stream.STREAM:
+            if reply.stream & _STREAM:
                 self._spawn_task(self._drain_stream(w))
                 raise WorkerError("streaming is not supported")
             self._release(w)
@@ -352,22 +362,32 @@ class Pool:
             span.set_attribute("rr.worker.pid", w.pid)
             return w
 
-    async def _take(self) -> Worker:
+    def _take_idle(self) -> Worker | None:
+        """An idle worker, now (marked WORKING), or None; raises when the pool cannot serve."""
         if self._failed is not None:
             raise self._failed
         if self._closing:
             raise PoolClosed(f"{self.name} pool is stopping")
-        if self.debug:
-            w = await self._spawn()
-            self._procs[w.pid] = w
-            w.state = WorkerState.WORKING
-            return w
         idle = self._idle
         while idle:
             w = idle.popleft()
             if w.state is WorkerState.READY:
                 w.state = WorkerState.WORKING
                 return w
+        return None
+
+    async def _take(self) -> Worker:
+        if self.debug:
+            if self._failed is not None:
+                raise self._failed
+            if self._closing:
+                raise PoolClosed(f"{self.name} pool is stopping")
+            w = await self._spawn()
+            self._procs[w.pid] = w
+            w.state = WorkerState.WORKING
+            return w
+        if (idle := self._take_idle()) is not None:
+            return idle
         if self.cfg.max_queue_size and len(self._waiters) >= self.cfg.max_queue_size:
             raise QueueFull(f"{self.name} pool: max queue size reached ({self.cfg.max_queue_size})")
         fut: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
@@ -472,7 +492,7 @@ class Pool:
         except WorkerLost:
             self._lost(w)
         else:
-            if reply.stream & Stream.STREAM:
+            if reply.stream & _STREAM:
                 await self._drain_stream(w)
             else:
                 self._release(w)
@@ -487,7 +507,7 @@ class Pool:
             async with asyncio.timeout(self.cfg.stream_timeout or 60):
                 while True:
                     reply = await w.receive()
-                    if not reply.stream & Stream.STREAM:
+                    if not reply.stream & _STREAM:
                         break
         except (TimeoutError, WorkerLost, StopRequested, WorkerError) as exc:
             self._log.warning("stream did not stop cleanly: %s", exc, extra={"pid": w.pid})
@@ -665,7 +685,7 @@ class _StreamFrames:
         self._pool = pool
         self._w = worker
         self._first: Payload | None = first
-        self._done = not first.stream & Stream.STREAM
+        self._done = not first.stream & _STREAM
         self._closed = False
         if self._done:
             pool._release(worker)
@@ -697,9 +717,9 @@ class _StreamFrames:
         finally:
             if handle is not None:
                 handle.cancel()
-        if reply.stream & Stream.PING:
+        if reply.stream & _PING:
             w.pong()
-        if not reply.stream & Stream.STREAM:
+        if not reply.stream & _STREAM:
             self._done = True
             pool._release(w)
         return reply

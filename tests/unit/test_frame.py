@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rrgrpc.errors import ProtocolError
-from rrgrpc.goridge.frame import Flag, Frame, Stream, decode, decode_header, encode
+from rrgrpc.goridge.frame import Flag, Frame, Stream, decode, decode_header, encode, encode_data
 from tests.helpers import VECTORS
 
 SPEC = {
@@ -82,3 +82,11 @@ def test_header_length_and_size_bounds():
         decode(encode(b"hello")[:-1])
     with pytest.raises(ValueError):
         encode(b"", 0, tuple(range(11)))
+
+
+@pytest.mark.parametrize(
+    ("context", "body", "flags"),
+    [(b"", b"", 0), (b'{"a":1}', b"hello", Flag.CODEC_JSON), (b"c" * 70_000, b"\x00\xff", Flag.CODEC_PROTO | 0x100)],
+)
+def test_encode_data_is_encode_with_the_context_length(context: bytes, body: bytes, flags: int) -> None:
+    assert encode_data(context, body, flags) == encode(context + body, flags, (len(context),))
