@@ -59,6 +59,7 @@ __all__ = [
     "GrpcMetrics",
     "Proxy",
     "PROPAGATOR",
+    "fresh_trace_carrier",
     "request_context",
     "go_json",
     "go_string",
@@ -74,6 +75,7 @@ PROPAGATOR = CompositePropagator(
     [TraceContextTextMapPropagator(), W3CBaggagePropagator(), JaegerPropagator()]
 )
 _INJECTED = ("traceparent", "tracestate", "baggage", "uber-trace-id")
+_EXTRACTED = frozenset(_INJECTED)  # and jaeger's "uberctx-" baggage keys
 
 
 class Executor(Protocol):
@@ -196,7 +198,7 @@ def request_context(
         ctx[":peer.auth-type"] = [auth_type]
     if timeout is not None:
         ctx["grpc-timeout"] = [format_timeout(timeout)]
-    ordered = {k: ctx[k] for k in sorted(ctx, key=lambda k: k.encode())}
+    ordered = {k: ctx[k] for k in sorted(ctx)}  # code point order is UTF-8 byte order
     return go_json({"service": service, "method": method, "context": ordered})
 
 
@@ -230,6 +232,8 @@ class Proxy:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # the unary calls in flight, read when scraped (two gauge updates per call cost more)
+        metrics.queue.set_function(lambda: self._inflight)
 
     async def drained(self) -> None:
         """Return once no unary call is in flight."""
@@ -266,25 +270,29 @@ class Proxy:
 
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             start = time.perf_counter()
-            metrics.queue.inc()
             self._inflight += 1
             self._idle.clear()
             code = grpc.StatusCode.UNKNOWN
             metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
-            parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
-            if self._tracer is None:
-                span: trace.Span = _local_span(parent)
+            span: trace.Span | None = None
+            token = None
+            if self._tracer is None and not _carries_trace(metadata):
+                carrier = fresh_trace_carrier()  # nothing to continue and nothing to record: ids only
             else:
-                span = self._tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
-            current = trace.set_span_in_context(span, parent)
-            token = otel_context.attach(current)
-            try:
-                carrier: dict[str, str] = {}
+                parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
+                if self._tracer is None:
+                    span = _local_span(parent)
+                else:
+                    span = self._tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
+                current = trace.set_span_in_context(span, parent)
+                token = otel_context.attach(current)
+                carrier = {}
                 PROPAGATOR.inject(carrier, context=current)
+            try:
                 reply = await self._exchange(service, method, full, request, metadata, carrier, context)
                 failure = reply.failure
                 code = failure.code if failure else grpc.StatusCode.OK
-                if span.is_recording():
+                if span is not None and span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if failure:
                         span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
@@ -293,12 +301,13 @@ class Proxy:
                 code = grpc.StatusCode.CANCELLED
                 raise
             finally:
-                otel_context.detach(token)
-                span.end()
+                if token is not None:
+                    otel_context.detach(token)
+                if span is not None:
+                    span.end()
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.set()
-                metrics.queue.dec()
                 (ok if code is grpc.StatusCode.OK else metrics.requests.labels(full, go_code_name(code))).inc()
                 duration.observe(time.perf_counter() - start)
 
@@ -332,6 +341,29 @@ class Proxy:
             log.warning("%s: %s: %s", full, type(exc).__name__, exc)
             return Reply(failure=failure_from_exception(exc))
         return parse_reply(raw)
+
+
+def _carries_trace(metadata: Sequence[tuple[str, str | bytes]]) -> bool:
+    """Does the incoming metadata hold anything the propagators would extract?"""
+    for key, _ in metadata:
+        if key in _EXTRACTED or key.startswith("uberctx-"):
+            return True
+    return False
+
+
+def fresh_trace_carrier() -> dict[str, str]:
+    """What injecting a :func:`_local_span` without a parent writes, minted directly.
+
+    The ids are drawn in :func:`_local_span`'s order (span id, then trace id); ``uber-trace-id``
+    is written as :func:`request_context` renders it. No tracestate and no baggage: a fresh trace
+    carries neither.
+    """
+    span_id = random.getrandbits(64) or 1
+    trace_id = random.getrandbits(128) or 1
+    return {
+        "traceparent": f"00-{trace_id:032x}-{span_id:016x}-01",
+        "uber-trace-id": f"{trace_id:032x}:{span_id:016x}:0:1",
+    }
 
 
 def _local_span(parent: otel_context.Context) -> trace.Span:

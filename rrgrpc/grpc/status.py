@@ -62,7 +62,11 @@ DETAILS_KEY = "grpc-status-details-bin"
 LEGACY_DELIMITER = b"|:|"
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
-_EMPTY = (b"{}", b"[]")
+# contexts that carry nothing: the kit's reply without headers or trailers is the common one
+_EMPTY = frozenset(
+    [b"{}", b"[]"]
+    + [b'{"headers":"%s","trailers":"%s"}' % (h, t) for h in (b"{}", b"[]") for t in (b"{}", b"[]")]
+)
 _decode = msgspec.json.decode
 _KEY = re.compile(r"[0-9a-z_.\-]+")
 _VALUE = re.compile(r"[\x20-\x7e]*")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import grpc
 import pytest
@@ -11,8 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from rrgrpc.grpc.proxy import (
     PROPAGATOR,
+    _local_span,
     canonical_header_key,
     format_timeout,
+    fresh_trace_carrier,
     go_json,
     go_string,
     peer_address,
@@ -192,3 +195,19 @@ def test_vector_worker_reply_maps_to_the_captured_outcome(ex: dict, frame: dict)
         assert reply.body == payload[n:] and reply.body.startswith(bytes.fromhex("18f2e401"))
     else:
         assert reply.body == bytes.fromhex(frame["body"]["hex"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fresh_carrier_renders_as_an_injected_local_span(seed: int) -> None:
+    """The fast path without a provider or incoming trace gives PHP the bytes the propagators would."""
+    random.seed(seed)
+    parent = PROPAGATOR.extract({"user-agent": "x"})
+    injected: dict[str, str] = {}
+    PROPAGATOR.inject(injected, context=trace.set_span_in_context(_local_span(parent), parent))
+    random.seed(seed)
+    fresh = fresh_trace_carrier()
+    assert fresh.keys() == injected.keys()
+    metadata = [("user-agent", "x")]
+    assert request_context("a.B", "C", metadata, peer="p", injected=fresh) == request_context(
+        "a.B", "C", metadata, peer="p", injected=injected
+    )

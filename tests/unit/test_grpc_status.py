@@ -23,6 +23,7 @@ from rrgrpc.errors import (
 from rrgrpc.grpc.status import (
     DETAILS_KEY,
     Failure,
+    Reply,
     failure_from_error_text,
     failure_from_exception,
     go_code_name,
@@ -187,3 +188,12 @@ def test_go_code_names_cover_every_code() -> None:
     assert go_code_name(C.CANCELLED) == "Canceled"
     assert go_code_name(C.RESOURCE_EXHAUSTED) == "ResourceExhausted"
     assert {go_code_name(c) for c in C} >= {"OK", "Unknown", "Internal"}
+
+
+@pytest.mark.parametrize("headers", ["{}", "[]"])
+@pytest.mark.parametrize("trailers", ["{}", "[]"])
+def test_reply_with_empty_headers_and_trailers_is_just_the_body(headers: str, trailers: str) -> None:
+    ctx = json.dumps({"headers": headers, "trailers": trailers}, separators=(",", ":")).encode()
+    assert parse_reply(Payload(ctx, b"body", 0)) == Reply(body=b"body")
+    spaced = json.dumps({"headers": headers, "trailers": trailers}).encode()  # the general decoder agrees
+    assert parse_reply(Payload(spaced, b"body", 0)) == Reply(body=b"body")
