@@ -390,21 +390,21 @@ class Pool:
             return idle
         if self.cfg.max_queue_size and len(self._waiters) >= self.cfg.max_queue_size:
             raise QueueFull(f"{self.name} pool: max queue size reached ({self.cfg.max_queue_size})")
-        fut: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Worker] = loop.create_future()
         self._waiters.append(fut)
+        # a timer handle, not asyncio.timeout(): under load every request waits here
+        timeout = self.cfg.allocate_timeout
+        expiry = loop.call_later(timeout, self._allocate_expired, fut) if timeout else None
         try:
-            async with asyncio.timeout(self.cfg.allocate_timeout or None):
-                return await fut
-        except TimeoutError:
-            self._no_free_workers()
-            raise NoFreeWorkers(
-                f"{self.name} pool: no free worker within allocate_timeout ({self.cfg.allocate_timeout:g}s)"
-            ) from None
+            return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._give(fut.result())  # handed over just as the caller gave up
             raise
         finally:
+            if expiry is not None:
+                expiry.cancel()
             if not fut.done():
                 fut.cancel()
             if fut.cancelled():  # a future that got its worker (or an error) was already popped
@@ -412,6 +412,19 @@ class Pool:
                     self._waiters.remove(fut)
                 except ValueError:
                     pass
+
+    def _allocate_expired(self, fut: asyncio.Future[Worker]) -> None:
+        """allocate_timeout passed for a waiter: it fails with NoFreeWorkers."""
+        if fut.done():
+            return
+        try:
+            self._waiters.remove(fut)
+        except ValueError:
+            pass
+        self._no_free_workers()
+        fut.set_exception(
+            NoFreeWorkers(f"{self.name} pool: no free worker within allocate_timeout ({self.cfg.allocate_timeout:g}s)")
+        )
 
     def _give(self, w: Worker) -> None:
         """Hand a ready worker to the oldest waiter, or park it in the idle queue."""
