@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,14 +26,14 @@ from pathlib import Path
 
 import grpc
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# the script's own folder is on sys.path: share the server/process helpers of the gRPC bench
+from grpc_echo import METHOD, REQUEST, free_port, one_call, process, wait_ready
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_PROTO = ROOT / "proto" / "echo" / "v1" / "echo.proto"
 PHP_WORKER = ROOT / "tests" / "php" / "grpc_echo.php"
-METHOD = "/echo.v1.Echo/Ping"
-REQUEST = b"\x0a\x05hello"  # echo.v1.PingRequest{msg: "hello"}
 
 
 class CountingReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -48,33 +46,6 @@ class CountingReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         with self._lock:
             self.spans += n
         return trace_service_pb2.ExportTraceServiceResponse()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_serving(port: int, proc: subprocess.Popen[bytes], budget: float = 30.0) -> None:
-    deadline = time.monotonic() + budget
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                sys.exit(f"rr exited with {proc.returncode}:\n{err[-2000:]}")
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    reply_bytes = channel.unary_unary(METHOD)(REQUEST, timeout=10)
-                    if not reply_bytes.startswith(REQUEST):
-                        sys.exit(f"unexpected reply {reply_bytes!r}")
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"rr on port {port} not serving within {budget:g}s")
-            time.sleep(0.1)
 
 
 def h2load(port: int, requests: int, args: argparse.Namespace, data: Path) -> int:
@@ -116,24 +87,14 @@ def measure(
         cfg["otel"] = otel
     path = tmp / f"{name}.rr.yaml"
     path.write_text(json.dumps(cfg))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rrgrpc", "-c", str(path), "serve"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        wait_serving(port, proc)
+    with process([sys.executable, "-m", "rrgrpc", "-c", str(path), "serve"], cwd=ROOT) as proc:
+        wait_ready(port, proc, health=True)
+        one_call(port)
         rr = psutil.Process(proc.pid)
         h2load(port, args.warmup, args, data)
         before, started = cpu_seconds(rr), time.monotonic()
         done = h2load(port, args.requests, args, data)
         cpu, wall = cpu_seconds(rr) - before, time.monotonic() - started
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return {
         "cpu": cpu,
         "per_request_us": cpu / done * 1e6,
