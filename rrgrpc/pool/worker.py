@@ -38,17 +38,32 @@ class StopRequested(Exception):
 class _Process(asyncio.SubprocessProtocol):
     """Routes the child's stdout into the relay channel (pipes) and stderr into the log, line by line."""
 
-    def __init__(self, worker: Worker, pipes_relay: bool) -> None:
+    def __init__(self, worker: Worker, pipes_relay: bool, max_frame: int) -> None:
         self.worker = worker
         self.pipes_relay = pipes_relay
+        self.max_frame = max_frame
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._err = bytearray()
         self._out = bytearray()
+        self._early = bytearray()  # stdout that arrived before the channel existed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the channel exists before the first stdout byte is handled: bytes a worker prints before
+        # the handshake (garbage, "Could not open input file") must reach the frame parser
+        if self.pipes_relay:
+            proc = cast(asyncio.SubprocessTransport, transport)
+            stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))  # uvloop's is no subclass
+            channel = self.worker.channel = Channel(stdin.write, self.max_frame, name=f"worker {proc.get_pid()}")
+            if self._early:
+                channel.feed(bytes(self._early))
+                self._early.clear()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1 and self.pipes_relay:
-            assert self.worker.channel is not None
-            self.worker.channel.feed(data)
+            if self.worker.channel is None:
+                self._early += data
+            else:
+                self.worker.channel.feed(data)
         else:
             buf = self._err if fd == 2 else self._out
             buf += data
@@ -123,7 +138,7 @@ class Worker:
             # a session of its own (so its own process group, as RoadRunner's Setpgid): terminal
             # signals meant for rr never reach the workers, and killpg takes the whole tree
             transport, proc = await loop.subprocess_exec(
-                lambda: _Process(w, listener is None), *argv, env=dict(env), start_new_session=True, **extra
+                lambda: _Process(w, listener is None, max_frame), *argv, env=dict(env), start_new_session=True, **extra
             )
         except OSError as exc:
             raise BootError(f"cannot start worker command {' '.join(argv)!r}: {exc}") from exc
@@ -131,8 +146,7 @@ class Worker:
         try:
             async with asyncio.timeout(timeout):
                 if listener is None:
-                    stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))  # uvloop's is no subclass
-                    w.channel = Channel(stdin.write, max_frame, name=f"worker {w.pid}")
+                    assert w.channel is not None  # made in connection_made
                     pid = await handshake(w.channel, timeout)
                 else:
                     claim: asyncio.Future[Channel] = asyncio.ensure_future(listener.claim(w.pid))
