@@ -53,12 +53,17 @@ async def test_missing_version_is_rejected(tmp_path):
 
 async def test_server_only_warns_and_stops_on_sigterm(tmp_path):
     proc = await start_rr(tmp_path, 'version: "3"\nserver:\n  command: "php worker.php"\n')
-    seen: list[str] = []
-    await read_until(proc, "serving", seen)
-    assert any("nothing to serve" in line for line in seen)
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.wait(), 20)
-    assert proc.returncode == 0
+    try:
+        seen: list[str] = []
+        await read_until(proc, "serving", seen)
+        assert any("nothing to serve" in line for line in seen)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:  # a failed assertion must not leave rr running
+            proc.kill()
+            await proc.wait()
 
 
 @pytest.mark.php
