@@ -242,46 +242,36 @@ class Pool:
             return await self._exec(payload, info)
 
     async def _exec(self, payload: Payload, info: str) -> Payload:
-        for _ in range(MAX_STOP_RETRIES):
-            if self._tracer is None and (w := self._take_idle()) is not None:
-                pass  # the common case, without a coroutine per step
-            else:
-                w = await self._take_traced()
-            try:
-                if self._tracer is None:
-                    w.exec_info = info
-                    w.exec_started = time.time()
-                    reply = await self._roundtrip(w, payload)
-                else:
-                    reply = await self._exchange(w, payload, info)
-            except StopRequested:
-                self._retire(w, WorkerState.INVALID)
-                continue
-            if reply.stream & _STREAM:
-                self._spawn_task(self._drain_stream(w))
-                raise WorkerError("streaming is not supported")
-            self._release(w)
-            return reply
-        raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+        w, reply = await self._first_reply(payload, info)
+        if reply.stream & _STREAM:
+            self._spawn_task(self._drain_stream(w))
+            raise WorkerError("streaming is not supported")
+        self._release(w)
+        return reply
 
     @asynccontextmanager
     async def stream(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
-        for _ in range(MAX_STOP_RETRIES):
-            w = await self._take_traced(timeout)
-            try:
-                first = await self._exchange(w, payload, info)
-            except StopRequested:
-                self._retire(w, WorkerState.INVALID)
-                continue
-            break
-        else:
-            raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+        w, first = await self._first_reply(payload, info, timeout)
         frames = _StreamFrames(self, w, first)
         try:
             yield frames
         finally:
             frames.close()
+
+    async def _first_reply(self, payload: Payload, info: str, timeout: float | None = None) -> tuple[Worker, Payload]:
+        """Take a worker and read its first reply frame; a worker asking to be stopped is replaced
+        and the request re-run on another one. ``timeout`` bounds the wait for a worker."""
+        for _ in range(MAX_STOP_RETRIES):
+            # the common case (an idle worker, no tracing) takes it without a coroutine
+            w = self._take_idle() if self._tracer is None else None
+            if w is None:
+                w = await self._take_traced(timeout)
+            try:
+                return w, await self._exchange(w, payload, info)
+            except StopRequested:
+                self._retire(w, WorkerState.INVALID)
+        raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
 
     async def reset(self) -> None:
         """Replace every worker, one at a time: start the new one, then retire an old one.
