@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from rrgrpc.config.schema import PoolConfig, ServerConfig
 from rrgrpc.errors import BootError
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import php_cmd, running_host
+from tests.helpers import ROOT, php_cmd, running_host
 
 
 async def test_on_init_runs_before_workers_and_its_output_is_logged(tmp_path, capsys):
@@ -52,10 +55,20 @@ async def test_on_init_failure_stops_startup_only_with_exit_on_error(command, ti
 @pytest.mark.skipif(os.geteuid() != 0, reason="server.user needs rr to run as root")
 async def test_workers_run_as_server_user():
     nobody = pwd.getpwnam("nobody")
-    server = ServerConfig(command=php_cmd("pid.php"), user="nobody")
-    async with open_pool("grpc", PoolConfig(num_workers=1, allocate_timeout=10.0), server, mode="grpc") as pool:
-        pid = int((await pool.exec(Payload(b"", b"x"))).body.split(b":")[0])
-        assert psutil.Process(pid).uids().real == nobody.pw_uid
+    # the checkout may sit in a 0700 folder (mktemp -d): give nobody a readable copy of the worker
+    app = Path(tempfile.mkdtemp(prefix="rrgrpc-user-", dir="/tmp"))
+    try:
+        shutil.copytree(ROOT / "php", app / "php")
+        (app / "tests" / "php").mkdir(parents=True)
+        shutil.copy(ROOT / "tests" / "php" / "pid.php", app / "tests" / "php" / "pid.php")
+        for path in [app, *app.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        server = ServerConfig(command=php_cmd(app / "tests" / "php" / "pid.php"), user="nobody")
+        async with open_pool("grpc", PoolConfig(num_workers=1, allocate_timeout=10.0), server, mode="grpc") as pool:
+            pid = int((await pool.exec(Payload(b"", b"x"))).body.split(b":")[0])
+            assert psutil.Process(pid).uids().real == nobody.pw_uid
+    finally:
+        shutil.rmtree(app)
 
 
 async def test_cli_runs_in_the_config_directory_and_exports_dotenv(tmp_path):
