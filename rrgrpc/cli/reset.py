@@ -22,11 +22,10 @@ from rrgrpc.errors import RRError
 
 @rr.command()
 @click.argument("plugins", nargs=-1)
-@click.option("-s", "--silent", is_flag=True, help="Print nothing; the exit code tells.")
 @click.pass_obj
-def reset(obj: CliContext, plugins: tuple[str, ...], silent: bool) -> None:
-    """Reset the workers of PLUGINS (every resettable plugin when none is named)."""
-    failed = asyncio.run(_reset(rpc_address(obj), plugins, silent))
+def reset(obj: CliContext, plugins: tuple[str, ...]) -> None:
+    """Reset the workers of PLUGINS (every resettable plugin when none is named; -s: print nothing)."""
+    failed = asyncio.run(_reset(rpc_address(obj), plugins, obj.silent))
     if failed:
         sys.exit(1)
 
