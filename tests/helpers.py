@@ -15,8 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
-# the captured vectors: the team's shared copy when it sits beside the checkout, else ours
-VECTORS = next(p for p in (ROOT.parent / "shared" / "vectors", ROOT / "tests" / "vectors") if p.is_dir())
+VECTORS = ROOT / "tests" / "vectors"  # the captured frames (tests/vectors/README.md)
 PHP = shutil.which("php")
 
 
