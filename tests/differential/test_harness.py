@@ -8,11 +8,14 @@ reported as exactly the cases it changes.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.differential.harness import GRPC_CASES, HTTP_CASES, OURS, RPC_CASES, collect, diff, serve
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.php, pytest.mark.timeout(120)]
 
@@ -34,3 +37,15 @@ async def test_two_runs_of_our_rr_agree_and_a_change_is_reported(tmp_path: Path)
     lines = diff(first, changed)
     assert len(lines) == 1, lines
     assert lines[0].startswith("http worker error: ours {") and '"status": 502' in lines[0]
+
+
+async def test_install_script_says_why_in_one_line_without_go(tmp_path: Path) -> None:
+    # sent: the install script with no `go` on PATH; fails: exit 1, one line, nothing installed
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "RR_VERSION": "v0.0.0-test"}
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(ROOT / "scripts" / "install-roadrunner.sh"), env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert (proc.returncode, out, err.decode()) == (1, b"", "install-roadrunner: go is not installed (https://go.dev/dl): no reference rr\n")
+    assert not (ROOT / ".cache" / "roadrunner" / "v0.0.0-test" / "rr").exists()
