@@ -24,11 +24,10 @@ from typing import Any
 
 import aiohttp
 import grpc
-import psutil
 from grpc_status import rpc_status
 
 from rrgrpc.goridge.rpc import RpcClient
-from tests.helpers import ROOT, free_port, php_cmd, sys
+from tests.helpers import ROOT, free_port, kill_tree, php_cmd, sys
 
 REFERENCE_VERSION = "v2025.1.15"
 REFERENCE_CACHE = ROOT / ".cache" / "roadrunner" / REFERENCE_VERSION / "rr"
@@ -130,11 +129,7 @@ async def stop(server: Server) -> None:
         try:
             await asyncio.wait_for(server.proc.wait(), 30)
         except TimeoutError:
-            with suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(server.proc.pid).children(recursive=True):
-                    child.kill()
-            server.proc.kill()
-            await server.proc.wait()
+            await kill_tree(server.proc)
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ Real processes (``python -m rrgrpc``), real PHP workers, real signals, a real un
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ import psutil
 import pytest
 
 from rrgrpc.cli import hoist_globals, rr
-from tests.helpers import eventually, free_port, php_cmd
+from tests.helpers import eventually, free_port, kill_tree, php_cmd
 
 pytestmark = pytest.mark.php
 
@@ -76,12 +75,7 @@ async def serving(
                 seen.append(line)
         yield proc, seen
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    child.kill()
-            proc.kill()
-            await proc.wait()
+        await kill_tree(proc)
 
 
 async def rest_of_output(proc: asyncio.subprocess.Process, seen: list[str]) -> str:

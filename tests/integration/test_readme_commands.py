@@ -23,10 +23,9 @@ import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.helpers import ROOT, free_port, php_cmd
+from tests.helpers import ROOT, free_port, kill_tree, php_cmd
 
 pytestmark = [pytest.mark.php, pytest.mark.timeout(240)]
 
@@ -116,12 +115,7 @@ async def started(command: str, cwd: Path) -> AsyncIterator[asyncio.subprocess.P
         await read_until_started(proc, seen)
         yield proc
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    child.kill()
-            proc.kill()
-            await proc.wait()
+        await kill_tree(proc)
 
 
 async def stop_cleanly(proc: asyncio.subprocess.Process) -> None:
