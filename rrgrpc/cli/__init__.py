@@ -153,3 +153,6 @@ def main() -> None:
 
 
 from rrgrpc.cli import reset, serve, stop, workers  # noqa: E402,F401  (subcommands register themselves)
+
+for _command in rr.commands.values():
+    _command.epilog = "The global options (rr --help: -c, -w, -o, --dotenv, -s, -p, -d, -e, -f) may also follow the subcommand."
