@@ -85,4 +85,40 @@ async def kill_tree(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree", "sys"]
+def _take_terminal() -> None:
+    """In the child, after setsid: make stdin (the pty) its controlling terminal."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def run_in_terminal(argv: list[str], cwd: Path, *, until: bytes, keys: bytes) -> int:
+    """Run ``argv`` on a pseudo-terminal (its controlling terminal), wait until its screen shows
+    ``until``, type ``keys``, return its exit code (killed if it does not exit within 30 s)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
+        start_new_session=True, preexec_fn=_take_terminal,  # so that Ctrl-C is a SIGINT, as in a terminal
+    )
+    os.close(slave)
+    screen = b""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(60):
+            while until not in screen:
+                screen += await loop.run_in_executor(None, os.read, master, 65536)
+        os.write(master, keys)
+        return await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(master)
+
+
+__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree", "run_in_terminal", "sys"]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.differential.harness import NO_REFERENCE, OURS, collect, diff, reference_binary, rpc, serve
+from tests.helpers import run_in_terminal
 
 REFERENCE = reference_binary()
 pytestmark = [
@@ -66,6 +68,10 @@ async def test_the_reference_cli_drives_our_server(tmp_path: Path) -> None:
         async with rpc(ours) as client:
             after = {w["pid"] for w in (await client.call("informer.Workers", "http"))["workers"]}
         assert after and not after & before
+        # the live view of RoadRunner's CLI on our server: it draws our worker, Ctrl-C quits it
+        pid = str(next(iter(after))).encode()
+        code = await run_in_terminal([*REFERENCE, "workers", "-i", "-c", cfg, "http"], tmp_path, until=pid, keys=b"\x03")
+        assert code in (0, 1, 130, -signal.SIGINT)  # it quit; the status is the CLI's own
         # and an unknown plugin: both CLIs fail the same way
         theirs = await _run(*REFERENCE, "reset", "-c", cfg, "nosuch", cwd=tmp_path)
         mine = await _run(*OURS, "reset", "-c", cfg, "nosuch", cwd=tmp_path)

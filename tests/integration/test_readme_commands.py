@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import os
-import pty
 import re
 import shlex
 import signal
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, free_port, kill_tree, php_cmd
+from tests.helpers import ROOT, free_port, kill_tree, php_cmd, run_in_terminal
 
 pytestmark = [pytest.mark.php, pytest.mark.timeout(240)]
 
@@ -133,29 +131,6 @@ async def run(command: str, cwd: Path) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-async def run_in_terminal(command: str, cwd: Path) -> int:
-    """``command`` on a pseudo-terminal: wait for its screen, press q, return its exit code."""
-    master, slave = pty.openpty()
-    proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", command, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"}
-    )
-    os.close(slave)
-    screen = b""
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(60):
-            while b"q quit" not in screen:
-                screen += await loop.run_in_executor(None, os.read, master, 65536)
-        os.write(master, b"q")
-        return await asyncio.wait_for(proc.wait(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(master)
-
-
 @pytest.mark.parametrize("command", readme_commands())
 async def test_readme_command_runs_as_printed(command: str, tmp_path: Path) -> None:
     why = skipped(command)
@@ -170,7 +145,7 @@ async def test_readme_command_runs_as_printed(command: str, tmp_path: Path) -> N
     if any(sub in argv for sub in ("workers", "reset", "stop")):  # needs a running server
         async with started(".venv/bin/rr serve -c .rr.yaml -p", box) as server:
             if "-i" in argv or "--interactive" in argv:
-                assert await run_in_terminal(command, box) == 0
+                assert await run_in_terminal(["bash", "-c", command], box, until=b"q quit", keys=b"q") == 0
             else:
                 code, out = await run(command, box)
                 assert code == 0, out
