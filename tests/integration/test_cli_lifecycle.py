@@ -194,3 +194,30 @@ async def test_ready_and_stopping_reach_notify_socket(tmp_path: Path) -> None:
             output = await rest_of_output(proc, seen)
             assert proc.returncode == 0, output
             assert "rrgrpc server started" not in output  # -s: no startup message
+
+
+async def test_workdir_first_then_the_config_relative_to_it(tmp_path: Path) -> None:
+    # RoadRunner 2025: -w is entered first and a relative -c is found there; without -w, rr
+    # enters the config file's directory (where `rr stop` then looks for .pid)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / ".rr.yaml").write_text('version: "3"\n')
+    code, out = await run_rr("workers", "-w", str(app), "-c", ".rr.yaml", cwd=tmp_path)
+    assert (code, out) == (1, f"Error: {app / '.rr.yaml'}: no rpc section: the server exposes no RPC endpoint to talk to\n")
+    code, out = await run_rr("stop", "-c", "app/.rr.yaml", cwd=tmp_path)
+    assert code == 1 and out.startswith(f"Error: {app / '.pid'}: "), out
+
+
+def test_sd_notify_abstract_socket_and_an_unreachable_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rrgrpc.cli.serve import sd_notify
+
+    name = f"rrgrpc-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert sd_notify("READY=1") is True
+        assert sock.recv(64) == b"READY=1"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody.sock"))
+    assert sd_notify("READY=1") is False  # logged, never fatal
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert sd_notify("READY=1") is False
