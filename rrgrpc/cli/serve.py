@@ -109,6 +109,8 @@ def _kill_children() -> None:
     for child in psutil.Process().children():
         with contextlib.suppress(OSError):
             os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            child.kill()  # a child that leads no group of its own
 
 
 def _run(cfg: object, silent: bool) -> None:
