@@ -77,7 +77,7 @@ def reason(exc: BaseException) -> str:
         return os.strerror(exc.errno)
     if isinstance(exc, RpcError) and not str(exc):
         return f"{exc.method} failed without a message"
-    if isinstance(exc, ConnectionError | EOFError | asyncio.IncompleteReadError) and not str(exc):
+    if isinstance(exc, ConnectionError) and not str(exc):
         return "the server closed the connection"
     return re.sub(r"^\[Errno \d+\] ", "", str(exc)) or type(exc).__name__
 

@@ -284,3 +284,14 @@ async def test_reset_errors_always_say_something(tmp_path: Path) -> None:
         f"Error: tcp://127.0.0.1:{port}: resetter.List: {why}\n"
         for why in ("Connection reset by peer", f"rpc server tcp://127.0.0.1:{port} closed the connection")
     ), result.output
+
+
+def test_reason_is_never_empty() -> None:
+    # what a RoadRunner server or a dropped connection may hand the CLI: texts without words
+    from rrgrpc.cli.workers import reason
+    from rrgrpc.goridge.rpc import RpcError
+
+    assert reason(RpcError("resetter.Reset", "")) == "resetter.Reset failed without a message"
+    assert reason(ConnectionResetError()) == "the server closed the connection"
+    assert reason(ConnectionError("[Errno 104] Connection reset by peer")) == "Connection reset by peer"
+    assert reason(TimeoutError()) == "TimeoutError"
