@@ -1,0 +1,88 @@
+"""Hostile and broken config files given to ``rr serve``: one clear line naming the file, exit code 1.
+
+Each test writes the file, runs ``rr -c <file> serve`` as a real process with a bounded wait, and
+asserts that stderr holds exactly one line (no traceback) and nothing went to stdout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rrgrpc.config import load_config
+
+BILLION_LAUGHS = 'version: "3"\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def rr_serve(config: Path, *args: str) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrgrpc", "-c", str(config), "serve", *args],
+        capture_output=True, timeout=30, cwd=config.parent,
+    )
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode(errors="replace")
+
+
+def one_error_line(config: Path) -> str:
+    code, out, err = rr_serve(config)
+    lines = err.strip().splitlines()
+    assert (code, out, len(lines)) == (1, "", 1), err
+    assert lines[0].startswith(f"rr: error: {config}")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("billion-laughs", BILLION_LAUGHS, ":7:4: invalid YAML: aliases expand to more than 100000 nodes"),
+        ("self-alias", 'version: "3"\nx: &x\n  - *x\n', ":2:4: invalid YAML: recursive alias"),
+        ("mapping-alias", 'version: "3"\nhttp: &h\n  a: *h\n', ":2:7: invalid YAML: recursive alias"),
+        (
+            "duplicate-key",
+            'version: "3"\nrpc:\n  listen: tcp://127.0.0.1:6001\nrpc:\n  listen: tcp://127.0.0.1:6002\n',
+            ':4:1: invalid YAML: mapping key "rpc" already defined at line 2',
+        ),
+        (
+            "nested-duplicate",
+            'version: "3"\nserver:\n  command: "php a.php"\n  relay: pipes\n  command: "php b.php"\n',
+            ':5:3: invalid YAML: mapping key "command" already defined at line 3',
+        ),
+        ("deep", 'version: "3"\nx: ' + "[" * 5000 + "]" * 5000 + "\n", ": invalid YAML: nested too deeply"),
+    ],
+)
+def test_hostile_yaml_is_one_line(tmp_path, name, content, message):
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(content)
+    assert one_error_line(config).startswith(f"rr: error: {config}{message}")
+
+
+def test_billion_laughs_file_is_small():
+    # the point of the attack: a few hundred bytes that would expand to 9^9 nodes
+    assert len(BILLION_LAUGHS) < 500
+
+
+def test_non_utf8_file_names_line_and_byte(tmp_path):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes(b'version: "3"\nserver:\n  command: "php caf\xe9.php"\n')
+    assert one_error_line(config) == (
+        f"rr: error: {config}:3: not UTF-8 text (byte 0xe9 at offset 40); save the file as UTF-8"
+    )
+
+
+def test_merge_keys_may_be_overridden(tmp_path):
+    # a key set again after a ``<<`` merge is not a duplicate (yaml.v3 agrees), and an anchor
+    # shared a few times is no bomb
+    config = tmp_path / "merge.yaml"
+    config.write_text(
+        'version: "3"\n'
+        "x-pool: &pool {num_workers: 2, max_jobs: 5}\n"
+        "http:\n  address: 127.0.0.1:8080\n  pool:\n    <<: *pool\n    num_workers: 4\n"
+        "grpc:\n  listen: tcp://127.0.0.1:9001\n  pool: *pool\n"
+    )
+    cfg = load_config(config)
+    assert cfg.http is not None and (cfg.http.pool.num_workers, cfg.http.pool.max_jobs) == (4, 5)
+    assert cfg.grpc is not None and (cfg.grpc.pool.num_workers, cfg.grpc.pool.max_jobs) == (2, 5)
