@@ -316,7 +316,7 @@ DEFAULT_TRUSTED_SUBNETS: tuple[str, ...] = (
     "fe80::/10",
 )
 
-HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser"})
+HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser", "sendfile"})
 
 
 class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -327,11 +327,22 @@ class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 class CorsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     allowed_origin: str = ""
+    allowed_origin_regex: str = ""  # when set, allowed_origin is ignored (as in RoadRunner)
     allowed_headers: str = ""
     allowed_methods: str = ""
     allow_credentials: bool | None = None
     exposed_headers: str = ""
     max_age: int = 0
+    options_success_status: int = 200
+
+    def __post_init__(self) -> None:
+        if self.allowed_origin_regex:
+            try:
+                re.compile(self.allowed_origin_regex)
+            except re.error as exc:
+                raise _Invalid("allowed_origin_regex", f"invalid regular expression: {exc}") from None
+        if self.options_success_status == 0:
+            msgspec.structs.force_setattr(self, "options_success_status", 200)
 
 
 class HeadersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

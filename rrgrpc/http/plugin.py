@@ -37,6 +37,7 @@ from rrgrpc.http.middleware import (
     otel_middleware,
     parse_subnets,
     proxy_ip_middleware,
+    sendfile_middleware,
 )
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
@@ -190,6 +191,8 @@ class HttpPlugin:
                 named.append(self.metrics)
             elif name == "proxy_ip_parser":
                 named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
+            elif name == "sendfile":
+                named.append(sendfile_middleware)
         return self._front(chain(named, terminal), forward=bool(named))
 
     def _front(self, inner: Handler, forward: bool = True) -> Handler:
