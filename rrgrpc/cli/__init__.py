@@ -32,10 +32,10 @@ class CliContext:
     overrides: list[str] = field(default_factory=list)
     dotenv: str | None = None
 
-    def load(self) -> RRConfig:
+    def load(self, strict: bool = False) -> RRConfig:
         from rrgrpc.config import load_config
 
-        return load_config(self.config_path, self.overrides)
+        return load_config(self.config_path, self.overrides, strict=strict)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,21 +17,28 @@ import click
 
 from rrgrpc.cli import CliContext, rr
 from rrgrpc.errors import RRError
+from rrgrpc.logs import ConsoleFormatter
 
 GRACE_PERIOD = 30.0  # seconds for the whole graceful stop before it is forced
 log = logging.getLogger("rr")
 
 
 @rr.command()
+@click.option(
+    "--strict", is_flag=True,
+    help="Refuse to start on anything RoadRunner would ignore: unknown keys and sections, unsupported ones.",
+)
 @click.pass_obj
-def serve(obj: CliContext) -> None:
+def serve(obj: CliContext, strict: bool) -> None:
     """Serve the configured plugins (gRPC, HTTP, RPC, metrics, status)."""
     # before grpc is imported: we spawn workers, never fork a process that uses gRPC, and without
     # this grpc-core warns on every worker spawn that other threads are calling into it
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s")
+    early = logging.StreamHandler()  # until the logs plugin installs its own: rr's development format
+    early.setFormatter(ConsoleFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[early])
     try:
-        cfg = obj.load()
+        cfg = obj.load(strict=strict)
         _run(cfg)
     except* KeyboardInterrupt:
         pass

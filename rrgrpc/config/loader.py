@@ -19,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from rrgrpc.config.compat import Notes
 from rrgrpc.config.schema import RRConfig, check_version, config_from_dict
 from rrgrpc.errors import ConfigError
 
-__all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv"]
+__all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv", "unset_variables"]
 
 _VAR = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
@@ -52,6 +53,28 @@ def expand_tree(node: Any, env: Mapping[str, str]) -> Any:
     if isinstance(node, list):
         return [expand_tree(v, env) for v in node]
     return node
+
+
+def unset_variables(node: Any, env: Mapping[str, str], path: str = "") -> dict[str, list[str]]:
+    """``{dotted key: [VAR, ...]}`` for the ``${VAR}``/``$VAR`` without a default whose VAR is not set
+    at all: they expand to "" (as in RoadRunner), which is rarely what the user meant."""
+    found: dict[str, list[str]] = {}
+    if isinstance(node, str) and "$" in node:
+        names = [
+            m.group("braced") or m.group("bare")
+            for m in _VAR.finditer(node)
+            if m.group("default") is None and (m.group("braced") or m.group("bare")) not in env
+        ]
+        if names:
+            found[path] = list(dict.fromkeys(names))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            found.update(unset_variables(value, env, f"{path}.{key}" if path else str(key)))
+    elif isinstance(node, list):
+        for value in node:
+            for key, names in unset_variables(value, env, path).items():
+                found[key] = list(dict.fromkeys(found.get(key, []) + names))
+    return found
 
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*?)\s*$")
@@ -284,6 +307,7 @@ def load_config(
     overrides: Iterable[str] = (),
     dotenv: str | os.PathLike[str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    strict: bool = False,
 ) -> RRConfig:
     """Load, expand, override and validate a configuration file.
 
@@ -292,6 +316,7 @@ def load_config(
     The expansion environment is ``os.environ``, then ``--dotenv``, then ``envfile`` entries, the first
     to define a name winning (RoadRunner loads env files without overwriting existing variables).
     ``os.environ`` itself is not modified; ``read_dotenv`` is there for a caller that wants to export.
+    ``strict`` makes every warning about the file (unknown key, unsupported section) an error.
     """
     base = Path(workdir) if workdir is not None else Path()
     main = _relative(base, os.fspath(path))
@@ -309,12 +334,32 @@ def load_config(
         for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
             env.setdefault(k, v)
 
+    notes = Notes(source, strict)
+    unset = unset_variables(tree, env)
+    for key, names in unset.items():
+        notes.warn(f"{key}: {_dollars(names)} not set", outcome="expanded to an empty string, as RoadRunner does")
     tree = expand_tree(tree, env)
     check_version(tree, source)
     tree = _merge_includes(tree, main, env)
     for override in overrides:
         apply_override(tree, override, env)
-    return config_from_dict(tree, source=source)
+    try:
+        return config_from_dict(tree, source=source, notes=notes)
+    except ConfigError as exc:
+        raise _blame_unset(exc, source, unset) from None
+
+
+def _dollars(names: list[str]) -> str:
+    return " and ".join(f"${{{n}}}" for n in names) + (" is" if len(names) == 1 else " are")
+
+
+def _blame_unset(exc: ConfigError, source: str, unset: Mapping[str, list[str]]) -> ConfigError:
+    """A config error on a key whose value used an unset variable says so."""
+    message = str(exc)
+    for key, names in unset.items():
+        if message.startswith((f"{source}: {key}:", f"{source}: {key}.")):
+            return ConfigError(f"{message} ({_dollars(names)} not set)")
+    return exc
 
 
 def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rrgrpc.config import load_config
+from rrgrpc.errors import ConfigError
 
 BILLION_LAUGHS = 'version: "3"\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
@@ -86,3 +87,26 @@ def test_merge_keys_may_be_overridden(tmp_path):
     cfg = load_config(config)
     assert cfg.http is not None and (cfg.http.pool.num_workers, cfg.http.pool.max_jobs) == (4, 5)
     assert cfg.grpc is not None and (cfg.grpc.pool.num_workers, cfg.grpc.pool.max_jobs) == (2, 5)
+
+
+def test_unset_variable_is_named_in_the_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("RRGRPC_TEST_RPC_ADDR", raising=False)
+    config = tmp_path / ".rr.yaml"
+    config.write_text('version: "3"\nrpc:\n  listen: ${RRGRPC_TEST_RPC_ADDR}\n')
+    assert one_error_line(config) == (
+        f"rr: error: {config}: rpc.listen: expected tcp://host:port or unix://path, got '' "
+        "(${RRGRPC_TEST_RPC_ADDR} is not set)"
+    )
+
+
+def test_unset_variable_is_a_warning_and_strict_makes_it_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("RRGRPC_TEST_FLAGS", raising=False)
+    config = tmp_path / ".rr.yaml"
+    config.write_text('version: "3"\nserver:\n  command: "php w.php ${RRGRPC_TEST_FLAGS}"\nrpc:\n  listen: tcp://127.0.0.1:1\n')
+    cfg = load_config(config)
+    assert cfg.server.command == ["php", "w.php"]
+    assert cfg.notes == (
+        (30, f"{config}: server.command: ${{RRGRPC_TEST_FLAGS}} is not set, expanded to an empty string, as RoadRunner does"),
+    )
+    with pytest.raises(ConfigError, match=r"server\.command: \$\{RRGRPC_TEST_FLAGS\} is not set; an error with --strict$"):
+        load_config(config, strict=True)

@@ -37,12 +37,15 @@ async def test_startup_error_is_one_line_and_exit_code_1(tmp_path):
         server:
           command: "php worker.php"
           relay: pipes
-          releay: oops
+        rpc:
+          listen: 127.0.0.1:6001
     """)
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     lines = out.decode().strip().splitlines()
-    assert lines == [f"rr: error: {tmp_path / '.rr.yaml'}: unknown key server.releay (did you mean relay?)"]
+    assert lines == [
+        f"rr: error: {tmp_path / '.rr.yaml'}: rpc.listen: expected tcp://host:port or unix://path, got '127.0.0.1:6001'"
+    ]
 
 
 async def test_missing_version_is_rejected(tmp_path):
