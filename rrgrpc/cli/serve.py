@@ -90,12 +90,14 @@ async def _serve(cfg: object) -> None:
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig.name)
+    stopped = stop.wait()
     try:
-        await host.run(stop.wait())
+        await host.run(stopped)
     except asyncio.CancelledError:
         if stop.is_set():
             return
         raise
     finally:
+        stopped.close()  # never awaited when the start failed: no "never awaited" warning then
         for sig in signals:
             loop.remove_signal_handler(sig)

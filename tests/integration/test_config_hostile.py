@@ -14,6 +14,7 @@ import pytest
 
 from rrgrpc.config import load_config
 from rrgrpc.errors import ConfigError
+from tests.helpers import free_port, php_cmd
 
 BILLION_LAUGHS = 'version: "3"\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
@@ -110,3 +111,45 @@ def test_unset_variable_is_a_warning_and_strict_makes_it_an_error(tmp_path, monk
     )
     with pytest.raises(ConfigError, match=r"server\.command: \$\{RRGRPC_TEST_FLAGS\} is not set; an error with --strict$"):
         load_config(config, strict=True)
+
+
+@pytest.fixture
+def pems(tmp_path: Path) -> dict[str, Path]:
+    """Two self-signed certificates with their keys, and a file that is not PEM."""
+    out: dict[str, Path] = {}
+    for name in ("a", "b"):
+        cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        made = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+             "-days", "1", "-subj", "/CN=127.0.0.1"],
+            capture_output=True, check=False,
+        )
+        if made.returncode != 0:
+            pytest.skip("openssl cannot make a test certificate")
+        out[f"{name}_crt"], out[f"{name}_key"] = cert, key
+    out["junk"] = tmp_path / "junk.pem"
+    out["junk"].write_text("not a certificate\n")
+    out["missing"] = tmp_path / "missing.pem"
+    return out
+
+
+@pytest.mark.php
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("missing", "a_key", "http.ssl.cert: cannot read {missing}: No such file or directory"),
+        ("a_crt", "missing", "http.ssl.key: cannot read {missing}: No such file or directory"),
+        ("junk", "a_key", "http.ssl.cert: {junk} holds no PEM certificate ("),
+        ("a_crt", "junk", "http.ssl.key: {junk} holds no usable PEM private key for {a_crt} ("),
+        ("a_crt", "b_key", "http.ssl.key: {b_key} does not match the certificate {a_crt} ("),
+    ],
+)
+def test_tls_files_are_named_with_their_key(tmp_path, pems, cert, key, message):
+    config = tmp_path / ".rr.yaml"
+    config.write_text(
+        f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("http_echo.php"))}"\n'
+        f"http:\n  address: 127.0.0.1:{free_port()}\n  pool:\n    num_workers: 1\n"
+        f"  ssl:\n    address: 127.0.0.1:{free_port()}\n    cert: {pems[cert]}\n    key: {pems[key]}\n"
+    )
+    expected = message.format(**{k: str(v) for k, v in pems.items()})
+    assert one_error_line(config).startswith(f"rr: error: {config}: {expected}")
