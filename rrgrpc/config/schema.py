@@ -2,7 +2,9 @@
 
 Owns every config field, its default and its validation, and ``config_from_dict`` which turns a plain
 dict (already expanded and overridden by ``loader.py``) into an ``RRConfig``. Errors are ``ConfigError``
-naming the file and the dotted key.
+naming the file and the dotted key. Before decoding, ``compat.normalize`` reshapes the dict as
+RoadRunner's viper would and drops the keys it ignores (with a note), so ``forbid_unknown_fields``
+is only a guard.
 
 Decoding is msgspec lax mode (``strict=False``) plus a ``dec_hook`` for the few custom scalar types,
 because environment expansion turns numbers into strings (``num_workers: ${N:-4}`` arrives as ``"4"``):
@@ -16,7 +18,6 @@ because environment expansion turns numbers into strings (``num_workers: ${N:-4}
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import tempfile
@@ -582,7 +583,6 @@ def _converts(value: Any, tp: Any) -> bool:
 
 _MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
@@ -594,12 +594,6 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
     if "\x1f" in msg:
         field, msg = msg.split("\x1f", 1)
         return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
-    if um := _UNKNOWN.match(msg):
-        field = um.group("field")
-        known = [f.name for f in msgspec.structs.fields(tp)] if isinstance(tp, type) else []
-        close = difflib.get_close_matches(field, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return ConfigError(f"{source}: unknown key {_join(dotted, field)}{hint}")
     if mm := _MISSING.match(msg):
         return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
     if em := _EXPECTED.match(msg):
