@@ -42,7 +42,6 @@ NOT_IMPLEMENTED: tuple[str, ...] = (
     "http.http3",
     "http.ssl.acme",
     "http.headers.cors.debug",
-    "http.static.pattern",
     "logs.file_logger_options",
     "logs.line_ending",
     "logs.channels.*.file_logger_options",
