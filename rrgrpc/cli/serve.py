@@ -1,7 +1,7 @@
 """``rr serve``: load the config, build the roster, run the host until SIGINT/SIGTERM.
 
 The first signal starts a graceful stop (plugins in reverse order, each within its own budget);
-a second signal, or the grace period running out, forces it: workers are killed. A startup error
+a second signal, or ``endure.grace_period`` (30s) running out, forces it: workers are killed. A startup error
 is one readable line on stderr and exit code 1.
 """
 
@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,7 +20,9 @@ from rrgrpc.cli import CliContext, rr
 from rrgrpc.errors import RRError
 from rrgrpc.logs import ConsoleFormatter
 
-GRACE_PERIOD = 30.0  # seconds for the whole graceful stop before it is forced
+if TYPE_CHECKING:
+    from rrgrpc.config.schema import RRConfig
+
 log = logging.getLogger("rr")
 
 
@@ -55,7 +58,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out[:1]
 
 
-def _run(cfg: object) -> None:
+def _run(cfg: RRConfig) -> None:
     try:
         import uvloop
     except ImportError:
@@ -64,11 +67,11 @@ def _run(cfg: object) -> None:
         uvloop.run(_serve(cfg))
 
 
-async def _serve(cfg: object) -> None:
+async def _serve(cfg: RRConfig) -> None:
     from rrgrpc.host import Host
     from rrgrpc.roster import default_roster
 
-    host = Host(default_roster(cfg))  # type: ignore[arg-type]
+    host = Host(default_roster(cfg))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     main = asyncio.current_task()
@@ -78,7 +81,7 @@ async def _serve(cfg: object) -> None:
         if not stop.is_set():
             log.info("%s received: stopping gracefully (send it again to force)", name)
             stop.set()
-            loop.call_later(GRACE_PERIOD, force, "grace period over")
+            loop.call_later(cfg.endure.grace_period, force, "grace period over")
         else:
             force(f"second {name}")
 

@@ -487,6 +487,19 @@ class LogsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     channels: dict[str, LogChannelConfig] = {}
 
 
+# --------------------------------------------------------------------------- endure
+
+
+class EndureConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """RoadRunner's container settings; only the shutdown budget means something here."""
+
+    grace_period: Duration = Duration(30)  # the whole graceful stop, then it is forced
+
+    def __post_init__(self) -> None:
+        if not self.grace_period:
+            msgspec.structs.force_setattr(self, "grace_period", Duration(30))
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -505,9 +518,10 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     otel: OtelConfig | None = None
     status: StatusConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
+    endure: EndureConfig = msgspec.field(default_factory=EndureConfig)
 
 
-SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs")
+SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
 

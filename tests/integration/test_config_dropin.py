@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import psutil
 import pytest
 
 from tests.helpers import ROOT, eventually, free_port, php_cmd
@@ -348,7 +349,6 @@ async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path):
         "section 'reload' is obsolete in RoadRunner, ignored",
         "section 'jobs' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "section 'tcp' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
-        "section 'endure' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "server.relay_timeout is obsolete in RoadRunner, ignored",
         "http.ssl.acme is not implemented by rrgrpc, ignored; "
         "HTTPS needs http.ssl.cert and http.ssl.key (obtain them with certbot or similar)",
@@ -358,6 +358,8 @@ async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path):
         "http.http3 is not implemented by rrgrpc, ignored; HTTP/3 (QUIC) is not served; clients use HTTP/1.1 or HTTP/2",
         "logs.line_ending is not implemented by rrgrpc, ignored",
         "logs.file_logger_options is not implemented by rrgrpc, ignored",
+        "endure.print_graph is not implemented by rrgrpc, ignored",
+        "endure.log_level is not implemented by rrgrpc, ignored",
     ]
 
 
@@ -382,3 +384,25 @@ async def test_warnings_follow_the_logs_section_format(tmp_path):
     record = json.loads(next(line for line in lines if '"config"' in line))
     assert (record["level"], record["logger"]) == ("warn", "config")
     assert record["msg"] == f"{config}: unknown section 'grcp', ignored (did you mean grpc?)"
+
+
+async def test_endure_grace_period_bounds_the_graceful_stop(tmp_path):
+    # the worker ignores the stop command and destroy_timeout would wait a minute for it; the
+    # graceful stop gets endure.grace_period, then it is forced and the worker killed
+    config = tmp_path / ".rr.yaml"
+    config.write_text(
+        f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("linger.php"))}"\n'
+        f"http:\n  address: 127.0.0.1:{free_port()}\n  pool:\n    num_workers: 1\n    destroy_timeout: 60s\n"
+        "endure:\n  grace_period: 1s\n"
+    )
+    async with rr_serve(config) as (proc, lines):
+        await eventually(lambda: any("\tserving\t" in line for line in lines), timeout=30)
+        worker = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            raise AssertionError("\n".join(lines)) from None
+    assert proc.returncode == 0
+    assert any("forced stop (grace period over): killing workers" in line for line in lines), "\n".join(lines)
+    await eventually(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in worker))
