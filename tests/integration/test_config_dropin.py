@@ -391,7 +391,7 @@ async def test_endure_grace_period_bounds_the_graceful_stop(tmp_path):
     # graceful stop gets endure.grace_period, then it is forced and the worker killed
     config = tmp_path / ".rr.yaml"
     config.write_text(
-        f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("linger.php"))}"\n'
+        f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("echo.php", "linger"))}"\n'
         f"http:\n  address: 127.0.0.1:{free_port()}\n  pool:\n    num_workers: 1\n    destroy_timeout: 60s\n"
         "endure:\n  grace_period: 1s\n"
     )
