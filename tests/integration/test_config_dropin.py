@@ -397,12 +397,46 @@ async def test_endure_grace_period_bounds_the_graceful_stop(tmp_path):
     )
     async with rr_serve(config) as (proc, lines):
         await eventually(lambda: any("\tserving\t" in line for line in lines), timeout=30)
-        worker = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            raise AssertionError("\n".join(lines)) from None
+        await sigterm_until_forced(proc, lines)
+
+
+async def sigterm_until_forced(proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+    """One SIGTERM: rr must stop (forced once endure.grace_period is over) and leave no worker."""
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 20)
+    except TimeoutError:
+        raise AssertionError("\n".join(lines)) from None
     assert proc.returncode == 0
     assert any("forced stop (grace period over): killing workers" in line for line in lines), "\n".join(lines)
-    await eventually(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in worker))
+    await eventually(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers))
+
+
+async def test_forced_stop_kills_a_worker_hung_on_a_request(tmp_path):
+    # the forced stop's cancel lands while the HTTP server drains the hung request; the pool must
+    # then kill the busy worker at once, not wait destroy_timeout (a minute) for it
+    port, status = free_port(), free_port()
+    config = tmp_path / ".rr.yaml"
+    config.write_text(
+        f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("hang.php"))}"\n'
+        f"http:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n    destroy_timeout: 60s\n"
+        f"status:\n  address: 127.0.0.1:{status}\nendure:\n  grace_period: 1s\n"
+    )
+    async with rr_serve(config) as (proc, lines), aiohttp.ClientSession() as client:
+
+        async def ready_is(expected: int) -> bool:
+            try:
+                async with client.get(f"http://127.0.0.1:{status}/ready?plugin=http") as resp:
+                    return resp.status == expected
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(lambda: any("\tserving\t" in line for line in lines), timeout=30)  # listening
+        await eventually(lambda: ready_is(200), timeout=10)
+        hung = asyncio.ensure_future(client.get(f"http://127.0.0.1:{port}/"))
+        await eventually(lambda: ready_is(503), timeout=10)  # the only worker is busy with it
+        await sigterm_until_forced(proc, lines)
+        resp = await hung
+        assert resp.status == 500  # the hung request fails (its worker was killed), nothing else does
+    assert any("exited with code -9 mid-request" in line for line in lines), "\n".join(lines)
