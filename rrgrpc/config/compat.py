@@ -185,5 +185,6 @@ def _normalize_struct(value: dict[Any, Any], tp: type[msgspec.Struct], dotted: s
 
 
 def without_none(tp: Any) -> Any:
+    """``X | None`` -> ``X``; any other type as it is."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if typing.get_origin(tp) in (types.UnionType, typing.Union) and len(args) == 1 else tp

@@ -2,8 +2,12 @@
 
 Owns the steps before the schema: YAML reading (a safe loader with YAML 1.2 scalars, like Go's yaml.v3), ``--dotenv`` and ``envfile`` (KEY=VALUE files
 feeding the expansion environment), ``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` expansion in every
-string, ``include`` files, ``-o section.key=value`` overrides and the version gate. The schema
-(``schema.py``) does the typing and validation.
+string (an unset VAR without default is noted), ``include`` files, ``-o section.key=value`` overrides
+and the version gate. The schema (``schema.py``) does the typing and validation.
+
+The YAML reader refuses what yaml.v3 refuses and PyYAML accepts: a mapping key defined twice, and
+alias graphs that are recursive or expand past ``MAX_EXPANDED_NODES``; also non-UTF-8 files and
+collections nested deeper than ``MAX_DEPTH``. Each is one ``ConfigError`` naming the file and line.
 
 Order: read -> env files -> expand -> version -> include -> overrides -> schema. RoadRunner applies
 ``include`` after ``-o``; here ``-o`` is last so that the command line always wins.
