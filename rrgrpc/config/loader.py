@@ -338,13 +338,13 @@ def load_config(
         for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
             env.setdefault(k, v)
 
-    notes = Notes(source, strict)
     unset = unset_variables(tree, env)
-    for key, names in unset.items():
-        notes.warn(f"{key}: {_dollars(names)} not set", outcome="expanded to an empty string, as RoadRunner does")
     tree = expand_tree(tree, env)
     check_version(tree, source)
-    tree = _merge_includes(tree, main, env)
+    tree = _merge_includes(tree, main, env, unset)
+    notes = Notes(source, strict)
+    for key, names in unset.items():
+        notes.warn(f"{key}: {_dollars(names)} not set", outcome="expanded to an empty string, as RoadRunner does")
     for override in overrides:
         apply_override(tree, override, env)
     try:
@@ -366,10 +366,14 @@ def _blame_unset(exc: ConfigError, source: str, unset: Mapping[str, list[str]]) 
     return exc
 
 
-def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) -> dict[str, Any]:
+def _merge_includes(
+    tree: dict[str, Any], main: Path, env: Mapping[str, str], unset: dict[str, list[str]]
+) -> dict[str, Any]:
     """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
     laid over the configuration in list order; each of its top-level sections replaces the section
-    of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed."""
+    of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed.
+    ``unset`` (see ``unset_variables``) is kept in step: a replaced section's entries go, the
+    included file's come."""
     include = tree.get("include")
     if include is None:
         return tree
@@ -380,9 +384,14 @@ def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) ->
     merged = dict(tree)
     for name in include:
         path = _relative(main.parent, name)
-        part = expand_tree(_read_yaml(path), env)
+        raw = _read_yaml(path)
+        part = expand_tree(raw, env)
         check_version(part, str(path))  # "3", like the main file (RoadRunner requires them equal)
+        found = unset_variables(raw, env)
         for key, value in part.items():
             if key not in ("version", "include"):
                 merged[key] = value
+                for dotted in [d for d in unset if d == key or d.startswith(key + ".")]:
+                    del unset[dotted]
+                unset.update({d: n for d, n in found.items() if d == key or d.startswith(key + ".")})
     return merged

@@ -153,3 +153,25 @@ def test_tls_files_are_named_with_their_key(tmp_path, pems, cert, key, message):
     )
     expected = message.format(**{k: str(v) for k, v in pems.items()})
     assert one_error_line(config).startswith(f"rr: error: {config}: {expected}")
+
+
+def test_unset_variables_follow_include(tmp_path, monkeypatch):
+    # the main file's http section is replaced by the included one: its unset variable no longer
+    # matters; the included file's does, and an error on that key names it
+    monkeypatch.delenv("RRGRPC_TEST_MAIN_PORT", raising=False)
+    monkeypatch.delenv("RRGRPC_TEST_INC_ADDR", raising=False)
+    (tmp_path / "inc.yaml").write_text('version: "3"\nhttp:\n  address: ${RRGRPC_TEST_INC_ADDR}\n')
+    config = tmp_path / ".rr.yaml"
+    config.write_text(
+        'version: "3"\ninclude: [inc.yaml]\nrpc:\n  listen: tcp://127.0.0.1:1\n'
+        "http:\n  address: 127.0.0.1:${RRGRPC_TEST_MAIN_PORT}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value) == f"{config}: http.address: required (or configure http.ssl) (${{RRGRPC_TEST_INC_ADDR}} is not set)"
+    (tmp_path / "inc.yaml").write_text(
+        'version: "3"\nhttp:\n  address: 127.0.0.1:8080\n  uploads:\n    dir: ${RRGRPC_TEST_INC_ADDR}\n'
+    )
+    assert load_config(config).notes == (
+        (30, f"{config}: http.uploads.dir: ${{RRGRPC_TEST_INC_ADDR}} is not set, expanded to an empty string, as RoadRunner does"),
+    )
