@@ -30,6 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from rrgrpc.config.compat import emit
 from rrgrpc.errors import ConfigError
 from rrgrpc.obs import section_fields, written_fields
 
@@ -276,8 +277,8 @@ def _channels(logs_cfg: Any) -> Iterable[tuple[str, Any]]:
 _SCHEMA_DEFAULTS: Final = {
     "level": "debug",
     "encoding": "console",
-    "output": "stderr",
-    "err_output": "stderr",
+    "output": ["stderr"],
+    "err_output": ["stderr"],
 }
 
 
@@ -317,12 +318,13 @@ def configure_logging(logs_cfg: Any, raw_section: Any = None) -> LoggingSetup:
 
 
 class LogsPlugin:
-    """Configures logging first thing on start and removes its handlers last thing on stop."""
+    """Configures logging first thing on start (then logs the config's notes) and removes its handlers last."""
 
     name = "logs"
 
     def __init__(self, cfg: RRConfig) -> None:
         raw = getattr(cfg, "raw", None) or {}
+        self._notes: tuple[tuple[int, str], ...] = getattr(cfg, "notes", ())
         self._section = written_settings(getattr(cfg, "logs", None), raw.get("logs") if raw else None)
         # fail at construction, like every other config error, not half-way through start-up
         base = resolve(self._section)
@@ -333,6 +335,7 @@ class LogsPlugin:
     async def _run(self) -> AsyncIterator[None]:
         global _current
         setup = configure_logging(self._section)
+        emit(self._notes)  # what reading the config had to say, in the format just configured
         try:
             yield
         finally:

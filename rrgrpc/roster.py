@@ -9,12 +9,9 @@ and stop first.
 
 from __future__ import annotations
 
-import logging
-
-from rrgrpc.config.schema import RRConfig
+from rrgrpc.config.schema import LOADER_KEYS, SECTIONS, RRConfig
+from rrgrpc.errors import ConfigError
 from rrgrpc.plugin import Plugin
-
-log = logging.getLogger("rr")
 
 
 def default_roster(cfg: RRConfig) -> list[Plugin]:
@@ -51,6 +48,15 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.http.plugin import HttpPlugin
 
         plugins.append(HttpPlugin(cfg))
-    if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
-        log.warning("nothing to serve: %s configures no grpc, http or rpc section", cfg.source)
+    _check_serves(cfg)
     return plugins
+
+
+def _check_serves(cfg: RRConfig) -> None:
+    """A config that serves nothing would idle forever: refuse it (RoadRunner starts and waits).
+
+    ``rpc`` alone counts: PHP scripts talk to it (metrics, status, ``rr workers``)."""
+    if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
+        ignored = [k for k in cfg.raw if k not in SECTIONS and k not in LOADER_KEYS]
+        why = f" (ignored: {', '.join(ignored)})" if ignored else ""
+        raise ConfigError(f"{cfg.source}: nothing to serve: configure a grpc, http or rpc section{why}")

@@ -44,11 +44,11 @@ class CliContext:
     debug: bool = False
     force: bool = False
 
-    def load(self) -> RRConfig:
+    def load(self, strict: bool = False) -> RRConfig:
         from rrgrpc.config import load_config
 
         overrides = [*self.overrides, "logs.level=debug"] if self.debug else self.overrides
-        return load_config(self.config_path, overrides)
+        return load_config(self.config_path, overrides, strict=strict)
 
 
 class _Root(click.Group):

@@ -1,7 +1,7 @@
 """``rr serve``: load the config, build the roster, run the host until SIGINT/SIGTERM.
 
 The first SIGINT/SIGTERM starts a graceful stop (plugins in reverse order, each within its own
-budget); a second one, or the grace period running out, forces it: ``exit forced``, workers
+budget); a second one, or ``endure.grace_period`` (30s) running out, forces it: ``exit forced``, workers
 killed, exit code 1 (RoadRunner's behaviour). SIGUSR2 resets every resettable plugin, as
 ``rr reset`` does. With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) it sends ``READY=1`` once
 every plugin serves and ``STOPPING=1`` when the stop begins. ``-p`` writes the pid file
@@ -18,15 +18,18 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
 
 from rrgrpc import RR_COMPAT_VERSION, __version__
 from rrgrpc.cli import PID_FILE, CliContext, rr
 from rrgrpc.errors import RRError
+from rrgrpc.logs import ConsoleFormatter
 
-GRACE_PERIOD: Final = 30.0  # seconds for the whole graceful stop before it is forced
+if TYPE_CHECKING:
+    from rrgrpc.config.schema import RRConfig
+
 FORCE_BUDGET: Final = 10.0  # seconds for a forced stop to kill the workers before rr exits anyway
 log = logging.getLogger("rr")
 
@@ -36,15 +39,21 @@ class _Forced(Exception):
 
 
 @rr.command()
+@click.option(
+    "--strict", is_flag=True,
+    help="Refuse to start on anything RoadRunner would ignore: unknown keys and sections, unsupported ones.",
+)
 @click.pass_obj
-def serve(obj: CliContext) -> None:
+def serve(obj: CliContext, strict: bool) -> None:
     """Serve the configured plugins (gRPC, HTTP, RPC, metrics, status)."""
     # before grpc is imported: we spawn workers, never fork a process that uses gRPC, and without
     # this grpc-core warns on every worker spawn that other threads are calling into it
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s")
+    early = logging.StreamHandler()  # until the logs plugin installs its own: rr's development format
+    early.setFormatter(ConsoleFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[early])
     try:
-        cfg = obj.load()
+        cfg = obj.load(strict=strict)
         with _pid_file(obj.pid_file):
             _run(cfg, obj.silent)
     except* KeyboardInterrupt:
@@ -113,7 +122,7 @@ def _kill_children() -> None:
             child.kill()  # a child that leads no group of its own
 
 
-def _run(cfg: object, silent: bool) -> None:
+def _run(cfg: RRConfig, silent: bool) -> None:
     try:
         import uvloop
     except ImportError:
@@ -122,12 +131,12 @@ def _run(cfg: object, silent: bool) -> None:
         uvloop.run(_serve(cfg, silent))
 
 
-async def _serve(cfg: object, silent: bool) -> None:
+async def _serve(cfg: RRConfig, silent: bool) -> None:
     from rrgrpc.host import Host
     from rrgrpc.plugin import Resettable
     from rrgrpc.roster import default_roster
 
-    host = Host(default_roster(cfg))  # type: ignore[arg-type]
+    host = Host(default_roster(cfg))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     forced: list[str] = []
@@ -140,7 +149,7 @@ async def _serve(cfg: object, silent: bool) -> None:
             log.info("%s received: stopping gracefully (send it again to force)", name)
             sd_notify("STOPPING=1")
             stop.set()
-            loop.call_later(GRACE_PERIOD, force, "grace period over")
+            loop.call_later(cfg.endure.grace_period, force, "grace period over")
         else:
             force(f"second {name}")
 
@@ -179,8 +188,9 @@ async def _serve(cfg: object, silent: bool) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
     loop.add_signal_handler(signal.SIGUSR2, on_usr2)
     announcer = loop.create_task(announce())
+    stopped = stop.wait()
     try:
-        await host.run(stop.wait())
+        await host.run(stopped)
     except asyncio.CancelledError:
         if forced:
             raise _Forced(forced[0]) from None
@@ -191,5 +201,6 @@ async def _serve(cfg: object, silent: bool) -> None:
         announcer.cancel()
         for task in resets:
             task.cancel()
+        stopped.close()  # never awaited when the start failed: no "never awaited" warning then
         for sig in (*signals, signal.SIGUSR2):
             loop.remove_signal_handler(sig)

@@ -1,4 +1,5 @@
-"""Configuration: `.rr.yaml` loading (``loader``) and the typed, frozen section Structs (``schema``)."""
+"""Configuration: `.rr.yaml` loading (``loader``), RoadRunner's tolerance of keys and shapes with its
+notes (``compat``) and the typed, frozen section Structs (``schema``)."""
 
 from rrgrpc.config.loader import load_config, read_dotenv
 from rrgrpc.config.schema import (

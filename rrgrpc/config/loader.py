@@ -2,8 +2,12 @@
 
 Owns the steps before the schema: YAML reading (a safe loader with YAML 1.2 scalars, like Go's yaml.v3), ``--dotenv`` and ``envfile`` (KEY=VALUE files
 feeding the expansion environment), ``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` expansion in every
-string, ``include`` files, ``-o section.key=value`` overrides and the version gate. The schema
-(``schema.py``) does the typing and validation.
+string (an unset VAR without default is noted), ``include`` files, ``-o section.key=value`` overrides
+and the version gate. The schema (``schema.py``) does the typing and validation.
+
+The YAML reader refuses what yaml.v3 refuses and PyYAML accepts: a mapping key defined twice, and
+alias graphs that are recursive or expand past ``MAX_EXPANDED_NODES``; also non-UTF-8 files and
+collections nested deeper than ``MAX_DEPTH``. Each is one ``ConfigError`` naming the file and line.
 
 Order: read -> env files -> expand -> version -> include -> overrides -> schema. RoadRunner applies
 ``include`` after ``-o``; here ``-o`` is last so that the command line always wins.
@@ -19,10 +23,11 @@ from typing import Any
 
 import yaml
 
+from rrgrpc.config.compat import Notes
 from rrgrpc.config.schema import RRConfig, check_version, config_from_dict
 from rrgrpc.errors import ConfigError
 
-__all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv"]
+__all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv", "unset_variables"]
 
 _VAR = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
@@ -52,6 +57,28 @@ def expand_tree(node: Any, env: Mapping[str, str]) -> Any:
     if isinstance(node, list):
         return [expand_tree(v, env) for v in node]
     return node
+
+
+def unset_variables(node: Any, env: Mapping[str, str], path: str = "") -> dict[str, list[str]]:
+    """``{dotted key: [VAR, ...]}`` for the ``${VAR}``/``$VAR`` without a default whose VAR is not set
+    at all: they expand to "" (as in RoadRunner), which is rarely what the user meant."""
+    found: dict[str, list[str]] = {}
+    if isinstance(node, str) and "$" in node:
+        names = [
+            m.group("braced") or m.group("bare")
+            for m in _VAR.finditer(node)
+            if m.group("default") is None and (m.group("braced") or m.group("bare")) not in env
+        ]
+        if names:
+            found[path] = list(dict.fromkeys(names))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            found.update(unset_variables(value, env, f"{path}.{key}" if path else str(key)))
+    elif isinstance(node, list):
+        for value in node:
+            for key, names in unset_variables(value, env, path).items():
+                found[key] = list(dict.fromkeys(found.get(key, []) + names))
+    return found
 
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*?)\s*$")
@@ -157,18 +184,113 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+#: Nodes a document may have once its aliases are expanded (a "billion laughs" file has ~10^9).
+MAX_EXPANDED_NODES = 100_000
+#: Nesting depth of collections (PyYAML's composer recurses once per level).
+MAX_DEPTH = 200
+
+
+class _DocumentError(yaml.MarkedYAMLError):
+    """A well-formed document rrgrpc still refuses (duplicate key, recursive or runaway aliases)."""
+
+
+class _StrictYamlLoader(_Yaml12Loader):
+    """``_Yaml12Loader`` plus the checks Go's yaml.v3 makes and PyYAML does not: a mapping key defined
+    twice is an error, and so is an alias graph that is recursive or expands past
+    ``MAX_EXPANDED_NODES`` (yaml.v3: "excessive aliasing"); nesting is bounded by ``MAX_DEPTH``."""
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _check_graph(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DocumentError(
+                        problem=f"mapping key \"{key}\" already defined at line {seen[key].start_mark.line + 1}",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse a recursive alias and a document whose aliases expand past ``MAX_EXPANDED_NODES``.
+
+    PyYAML shares an aliased node instead of copying it, so a small file may describe an enormous
+    tree (or an infinite one) that every later step would walk. Sizes are counted per shared node
+    once, iteratively, so checking costs as much as the file, not as its expansion.
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = _children(node)
+        if key not in open_nodes:
+            if depth > MAX_DEPTH:
+                raise _DocumentError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=node.start_mark)
+            open_nodes.add(key)
+            stack.append((node, depth))
+            for child in children:
+                if id(child) in open_nodes:
+                    raise _DocumentError(
+                        problem="recursive alias (an alias refers to a node that contains it)",
+                        problem_mark=child.start_mark,
+                    )
+                if id(child) not in size:
+                    stack.append((child, depth + 1))
+            continue
+        open_nodes.discard(key)
+        total = 1 + sum(size[id(c)] for c in children)
+        if total > MAX_EXPANDED_NODES:
+            raise _DocumentError(
+                problem=f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)",
+                problem_mark=node.start_mark,
+            )
+        size[key] = total
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data_bytes = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
     try:
-        data = yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
+        text = data_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data_bytes.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data_bytes[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictYamlLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -189,6 +311,7 @@ def load_config(
     overrides: Iterable[str] = (),
     dotenv: str | os.PathLike[str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    strict: bool = False,
 ) -> RRConfig:
     """Load, expand, override and validate a configuration file.
 
@@ -197,6 +320,7 @@ def load_config(
     The expansion environment is ``os.environ``, then ``--dotenv``, then ``envfile`` entries, the first
     to define a name winning (RoadRunner loads env files without overwriting existing variables).
     ``os.environ`` itself is not modified; ``read_dotenv`` is there for a caller that wants to export.
+    ``strict`` makes every warning about the file (unknown key, unsupported section) an error.
     """
     base = Path(workdir) if workdir is not None else Path()
     main = _relative(base, os.fspath(path))
@@ -214,18 +338,42 @@ def load_config(
         for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
             env.setdefault(k, v)
 
+    unset = unset_variables(tree, env)
     tree = expand_tree(tree, env)
     check_version(tree, source)
-    tree = _merge_includes(tree, main, env)
+    tree = _merge_includes(tree, main, env, unset)
+    notes = Notes(source, strict)
+    for key, names in unset.items():
+        notes.warn(f"{key}: {_dollars(names)} not set", outcome="expanded to an empty string, as RoadRunner does")
     for override in overrides:
         apply_override(tree, override, env)
-    return config_from_dict(tree, source=source)
+    try:
+        return config_from_dict(tree, source=source, notes=notes)
+    except ConfigError as exc:
+        raise _blame_unset(exc, source, unset) from None
 
 
-def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) -> dict[str, Any]:
+def _dollars(names: list[str]) -> str:
+    return " and ".join(f"${{{n}}}" for n in names) + (" is" if len(names) == 1 else " are")
+
+
+def _blame_unset(exc: ConfigError, source: str, unset: Mapping[str, list[str]]) -> ConfigError:
+    """A config error on a key whose value used an unset variable says so."""
+    message = str(exc)
+    for key, names in unset.items():
+        if message.startswith((f"{source}: {key}:", f"{source}: {key}.")):
+            return ConfigError(f"{message} ({_dollars(names)} not set)")
+    return exc
+
+
+def _merge_includes(
+    tree: dict[str, Any], main: Path, env: Mapping[str, str], unset: dict[str, list[str]]
+) -> dict[str, Any]:
     """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
     laid over the configuration in list order; each of its top-level sections replaces the section
-    of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed."""
+    of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed.
+    ``unset`` (see ``unset_variables``) is kept in step: a replaced section's entries go, the
+    included file's come."""
     include = tree.get("include")
     if include is None:
         return tree
@@ -236,9 +384,14 @@ def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) ->
     merged = dict(tree)
     for name in include:
         path = _relative(main.parent, name)
-        part = expand_tree(_read_yaml(path), env)
+        raw = _read_yaml(path)
+        part = expand_tree(raw, env)
         check_version(part, str(path))  # "3", like the main file (RoadRunner requires them equal)
+        found = unset_variables(raw, env)
         for key, value in part.items():
             if key not in ("version", "include"):
                 merged[key] = value
+                for dotted in [d for d in unset if d == key or d.startswith(key + ".")]:
+                    del unset[dotted]
+                unset.update({d: n for d, n in found.items() if d == key or d.startswith(key + ".")})
     return merged

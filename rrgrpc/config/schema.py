@@ -2,7 +2,9 @@
 
 Owns every config field, its default and its validation, and ``config_from_dict`` which turns a plain
 dict (already expanded and overridden by ``loader.py``) into an ``RRConfig``. Errors are ``ConfigError``
-naming the file and the dotted key.
+naming the file and the dotted key. Before decoding, ``compat.normalize`` reshapes the dict as
+RoadRunner's viper would and drops the keys it ignores (with a note), so ``forbid_unknown_fields``
+is only a guard.
 
 Decoding is msgspec lax mode (``strict=False``) plus a ``dec_hook`` for the few custom scalar types,
 because environment expansion turns numbers into strings (``num_workers: ${N:-4}`` arrives as ``"4"``):
@@ -16,20 +18,16 @@ because environment expansion turns numbers into strings (``num_workers: ${N:-4}
 
 from __future__ import annotations
 
-import difflib
-import logging
 import math
 import re
 import tempfile
-import types
 import typing
 from typing import Any, Literal
 
 import msgspec
 
+from rrgrpc.config.compat import Notes, check_sections, normalize, without_none
 from rrgrpc.errors import ConfigError
-
-log = logging.getLogger("rr.config")
 
 # --------------------------------------------------------------------------- scalar types
 
@@ -316,7 +314,7 @@ DEFAULT_TRUSTED_SUBNETS: tuple[str, ...] = (
     "fe80::/10",
 )
 
-HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser"})
+HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser", "sendfile"})
 
 
 class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -327,11 +325,22 @@ class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 class CorsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     allowed_origin: str = ""
+    allowed_origin_regex: str = ""  # when set, allowed_origin is ignored (as in RoadRunner)
     allowed_headers: str = ""
     allowed_methods: str = ""
     allow_credentials: bool | None = None
     exposed_headers: str = ""
     max_age: int = 0
+    options_success_status: int = 200
+
+    def __post_init__(self) -> None:
+        if self.allowed_origin_regex:
+            try:
+                re.compile(self.allowed_origin_regex)
+            except re.error as exc:
+                raise _Invalid("allowed_origin_regex", f"invalid regular expression: {exc}") from None
+        if self.options_success_status == 0:
+            msgspec.structs.force_setattr(self, "options_success_status", 200)
 
 
 class HeadersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -384,11 +393,6 @@ class HttpConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
             msgspec.structs.force_setattr(self, "max_request_size", 1000)
         if self.internal_error_code == 0:
             msgspec.structs.force_setattr(self, "internal_error_code", 500)
-        for name in self.middleware:
-            if name not in HTTP_MIDDLEWARE:
-                raise _Invalid(
-                    "middleware", f"unknown middleware {name!r} (known: {', '.join(sorted(HTTP_MIDDLEWARE))})"
-                )
 
 
 # --------------------------------------------------------------------------- metrics
@@ -401,7 +405,7 @@ class CollectorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     help: str = ""
     labels: StrList = msgspec.field(default_factory=StrList)
     buckets: list[float] = []
-    objectives: list[dict[float, float]] = []
+    objectives: dict[float, float] = {}  # a list of one-entry maps is merged into one
 
 
 class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -448,10 +452,13 @@ class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 class StatusConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     address: str
     unavailable_status_code: int = 503
+    check_timeout: Duration = Duration(60)  # rrgrpc's checks are in-process reads; they never wait
 
     def __post_init__(self) -> None:
         if self.unavailable_status_code == 0:
             msgspec.structs.force_setattr(self, "unavailable_status_code", 503)
+        if not self.check_timeout:
+            msgspec.structs.force_setattr(self, "check_timeout", Duration(60))
 
 
 # --------------------------------------------------------------------------- logs
@@ -467,17 +474,30 @@ class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     mode: LogMode | None = None
     level: LogLevel | None = None
     encoding: LogEncoding | None = None
-    output: str | None = None
-    err_output: str | None = None
+    output: StrList | None = None
+    err_output: StrList | None = None
 
 
 class LogsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     mode: LogMode = "development"
     level: LogLevel = "debug"
     encoding: LogEncoding = "console"
-    output: str = "stderr"
-    err_output: str = "stderr"
+    output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
+    err_output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
     channels: dict[str, LogChannelConfig] = {}
+
+
+# --------------------------------------------------------------------------- endure
+
+
+class EndureConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """RoadRunner's container settings; only the shutdown budget means something here."""
+
+    grace_period: Duration = Duration(30)  # the whole graceful stop, then it is forced
+
+    def __post_init__(self) -> None:
+        if not self.grace_period:
+            msgspec.structs.force_setattr(self, "grace_period", Duration(30))
 
 
 # --------------------------------------------------------------------------- the whole file
@@ -489,6 +509,7 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     version: str = "3"
     source: str = "<dict>"
     raw: dict[str, Any] = {}
+    notes: tuple[tuple[int, str], ...] = ()  # (logging level, message) from reading it, see compat.py
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     rpc: RpcConfig | None = None
     grpc: GrpcConfig | None = None
@@ -497,12 +518,10 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     otel: OtelConfig | None = None
     status: StatusConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
+    endure: EndureConfig = msgspec.field(default_factory=EndureConfig)
 
 
-SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs")
-# RoadRunner keys inside known sections that rrgrpc does not implement: warned about and dropped, so a
-# real RoadRunner config still loads. Anything else unknown is an error (usually a typo).
-NOT_IMPLEMENTED = ("http.fcgi", "http.http2", "http.ssl.acme", "logs.file_logger_options", "logs.line_ending")
+SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
 
@@ -543,7 +562,7 @@ def _resolve(raw: dict[str, Any], path: str) -> tuple[str, bool, Any, Any]:
     dotted = ""
     for m in _PATH_PART.finditer(path):
         key, index = m.group(1), m.group(2)
-        tp = _without_none(tp)
+        tp = without_none(tp)
         if key is not None:
             dotted += f".{key}"
             is_struct = isinstance(tp, type) and issubclass(tp, msgspec.Struct)
@@ -565,12 +584,7 @@ def _resolve(raw: dict[str, Any], path: str) -> tuple[str, bool, Any, Any]:
             found = bool(bad)
             dotted += f".{bad[0]}" if found else "[...]"
             node = node[bad[0]] if found else None
-    return dotted.lstrip("."), found, node, _without_none(tp)
-
-
-def _without_none(tp: Any) -> Any:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return args[0] if typing.get_origin(tp) in (types.UnionType, typing.Union) and len(args) == 1 else tp
+    return dotted.lstrip("."), found, node, without_none(tp)
 
 
 def _converts(value: Any, tp: Any) -> bool:
@@ -583,7 +597,6 @@ def _converts(value: Any, tp: Any) -> bool:
 
 _MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
@@ -595,12 +608,6 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
     if "\x1f" in msg:
         field, msg = msg.split("\x1f", 1)
         return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
-    if um := _UNKNOWN.match(msg):
-        field = um.group("field")
-        known = [f.name for f in msgspec.structs.fields(tp)] if isinstance(tp, type) else []
-        close = difflib.get_close_matches(field, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return ConfigError(f"{source}: unknown key {_join(dotted, field)}{hint}")
     if mm := _MISSING.match(msg):
         return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
     if em := _EXPECTED.match(msg):
@@ -618,35 +625,60 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
+def config_from_dict(
+    raw: dict[str, Any], source: str = "<dict>", strict: bool = False, notes: Notes | None = None
+) -> RRConfig:
     """Validate a plain config dict (no env expansion here) and build the frozen ``RRConfig``.
 
-    Unknown top-level sections are logged and ignored; an empty known section means "present with
-    defaults"; everything else that is wrong raises ``ConfigError("<source>: <dotted.key>: ...")``.
+    What RoadRunner tolerates is tolerated (``compat.py``): unknown and unsupported keys and sections
+    are dropped with a note in ``RRConfig.notes``, or raised with ``strict``. An empty known section
+    means "present with defaults"; everything else that is wrong raises
+    ``ConfigError("<source>: <dotted.key>: ...")``. ``notes`` carries what the loader already noted.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     version = check_version(raw, source)
+    notes = notes if notes is not None else Notes(source, strict)
+    check_sections(raw, SECTIONS, LOADER_KEYS, notes)
     sections: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in SECTIONS:
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
-            sections[key] = _drop_none(value)
-        elif key not in LOADER_KEYS:
-            log.warning("%s: section %r is not supported by rrgrpc and is ignored", source, key)
-    for dotted in NOT_IMPLEMENTED:
-        section, *middle, last = dotted.split(".")
-        node = sections.get(section)
-        for part in middle:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and last in node:
-            del node[last]
-            log.warning("%s: %s is not implemented by rrgrpc and is ignored", source, dotted)
+    hints = typing.get_type_hints(RRConfig)
+    for key in SECTIONS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        if key == "http":
+            value = _without_acme_only_ssl(value, notes)
+        sections[key] = normalize(_drop_none(value), hints[key], key, notes)
     try:
         cfg = msgspec.convert(sections, RRConfig, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         raise _format_error(exc, sections, source) from None
-    return msgspec.structs.replace(cfg, version=version, source=source, raw=raw)
+    cfg = _known_middleware(cfg, notes)
+    return msgspec.structs.replace(cfg, version=version, source=source, raw=raw, notes=tuple(notes.items))
+
+
+def _without_acme_only_ssl(http: dict[str, Any], notes: Notes) -> dict[str, Any]:
+    """``http.ssl`` with ``acme`` and no ``cert``/``key``: RoadRunner obtains the certificate; rrgrpc
+    cannot, so the section goes (with the ``http.ssl.acme`` warning) and plain HTTP is still served."""
+    ssl = http.get("ssl")
+    if isinstance(ssl, dict) and "acme" in ssl and "cert" not in ssl and "key" not in ssl:
+        notes.ignored_key("http.ssl.acme", "acme", ())
+        return {k: v for k, v in http.items() if k != "ssl"}
+    return http
+
+
+def _known_middleware(cfg: RRConfig, notes: Notes) -> RRConfig:
+    """RoadRunner warns about a middleware no plugin provides and serves without it; so does rrgrpc."""
+    if cfg.http is None:
+        return cfg
+    known = [m for m in cfg.http.middleware if m in HTTP_MIDDLEWARE]
+    for name in cfg.http.middleware:
+        if name not in HTTP_MIDDLEWARE:
+            notes.warn(f"http.middleware: unknown middleware {name!r}", f" (known: {', '.join(sorted(HTTP_MIDDLEWARE))})")
+    if len(known) == len(cfg.http.middleware):
+        return cfg
+    return msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, middleware=StrList(known)))

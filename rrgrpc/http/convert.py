@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -78,6 +78,8 @@ class Forward:
         attributes: request attributes (values as lists) sent in the context.
         response_headers: headers added to every response (``headers.response``, CORS).
         gzip: the client accepts gzip and the ``gzip`` middleware is on.
+        replace_response: given the worker's (status, headers) of a whole response, returns the
+            response to send instead of the worker's body, or None (``sendfile``'s X-Sendfile).
     """
 
     add_headers: list[tuple[str, str]] = field(default_factory=list)
@@ -86,6 +88,7 @@ class Forward:
     attributes: dict[str, list[str]] = field(default_factory=dict)
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     gzip: bool = False
+    replace_response: Callable[[int, CIMultiDict[str]], web.StreamResponse | None] | None = None
 
 
 @dataclass(slots=True)

@@ -94,7 +94,7 @@ async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> 
     await resp.prepare(request)
 
 
-async def finish(request: web.BaseRequest, resp: web.Response) -> web.StreamResponse:
+async def finish(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
     """Send a whole response; a client that already went away is not an error."""
     try:
         await start_response(request, resp)
@@ -172,6 +172,11 @@ class Dispatcher:
 
     async def _single(self, request: web.BaseRequest, head: Head | None, body: bytes) -> web.StreamResponse:
         headers = response_headers(head) if head is not None else CIMultiDict()
+        fwd = _FORWARD.get()
+        if fwd is not None and fwd.replace_response is not None:
+            replaced = fwd.replace_response(head.status if head else 200, headers)
+            if replaced is not None:
+                return await finish(request, replaced)
         if "Content-Type" not in headers and body:
             headers["Content-Type"] = sniff_content_type(body)
         return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers))

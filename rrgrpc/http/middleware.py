@@ -3,7 +3,8 @@
 ``headers`` (request/response headers, CORS incl. preflight), ``gzip``, ``static`` (files from
 ``static.dir``: forbid/allow, ETag, 304, no traversal, no dotfiles), ``otel`` (server span from the
 caller's context, trace headers injected into the forwarded request), ``http_metrics``
-(RoadRunner's ``rr_http_*`` collectors) and ``proxy_ip_parser`` (client IP from trusted proxies).
+(RoadRunner's ``rr_http_*`` collectors), ``proxy_ip_parser`` (client IP from trusted proxies) and
+``sendfile`` (the file a worker names in an ``X-Sendfile`` response header is sent instead).
 Middlewares never build responses for the worker path themselves: they edit the request's
 :class:`~rrgrpc.http.convert.Forward` state, which the dispatcher applies.
 """
@@ -15,6 +16,7 @@ import email.utils
 import ipaddress
 import mimetypes
 import os
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -84,12 +87,15 @@ def headers_middleware(cfg: HeadersConfig) -> Middleware:
 
 
 def _origin_allowed(cors: CorsConfig, origin: str) -> bool:
+    """``allowed_origin_regex`` (searched, as Go's MatchString does) wins over ``allowed_origin``."""
+    if cors.allowed_origin_regex:
+        return re.search(cors.allowed_origin_regex, origin) is not None
     allowed = [o.strip() for o in cors.allowed_origin.split(",") if o.strip()]
     return "*" in allowed or origin in allowed
 
 
 def _cors_common(cors: CorsConfig, origin: str) -> list[tuple[str, str]]:
-    wildcard = cors.allowed_origin.strip() == "*" and not cors.allow_credentials
+    wildcard = cors.allowed_origin.strip() == "*" and not cors.allowed_origin_regex and not cors.allow_credentials
     out = [("Access-Control-Allow-Origin", "*" if wildcard else origin)]
     if cors.allow_credentials:
         out.append(("Access-Control-Allow-Credentials", "true"))
@@ -111,7 +117,7 @@ async def _preflight(request: web.BaseRequest, cors: CorsConfig, origin: str | N
             headers["Access-Control-Allow-Headers"] = allowed
         if cors.max_age > 0:
             headers["Access-Control-Max-Age"] = str(cors.max_age)
-    return await finish(request, web.Response(status=200, headers=headers))
+    return await finish(request, web.Response(status=cors.options_success_status, headers=headers))
 
 
 # --------------------------------------------------------------------------- gzip
@@ -213,6 +219,34 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 async def _not_modified(request: web.BaseRequest, headers: dict[str, str]) -> web.StreamResponse:
     return await finish(request, web.Response(status=304, headers=headers))
+
+
+# --------------------------------------------------------------------------- sendfile
+
+SENDFILE_HEADER = "X-Sendfile"
+
+
+def _sendfile_response(status: int, headers: CIMultiDict[str]) -> web.StreamResponse | None:
+    """The file a worker names in ``X-Sendfile`` instead of its body; None when it names none.
+
+    As RoadRunner's ``sendfile``: a path with ``..`` is 403, a missing one 404 ("not found"); the
+    worker's other headers and status are kept. aiohttp's FileResponse streams the file (with
+    sendfile(2) when it can) and answers Range and If-Modified-Since.
+    """
+    path = headers.get(SENDFILE_HEADER, "")
+    if not path:
+        return None
+    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in ("x-sendfile", "content-length"))
+    if ".." in path:
+        return web.Response(status=403, headers=kept)
+    if not os.path.isfile(path):
+        return web.Response(status=404, text="not found", headers={"Content-Type": "text/plain; charset=utf-8"})
+    return web.FileResponse(path, status=status, headers=kept)
+
+
+async def sendfile_middleware(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+    forward_of(request).replace_response = _sendfile_response
+    return await handler(request)
 
 
 # --------------------------------------------------------------------------- otel

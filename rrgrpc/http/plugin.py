@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -37,6 +38,7 @@ from rrgrpc.http.middleware import (
     otel_middleware,
     parse_subnets,
     proxy_ip_middleware,
+    sendfile_middleware,
 )
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
@@ -116,6 +118,7 @@ class HttpPlugin:
         self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
         self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
         self._stats = _WorkerStats(self)
+        self._tls = self._ssl_context() if self.http.ssl is not None else None  # bad files: fail before any worker
 
     # -- capabilities -------------------------------------------------------------------------
     def workers(self) -> list[ProcessState]:
@@ -190,6 +193,8 @@ class HttpPlugin:
                 named.append(self.metrics)
             elif name == "proxy_ip_parser":
                 named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
+            elif name == "sendfile":
+                named.append(sendfile_middleware)
         return self._front(chain(named, terminal), forward=bool(named))
 
     def _front(self, inner: Handler, forward: bool = True) -> Handler:
@@ -232,12 +237,7 @@ class HttpPlugin:
         s = self.http.ssl
         assert s is not None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(s.cert, s.key)
-            if s.root_ca:
-                ctx.load_verify_locations(s.root_ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{self.cfg.source}: http.ssl: cannot load certificates: {exc}") from exc
+        _load_certificates(ctx, f"{self.cfg.source}: http.ssl", s.cert, s.key, s.root_ca)
         ctx.verify_mode = _CLIENT_AUTH[s.client_auth_type]
         return ctx
 
@@ -263,7 +263,7 @@ class HttpPlugin:
         servers: list[tuple[web.Server, asyncio.Server]] = []
         try:
             if h.ssl is not None:
-                tls = self._ssl_context()
+                tls = self._tls
                 servers.append((main, await self._listen(main, h.ssl.address, tls)))
                 if h.address:
                     plain = web.Server(_redirect_to(h.ssl.address), access_log=None) if h.ssl.redirect else main
@@ -295,6 +295,30 @@ class HttpPlugin:
 
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._lifespan()
+
+
+def _load_certificates(ctx: ssl.SSLContext, where: str, cert: str, key: str, root_ca: str) -> None:
+    """Load ``cert``/``key``/``root_ca`` into ``ctx``; a failure is one ConfigError naming the key
+    (``http.ssl.cert`` ...), the file and what is wrong with it (OpenSSL's "PEM lib" names neither)."""
+    for name, path in (("cert", cert), ("key", key), ("root_ca", root_ca)):
+        try:
+            if path:
+                Path(path).open("rb").close()
+        except OSError as exc:
+            raise ConfigError(f"{where}.{name}: cannot read {path}: {exc.strerror or exc}") from None
+    for name, path in (("cert", cert), ("root_ca", root_ca)):
+        try:
+            if path:
+                ssl.create_default_context().load_verify_locations(cafile=path)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"{where}.{name}: {path} holds no PEM certificate ({exc.reason or exc})") from None
+    try:
+        ctx.load_cert_chain(cert, key)
+        if root_ca:
+            ctx.load_verify_locations(root_ca)
+    except ssl.SSLError as exc:
+        problem = "does not match the certificate" if "MISMATCH" in str(exc) else "holds no usable PEM private key for"
+        raise ConfigError(f"{where}.key: {key} {problem} {cert} ({exc.reason or exc})") from None
 
 
 def _redirect_to(ssl_address: str) -> Handler:

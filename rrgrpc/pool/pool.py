@@ -84,7 +84,10 @@ async def open_pool(
         raise
     finally:
         supervisor.cancel()
-        await p.destroy()
+        # a forced stop cancelled the owner while something before us was stopping (the HTTP
+        # server draining a request to a hung worker): that cancel is spent, so kill here rather
+        # than wait destroy_timeout for the busy workers
+        await p.destroy(force=owner is not None and owner.cancelling() > 0)
 
 
 def worker_env(server: ServerConfig, mode: str, extra: Mapping[str, str], rpc_listen: str | None) -> dict[str, str]:
@@ -180,14 +183,18 @@ class Pool:
             if self._failed is not None:
                 raise self._failed
 
-    async def destroy(self) -> None:
+    async def destroy(self, *, force: bool = False) -> None:
         """Stop taking requests, let busy workers finish within destroy_timeout, then stop them all.
 
-        If the destroy itself is cancelled (a forced stop), every worker is killed on the spot.
+        If the destroy itself is cancelled, or ``force`` says a forced stop is already under way,
+        every worker is killed on the spot.
         """
         if self._closing:
             return
         try:
+            if force:
+                for w in list(self._procs.values()):
+                    w.kill_now()
             await self._destroy()
         except asyncio.CancelledError:
             for w in list(self._procs.values()):

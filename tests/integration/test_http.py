@@ -320,3 +320,44 @@ async def test_graceful_shutdown_finishes_in_flight_requests():
 
 def test_php_worker_script_exists():
     assert Path(php_cmd("http_echo.php")[1]).is_file()
+
+
+async def test_cors_origin_regex_wins_over_allowed_origin():
+    cors = {"allowed_origin": "https://listed.example", "allowed_origin_regex": r"^https://[a-z]+\.app\.example$",
+            "allowed_methods": "GET", "options_success_status": 204}
+    async with serve({"middleware": ["headers"], "headers": {"cors": cors}}) as (base, _), aiohttp.ClientSession() as client:
+        for origin, allowed in (("https://tenant.app.example", True), ("https://listed.example", False),
+                                ("https://evil.example", False)):
+            async with client.get(base + "/echo", headers={"Origin": origin}) as resp:
+                assert resp.status == 200
+                assert resp.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None), origin
+        preflight = {"Origin": "https://tenant.app.example", "Access-Control-Request-Method": "GET"}
+        async with client.options(base + "/echo", headers=preflight) as resp:
+            assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "https://tenant.app.example"
+
+
+async def test_sendfile_sends_the_file_the_worker_names(tmp_path):
+    payload = os.urandom(256 * 1024)
+    (tmp_path / "report.bin").write_bytes(payload)
+    (tmp_path / "sub").mkdir()
+    async with serve({"middleware": ["sendfile"]}) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/sendfile", params={"path": str(tmp_path / "report.bin")}) as resp:
+            assert resp.status == 200 and await resp.read() == payload
+            assert resp.headers["X-Extra"] == "kept" and "X-Sendfile" not in resp.headers
+        async with client.get(base + "/sendfile", params={"path": str(tmp_path / "report.bin")},
+                              headers={"Range": "bytes=10-19"}) as resp:
+            assert resp.status == 206 and await resp.read() == payload[10:20]
+        async with client.get(base + "/sendfile", params={"path": str(tmp_path / "sub/../report.bin")}) as resp:
+            assert resp.status == 403 and await resp.read() == b""
+        for missing in (tmp_path / "absent.bin", tmp_path / "sub"):
+            async with client.get(base + "/sendfile", params={"path": str(missing)}) as resp:
+                assert (resp.status, await resp.text()) == (404, "not found")
+        async with client.get(base + "/") as resp:  # no X-Sendfile: the worker's response as it is
+            assert (resp.status, await resp.text()) == (200, "hello")
+
+
+async def test_without_sendfile_middleware_the_header_passes_through(tmp_path):
+    (tmp_path / "f.txt").write_text("file")
+    async with serve() as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/sendfile", params={"path": str(tmp_path / "f.txt")}) as resp:
+            assert await resp.text() == "the worker body" and resp.headers["X-Sendfile"] == str(tmp_path / "f.txt")

@@ -17,7 +17,11 @@ import pytest
 from rrgrpc.config.schema import PoolConfig, ServerConfig
 from rrgrpc.errors import BootError
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import ROOT, php_cmd, running_host
+from tests.helpers import ROOT, free_port, php_cmd, running_host
+
+
+def rpc_section() -> dict[str, str]:
+    return {"listen": f"tcp://127.0.0.1:{free_port()}"}
 
 
 async def test_on_init_runs_before_workers_and_its_output_is_logged(tmp_path, capsys):
@@ -28,6 +32,7 @@ async def test_on_init_runs_before_workers_and_its_output_is_logged(tmp_path, ca
             "command": "php worker.php",
             "on_init": {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x'); print('warmed up')"]},
         },
+        "rpc": rpc_section(),  # something to serve
     }
     async with running_host(raw):
         assert marker.read_text() == "x"
@@ -45,9 +50,11 @@ async def test_on_init_runs_before_workers_and_its_output_is_logged(tmp_path, ca
 async def test_on_init_failure_stops_startup_only_with_exit_on_error(command, timeout, message, capsys):
     on_init = {"command": command, "exec_timeout": timeout}
     with pytest.raises(BootError, match=message):
-        async with running_host({"version": "3", "server": {"command": "x", "on_init": {**on_init, "exit_on_error": True}}}):
+        async with running_host(
+            {"version": "3", "server": {"command": "x", "on_init": {**on_init, "exit_on_error": True}}, "rpc": rpc_section()}
+        ):
             pass
-    async with running_host({"version": "3", "server": {"command": "x", "on_init": on_init}}):
+    async with running_host({"version": "3", "server": {"command": "x", "on_init": on_init}, "rpc": rpc_section()}):
         assert message in capsys.readouterr().err
 
 
@@ -82,6 +89,8 @@ async def test_cli_runs_in_the_config_directory_and_exports_dotenv(tmp_path):
           on_init:
             command: ["{sys.executable}", "-c", "import os; open('seen', 'w').write(os.getcwd() + ' ' + os.environ['APP_GREETING'])"]
             exit_on_error: true
+        rpc:
+          listen: tcp://127.0.0.1:{free_port()}
     """))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rrgrpc", "-c", str(app / ".rr.yaml"), "--dotenv", ".env", "serve",

@@ -8,6 +8,7 @@ declare(strict_types=1);
 //   /stream      ?n=chunks&delay=ms, chunked; writes "stream stopped" to stderr on STOP
 //   /error       worker error (ERROR frame)  /slow      ?ms=N, answers with its pid after N ms
 //   /early       103 Early Hints, then 200   /big       ?kb=N of text (gzip tests)
+//   /sendfile    ?path=P: X-Sendfile: P
 //   anything else: 404
 
 require __DIR__ . '/../../php/autoload.php';
@@ -51,6 +52,8 @@ while (($req = $http->waitRequest()) !== null) {
         ], JSON_THROW_ON_ERROR), ['Content-Type' => 'application/json']);
     } elseif (preg_match('#^/status/(\d+)$#', $path, $m)) {
         $http->respond((int) $m[1], "status {$m[1]}", ['Content-Type' => 'text/plain']);
+    } elseif ($path === '/sendfile') {
+        $http->respond(200, 'the worker body', ['X-Sendfile' => $req->query['path'] ?? '', 'X-Extra' => 'kept']);
     } elseif ($path === '/headers') {
         $http->respond(200, 'headers', ['Content-Type' => 'text/plain', 'X-Multi' => ['a', 'b'],
             'Set-Cookie' => ['c1=v1; Path=/', 'c2=v2; Path=/']]);

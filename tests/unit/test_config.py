@@ -403,10 +403,6 @@ GRPC = {"listen": "tcp://127.0.0.1:9001"}
             "grpc.pool.num_workers: expected int, got 'abc'",
         ),
         (
-            {"grpc": {**GRPC, "pool": {"supervisor": {"exec_tll": "1s"}}}},
-            "unknown key grpc.pool.supervisor.exec_tll (did you mean exec_ttl?)",
-        ),
-        (
             {"grpc": {**GRPC, "pool": {"num_workers": 501}}},
             "grpc.pool.num_workers: must be at most 500, got 501",
         ),
@@ -438,13 +434,8 @@ GRPC = {"listen": "tcp://127.0.0.1:9001"}
         ({"server": {"relay": "tcp:127.0.0.1:1"}}, "server.relay: expected tcp://host:port or unix://path"),
         ({"server": {"on_init": {"exec_timeout": "1s"}}}, "server.on_init.command: required"),
         ({"server": {"env": {"A": [1]}}}, "server.env"),
-        (
-            {"http": {"address": ":8080", "middleware": ["gzip", "rewrite"]}},
-            "http.middleware: unknown middleware 'rewrite'",
-        ),
         ({"http": {"address": ":8080", "codec": "xml"}}, "http.codec"),
         ({"http": {}}, "http.address: required"),
-        ({"http": {"address": ":80", "uploads": {"dirr": "/tmp"}}}, "unknown key http.uploads.dirr"),
         ({"http": {"address": ":80", "ssl": {"cert": "c"}}}, "http.ssl.key: required"),
         ({"metrics": {"collect": {"app": {"type": "meter"}}}}, "metrics.collect.app.type"),
         ({"otel": {"exporter": "zipkin"}}, "otel.exporter: 'zipkin' is no longer supported"),
@@ -499,26 +490,31 @@ def test_missing_config_file_is_config_error(tmp_path):
 # --------------------------------------------------------------------------- sections
 
 
-def test_unknown_top_level_sections_are_logged_and_ignored(caplog):
-    with caplog.at_level(logging.INFO, logger="rr.config"):
-        cfg = config_from_dict(
-            {"version": "3", "jobs": {"pool": {}}, "kv": None, "server": {"command": "php w.php"}}, "s.yaml"
-        )
+def test_unknown_and_unsupported_sections_are_noted_and_ignored():
+    cfg = config_from_dict(
+        {"version": "3", "jobs": {"pool": {}}, "kv": None, "grcp": {}, "server": {"command": "php w.php"}}, "s.yaml"
+    )
     assert cfg.server.command == ["php", "w.php"]
-    ignored = {r.args[1] for r in caplog.records if r.name == "rr.config"}  # type: ignore[index]
-    assert ignored == {"jobs", "kv"}
+    assert cfg.notes == (
+        (logging.WARNING, "s.yaml: section 'jobs' (a RoadRunner plugin) is not supported by rrgrpc, ignored"),
+        (logging.WARNING, "s.yaml: section 'kv' (a RoadRunner plugin) is not supported by rrgrpc, ignored"),
+        (logging.WARNING, "s.yaml: unknown section 'grcp', ignored (did you mean grpc?)"),
+    )
 
 
-def test_roadrunner_keys_not_implemented_are_logged_and_dropped(caplog):
+def test_roadrunner_keys_not_implemented_are_noted_and_dropped():
     raw = {
         "version": "3",
         "http": {"address": ":80", "http2": {"h2c": True}, "fcgi": {"address": "tcp://0.0.0.0:9000"}},
         "logs": {"line_ending": "\n"},
     }
-    with caplog.at_level(logging.WARNING, logger="rr.config"):
-        cfg = config_from_dict(raw, "s.yaml")
+    cfg = config_from_dict(raw, "s.yaml")
     assert cfg.http is not None and cfg.http.address == ":80"
-    assert {r.args[1] for r in caplog.records} == {"http.http2", "http.fcgi", "logs.line_ending"}  # type: ignore[index]
+    assert [n for _, n in cfg.notes] == [
+        "s.yaml: http.http2 is not implemented by rrgrpc, ignored",
+        "s.yaml: http.fcgi is not implemented by rrgrpc, ignored",
+        "s.yaml: logs.line_ending is not implemented by rrgrpc, ignored",
+    ]
     assert raw["http"]["http2"] == {"h2c": True}  # the caller's dict is not modified
 
 
@@ -670,15 +666,15 @@ def test_defaults_equal_roadrunner():
     )
     assert (o.resource.service_name, o.resource.service_version) == ("RoadRunner", "1.0.0")
 
-    assert cfg.status is not None and cfg.status.unavailable_status_code == 503
+    assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60
 
     lg = cfg.logs
     assert (lg.mode, lg.level, lg.encoding, lg.output, lg.err_output, lg.channels) == (
         "development",
         "debug",
         "console",
-        "stderr",
-        "stderr",
+        ["stderr"],
+        ["stderr"],
         {},
     )
 
@@ -747,6 +743,6 @@ def test_full_sections_decode():
     assert cfg.http.headers.request == {"X-A": "1"} and cfg.http.headers.cors.max_age == 600
     assert cfg.http.static is not None and cfg.http.static.calculate_etag
     assert cfg.http.ssl is not None and cfg.http.ssl.redirect
-    assert cfg.metrics is not None and cfg.metrics.collect["app_hits"].objectives == [{0.5: 0.05}]
+    assert cfg.metrics is not None and cfg.metrics.collect["app_hits"].objectives == {0.5: 0.05}
     assert cfg.otel is not None and cfg.otel.resource.service_version == "2"
     assert cfg.logs.channels["grpc"].level == "info" and cfg.logs.channels["grpc"].mode is None
