@@ -1,0 +1,445 @@
+"""JobsPlugin: RoadRunner's ``jobs`` plugin — pipelines, their drivers, the consumers and the ``jobs`` RPC.
+
+Owns the ``jobs:`` section at run time: one pool of ``RR_MODE=jobs`` workers, one driver per pipeline
+(``jobs.pipelines`` at start, ``jobs.Declare`` later; those named in ``consume`` consume at once, the
+others on ``jobs.Resume``), the priority queue they feed, ``num_pollers`` pollers that run each delivery
+on a worker and settle it from the worker's answer (``protocol.py``), the RPC methods of PROTOCOL.md §8a.1
+(protobuf codec), RoadRunner's ``rr_jobs_*`` metrics, and the push/consume spans: the push continues the
+trace found in the job's headers and writes its own context back into them, the consume span continues
+that, so an HTTP request that pushes a job and the worker that runs it share one trace.
+
+Nothing is lost on the way down: stop takes no new work, lets running tasks finish (``pool.destroy_timeout``),
+returns what waits in the queue to its broker (nack with requeue), then stops the drivers, which hand back
+whatever is still unacknowledged. A task whose worker dies (or times out) is requeued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rrgrpc.errors import ConfigError, PoolError, RRError
+from rrgrpc.jobs import jobs_pb2 as pb
+from rrgrpc.jobs.driver import Delivery, Driver, Job, Pipeline, Stat, driver_factory
+from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
+from rrgrpc.jobs.queue import PriorityQueue
+from rrgrpc.plugin import PoolBacked
+from rrgrpc.pool import Payload, Pool, open_pool
+
+if TYPE_CHECKING:
+    from rrgrpc.config.schema import JobsConfig, RRConfig
+    from rrgrpc.plugin import Peers, RpcMethod
+
+log = logging.getLogger("rr.jobs")
+
+PROPAGATOR: Final = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+#: ``jobs.Declare`` keys that describe the pipeline itself, not the driver
+_DECLARE_OWN: Final = ("name", "driver")
+
+
+class JobsError(RRError):
+    """A jobs request the plugin refuses or a driver failed; the text goes back in the RPC error reply."""
+
+
+@dataclass(slots=True)
+class _Pipe:
+    pipeline: Pipeline
+    driver: Driver
+    started: bool = False  # run() was called once; later starts are resume()
+
+
+class _Counters(Collector):
+    """``rr_jobs_jobs_ok|jobs_err|push_ok|push_err`` (gauges in RoadRunner, kept so)."""
+
+    def __init__(self) -> None:
+        self.values = {"jobs_ok": 0, "jobs_err": 0, "push_ok": 0, "push_err": 0}
+
+    def collect(self) -> Sequence[GaugeMetricFamily]:
+        helps = {
+            "jobs_ok": "Number of successfully processed jobs",
+            "jobs_err": "Number of jobs error while processing in the worker",
+            "push_ok": "Number of job push",
+            "push_err": "Number of jobs push which was failed",
+        }
+        return [GaugeMetricFamily(f"rr_jobs_{k}", helps[k], value=v) for k, v in self.values.items()]
+
+
+class JobsPlugin(PoolBacked):
+    """RoadRunner's jobs plugin (HasWorkers, Resettable, RpcProvider, ProvidesMetrics, HasStatus)."""
+
+    name = "jobs"
+    rpc_service = "jobs"
+
+    def __init__(self, cfg: RRConfig) -> None:
+        if cfg.jobs is None:
+            raise ConfigError(f"{cfg.source}: jobs: section missing")
+        self.cfg = cfg
+        self.jobs: JobsConfig = cfg.jobs
+        self.pool: Pool | None = None
+        self._consume = set(self.jobs.consume)
+        self._configured = [
+            Pipeline(name, p.driver, dict(p.config), cfg.source) for name, p in self.jobs.pipelines.items()
+        ]
+        for pipeline in self._configured:
+            driver_factory(pipeline)  # an unknown driver fails the start, naming the pipeline and the file
+        self._pipes: dict[str, _Pipe] = {}
+        self._queue: PriorityQueue | None = None
+        self._counters = _Counters()
+        self._requests = Counter(
+            "rr_jobs_requests", "The total number of requests sent to the JOBS plugin",
+            ["job", "driver", "source"], registry=None,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "rr_jobs_push_latency", "Histogram represents latency for pushed operation",
+            ["job", "driver", "source"], registry=None,
+        )  # fmt: skip
+        self._tracer = trace.get_tracer("rrgrpc.jobs")
+
+    # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
+    def collectors(self) -> list[Any]:
+        return [self._counters, self._requests, self._latency]
+
+    async def pipelines_state(self) -> list[dict[str, Any]]:
+        """One row per pipeline (informer.Jobs, status ``/jobs``, ``rr workers``), sorted by name."""
+        rows = []
+        for name in sorted(self._pipes):
+            pipe = self._pipes[name]
+            try:
+                async with asyncio.timeout(self.jobs.timeout):
+                    st = await pipe.driver.stat()
+                error = ""
+            except (RRError, OSError, TimeoutError) as exc:
+                st = Stat(pipeline=name, driver=pipe.pipeline.driver, queue="", priority=pipe.pipeline.priority)
+                error = str(exc) or type(exc).__name__
+            rows.append({**dataclasses.asdict(st), "error_message": error})
+        return rows
+
+    # -- operations (RPC and tests) -----------------------------------------------------------
+    async def push(self, job: Job, source: str = "single") -> None:
+        pipe = self._pipes.get(job.pipeline)
+        if pipe is None:
+            raise JobsError(f"no such pipeline, requested: {job.pipeline}")
+        driver_name = pipe.pipeline.driver
+        self._requests.labels(job.pipeline, driver_name, source).inc()
+        start = time.perf_counter()
+        if job.priority == 0:
+            job = job.with_(priority=pipe.pipeline.priority)
+        parent = PROPAGATOR.extract(_carrier(job.headers))
+        attributes = _span_attributes(job, driver_name, "publish")
+        with self._tracer.start_as_current_span(
+            f"jobs push {job.pipeline}", parent, trace.SpanKind.PRODUCER, attributes
+        ) as span:
+            carrier: dict[str, str] = {}
+            PROPAGATOR.inject(carrier)
+            if carrier:
+                job = job.with_(headers={**job.headers, **{k: [v] for k, v in carrier.items()}})
+            try:
+                async with asyncio.timeout(self.jobs.timeout):
+                    await pipe.driver.push(job)
+            except (RRError, OSError, TimeoutError) as exc:
+                self._counters.values["push_err"] += 1
+                reason = str(exc) or f"no answer within jobs.timeout ({self.jobs.timeout:g}s)"
+                span.set_status(trace.Status(trace.StatusCode.ERROR, reason))
+                log.error("job push error", extra={"id": job.id, "pipeline": job.pipeline, "error": reason})
+                raise JobsError(f"push to pipeline {job.pipeline} ({driver_name}): {reason}") from None
+        self._counters.values["push_ok"] += 1
+        self._latency.labels(job.pipeline, driver_name, source).observe(time.perf_counter() - start)
+
+    async def declare(self, pipeline: Pipeline) -> None:
+        if pipeline.name in self._pipes:
+            raise JobsError(f"pipeline already exists, name: {pipeline.name}, driver: {pipeline.driver}")
+        if self._queue is None:
+            raise JobsError("the jobs plugin is not running")
+        factory = driver_factory(pipeline)
+        broker = self.cfg.raw.get(pipeline.driver)
+        driver = factory(pipeline, broker if isinstance(broker, Mapping) else {}, self._queue)
+        pipe = _Pipe(pipeline, driver)
+        async with asyncio.timeout(self.jobs.timeout):
+            await driver.open()
+            if pipeline.name in self._consume:
+                await driver.run()
+                pipe.started = True
+        self._pipes[pipeline.name] = pipe
+        log.debug("pipeline declared", extra={"pipeline": pipeline.name, "driver": pipeline.driver})
+
+    async def pause(self, name: str) -> None:
+        pipe = self._pipe(name)
+        async with asyncio.timeout(self.jobs.timeout):
+            await pipe.driver.pause()
+
+    async def resume(self, name: str) -> None:
+        pipe = self._pipe(name)
+        async with asyncio.timeout(self.jobs.timeout):
+            if pipe.started:
+                await pipe.driver.resume()
+            else:
+                await pipe.driver.run()
+                pipe.started = True
+
+    async def destroy(self, name: str) -> None:
+        pipe = self._pipe(name)
+        del self._pipes[name]
+        await self._stop_pipe(pipe)
+
+    def _pipe(self, name: str) -> _Pipe:
+        pipe = self._pipes.get(name)
+        if pipe is None:
+            raise JobsError(f"no such pipeline, requested: {name}")
+        return pipe
+
+    async def _stop_pipe(self, pipe: _Pipe) -> None:
+        """Stop feeding, hand back what waits in the queue, then stop the driver (bounded by timeout)."""
+        name = pipe.pipeline.name
+        try:
+            async with asyncio.timeout(self.jobs.timeout):
+                await pipe.driver.pause()
+                if self._queue is not None:
+                    for delivery in await self._queue.drain(name):
+                        await delivery.nack(requeue=True)
+                await pipe.driver.stop()
+        except (RRError, OSError, TimeoutError) as exc:
+            log.error("pipeline stop error", extra={"pipeline": name, "error": str(exc) or type(exc).__name__})
+
+    # -- consuming ----------------------------------------------------------------------------
+    async def _poll(self, queue: PriorityQueue) -> None:
+        while (delivery := await queue.get()) is not None:
+            try:
+                await self._process(delivery)
+            except (RRError, OSError, TimeoutError) as exc:  # a broker failing an ack: the job may come back
+                log.error("job settle error", extra={"id": delivery.job.id, "error": str(exc)})
+
+    async def _process(self, delivery: Delivery) -> None:
+        job = delivery.job
+        assert self.pool is not None
+        parent = PROPAGATOR.extract(_carrier(job.headers))
+        attributes = _span_attributes(job, delivery.driver, "process")
+        span = self._tracer.start_span(f"jobs consume {job.pipeline}", parent, trace.SpanKind.CONSUMER, attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            carrier: dict[str, str] = {}
+            PROPAGATOR.inject(carrier)
+            headers = {**job.headers, **{k: [v] for k, v in carrier.items()}}
+            if job.auto_ack:
+                await delivery.ack()
+            payload = Payload(context=task_context(delivery, headers), body=job.payload)
+            try:
+                answer = await self.pool.exec(payload, info=f"{job.pipeline}: {job.name}")
+            except PoolError as exc:
+                self._counters.values["jobs_err"] += 1
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                log.error(
+                    "job processed with errors, requeued",
+                    extra={"id": job.id, "pipeline": job.pipeline, "error": str(exc)},
+                )
+                if not job.auto_ack:
+                    await delivery.nack(requeue=True)
+                return
+            if job.auto_ack:
+                self._counters.values["jobs_ok"] += 1
+                return
+            try:
+                reply = parse_reply(answer.body)
+            except ValueError as exc:  # malformed: acknowledged, as RoadRunner does, to avoid an endless loop
+                self._counters.values["jobs_err"] += 1
+                log.error("job acknowledged, but the answer is malformed", extra={"id": job.id, "error": str(exc)})
+                await delivery.ack()
+                return
+            await self._settle(delivery, reply, span)
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    async def _settle(self, delivery: Delivery, reply: Reply, span: trace.Span) -> None:
+        job = delivery.job
+        kind = reply.type
+        if kind == ReplyType.ERROR:
+            self._counters.values["jobs_err"] += 1
+            span.set_status(trace.Status(trace.StatusCode.ERROR, reply.message))
+            log.error(
+                "job failed",
+                extra={"id": job.id, "pipeline": job.pipeline, "error": reply.message, "requeue": reply.requeue},
+            )
+            if reply.requeue:
+                await delivery.requeue(delay=reply.delay, headers=reply.headers)
+            else:
+                await delivery.ack()
+            return
+        self._counters.values["jobs_ok"] += 1
+        if kind == ReplyType.NACK:
+            await delivery.nack(requeue=reply.requeue, delay=reply.delay)
+        elif kind == ReplyType.REQUEUE:
+            await delivery.requeue(delay=reply.delay, headers=reply.headers)
+        else:
+            if kind not in (ReplyType.NO_ERROR, ReplyType.ACK):
+                log.warning("unknown response type, job acknowledged", extra={"id": job.id, "type": kind})
+            await delivery.ack()
+
+    # -- lifespan -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        rpc = self.cfg.rpc.listen if self.cfg.rpc is not None else None
+        async with open_pool("jobs", self.jobs.pool, self.cfg.server, mode="jobs", rpc_listen=rpc) as pool:
+            self.pool = pool
+            queue = self._queue = PriorityQueue(self.jobs.pipeline_size)
+            count = self.jobs.num_pollers or pool.size + 2
+            pollers = [asyncio.create_task(self._poll(queue), name=f"jobs poller {i}") for i in range(count)]
+            try:
+                for pipeline in self._configured:
+                    await self.declare(pipeline)
+                log.info("jobs plugin started", extra={"pipelines": sorted(self._pipes), "pollers": count})
+                yield
+            finally:
+                await self._shutdown(queue, pollers)
+                self.pool = None
+                self._queue = None
+
+    async def _shutdown(self, queue: PriorityQueue, pollers: list[asyncio.Task[None]]) -> None:
+        for pipe in self._pipes.values():  # stop feeding first
+            with contextlib.suppress(RRError, OSError, TimeoutError):
+                async with asyncio.timeout(self.jobs.timeout):
+                    await pipe.driver.pause()
+        await queue.close()  # idle pollers return now, busy ones after their task
+        _, late = await asyncio.wait(pollers, timeout=self.jobs.pool.destroy_timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        left = await queue.drain()
+        for delivery in left:
+            with contextlib.suppress(RRError, OSError):
+                await delivery.nack(requeue=True)
+        pipes = list(self._pipes.values())
+        self._pipes.clear()
+        for pipe in pipes:
+            await self._stop_pipe(pipe)
+        log.info("jobs plugin stopped", extra={"returned": len(left), "cancelled": len(late)})
+
+    def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
+        return self._lifespan()
+
+    # -- RPC (protobuf codec) -----------------------------------------------------------------
+    def rpc_methods(self) -> Mapping[str, RpcMethod]:
+        return {
+            "Push": self._rpc_push,
+            "PushBatch": self._rpc_push_batch,
+            "Pause": self._rpc_pause,
+            "Resume": self._rpc_resume,
+            "List": self._rpc_list,
+            "Declare": self._rpc_declare,
+            "Destroy": self._rpc_destroy,
+            "Stat": self._rpc_stat,
+        }
+
+    async def _rpc_push(self, arg: Any) -> pb.Empty:
+        req = _decode(arg, pb.PushRequest(), "Push")
+        await self.push(_job(req.job))
+        return pb.Empty()
+
+    async def _rpc_push_batch(self, arg: Any) -> pb.Empty:
+        req = _decode(arg, pb.PushBatchRequest(), "PushBatch")
+        for job in [_job(j) for j in req.jobs]:
+            await self.push(job, "batch")
+        return pb.Empty()
+
+    async def _rpc_pause(self, arg: Any) -> pb.Empty:
+        for name in _decode(arg, pb.Pipelines(), "Pause").pipelines:
+            await self.pause(name)
+        return pb.Empty()
+
+    async def _rpc_resume(self, arg: Any) -> pb.Empty:
+        for name in _decode(arg, pb.Pipelines(), "Resume").pipelines:
+            await self.resume(name)
+        return pb.Empty()
+
+    async def _rpc_list(self, _arg: Any) -> pb.Pipelines:
+        return pb.Pipelines(pipelines=sorted(self._pipes))
+
+    async def _rpc_declare(self, arg: Any) -> pb.Empty:
+        values = dict(_decode(arg, pb.DeclareRequest(), "Declare").pipeline)
+        name, driver = values.get("name", ""), values.get("driver", "")
+        if not name:
+            raise JobsError("jobs.Declare: the pipeline has no name")
+        if not driver:
+            raise JobsError(f"no associated driver with the pipeline, pipeline name: {name}")
+        config = {k: v for k, v in values.items() if k not in _DECLARE_OWN}
+        try:
+            await self.declare(Pipeline(name, driver, config, "jobs.Declare"))
+        except ConfigError as exc:
+            raise JobsError(str(exc)) from None
+        return pb.Empty()
+
+    async def _rpc_destroy(self, arg: Any) -> pb.Pipelines:
+        names = list(_decode(arg, pb.Pipelines(), "Destroy").pipelines)
+        for name in names:
+            await self.destroy(name)
+        return pb.Pipelines(pipelines=names)
+
+    async def _rpc_stat(self, _arg: Any) -> pb.Stats:
+        rows = await self.pipelines_state()
+        return pb.Stats(stats=[pb.Stat(**{k: v for k, v in r.items() if k != "error_message"}) for r in rows])
+
+
+def _span_attributes(job: Job, driver: str, operation: str) -> dict[str, str]:
+    return {
+        "messaging.system": "rr.jobs",
+        "messaging.operation": operation,
+        "messaging.destination.name": job.pipeline,
+        "messaging.message.id": job.id,
+        "rr.jobs.driver": driver,
+    }
+
+
+def _carrier(headers: Mapping[str, list[str]]) -> dict[str, str]:
+    """Job headers as a propagation carrier: lower-case names, first value."""
+    return {k.lower(): v[0] for k, v in headers.items() if v}
+
+
+def _decode(arg: Any, message: Message, method: str) -> Any:
+    if arg is None or arg == b"":
+        return message
+    if not isinstance(arg, bytes | bytearray):
+        raise JobsError(
+            f"jobs.{method} takes a protobuf jobs.v1.{type(message).__name__} (RPC codec flag 0x80), "
+            f"got {type(arg).__name__}"
+        )
+    try:
+        message.ParseFromString(bytes(arg))
+    except DecodeError:
+        raise JobsError(f"jobs.{method}: the argument is not a jobs.v1.{type(message).__name__}") from None
+    return message
+
+
+def _job(msg: pb.Job) -> Job:
+    if not msg.id:
+        raise JobsError("empty ID field not allowed")
+    o = msg.options
+    return Job(
+        id=msg.id,
+        name=msg.job,
+        payload=msg.payload,
+        pipeline=o.pipeline,
+        headers={k: list(v.value) for k, v in msg.headers.items()},
+        priority=o.priority,
+        delay=max(0, o.delay),
+        auto_ack=o.auto_ack,
+        topic=o.topic,
+        metadata=o.metadata,
+        offset=o.offset,
+        partition=o.partition,
+    )

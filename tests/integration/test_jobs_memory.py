@@ -1,0 +1,78 @@
+"""The jobs plugin with the memory driver and real PHP consumers (tests/php/jobs_consumer.php)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rrgrpc.goridge.rpc import RpcClient, RpcError
+from rrgrpc.jobs import jobs_pb2 as pb
+from tests.helpers import eventually, running_host
+from tests.integration.jobs_helpers import call, job, jobs_config, push, stats, tasks
+
+pytestmark = pytest.mark.php
+
+
+async def test_pushed_jobs_reach_a_php_consumer_with_roadrunners_context(tmp_path):
+    cfg = jobs_config(tmp_path, {"emails": {"driver": "memory", "config": {"priority": 3}}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        sent = job("App\\Jobs\\Mail", "emails", b'{"to":"a@b"}', headers={"X-Tenant": ["7"]})
+        await push(rpc, sent)
+        await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
+        assert (await call(rpc, "jobs.List", pb.Empty(), pb.Pipelines)).pipelines == ["emails"]
+        row = (await stats(rpc))["emails"]
+    [task] = tasks(tmp_path)
+    assert {k: task[k] for k in ("id", "job", "pipeline", "queue", "driver", "payload")} == {
+        "id": sent.id, "job": "App\\Jobs\\Mail", "pipeline": "emails", "queue": "emails", "driver": "memory",
+        "payload": '{"to":"a@b"}',
+    }  # fmt: skip
+    assert task["headers"]["X-Tenant"] == ["7"]
+    assert (row.driver, row.ready, row.priority) == ("memory", True, 3)
+
+
+async def test_priorities_order_the_queue_and_pause_holds_it(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        await call(rpc, "jobs.Pause", pb.Pipelines(pipelines=["p"]))
+        await push(rpc, *(job(f"j{prio}", "p", priority=prio) for prio in (5, 1, 3)))
+        row = (await stats(rpc))["p"]
+        assert (row.ready, row.active, tasks(tmp_path)) == (False, 3, [])
+        await call(rpc, "jobs.Resume", pb.Pipelines(pipelines=["p"]))
+        await eventually(lambda: len(tasks(tmp_path)) == 3, timeout=10)
+    assert [t["job"] for t in tasks(tmp_path)] == ["j1", "j3", "j5"]
+
+
+async def test_delay_holds_a_job_back_and_stat_counts_it(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        await push(rpc, job("later", "p", delay=1))
+        await push(rpc, job("now", "p"))
+        await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
+        assert (await stats(rpc))["p"].delayed == 1
+        await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
+    assert [t["job"] for t in tasks(tmp_path)] == ["now", "later"]
+
+
+async def test_worker_answers_requeue_with_headers_and_fail_counts_once(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        await push(rpc, job("fail_once", "p"), job("requeue_once", "p"), job("fail", "p"), job("nack", "p"))
+        await eventually(lambda: len(tasks(tmp_path)) == 6, timeout=15)
+        assert (await stats(rpc))["p"].active == 0
+    seen = [(t["job"], (t["headers"] or {}).get("attempt")) for t in tasks(tmp_path)]
+    assert sorted(seen, key=str) == sorted(
+        [("fail_once", None), ("fail_once", ["1"]), ("requeue_once", None), ("requeue_once", ["1"]),
+         ("fail", None), ("nack", None)], key=str,
+    )  # fmt: skip
+
+
+async def test_push_to_an_unknown_pipeline_is_refused_with_roadrunners_text(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        with pytest.raises(RpcError) as err:
+            await push(rpc, job("x", "nope"))
+        assert "no such pipeline, requested: nope" in str(err.value)
+        with pytest.raises(RpcError) as err:
+            await call(rpc, "jobs.Push", pb.PushRequest(job=pb.Job(job="x", options=pb.Options(pipeline="p"))))
+        assert "empty ID field not allowed" in str(err.value)
+        await push(rpc, job("ok", "p"))  # the endpoint still works
+        await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
