@@ -9,13 +9,13 @@ jobs go back into the heap. What the process holds is lost when it stops, as in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from rrgrpc.jobs.driver import Delivery, DeliveryQueue, Driver, Headers, Job, Pipeline, Stat
+from rrgrpc.jobs.driver import Delivery, DeliveryQueue, Headers, Job, Pipeline, Stat
+from rrgrpc.jobs.feeder import FeedingDriver
 
 
 class MemoryDelivery(Delivery):
@@ -45,17 +45,13 @@ class MemoryDelivery(Delivery):
             self._owner._insert(self.job.with_(headers={**self.job.headers, **(headers or {})}), delay)
 
 
-class MemoryDriver(Driver):
+class MemoryDriver(FeedingDriver):
     def __init__(self, pipeline: Pipeline, broker: Mapping[str, Any], queue: DeliveryQueue) -> None:
         super().__init__(pipeline, broker, queue)
         self._ready: list[tuple[int, int, Job]] = []
         self._seq = itertools.count()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._unsettled = 0
-        self._running = False
         self._stopped = False
-        self._changed = asyncio.Event()
-        self._feeder: asyncio.Task[None] | None = None
 
     def _insert(self, job: Job, delay: int) -> None:
         if self._stopped:
@@ -74,10 +70,6 @@ class MemoryDriver(Driver):
         heapq.heappush(self._ready, (job.priority, next(self._seq), job))
         self._changed.set()
 
-    def _settled(self) -> None:
-        self._unsettled -= 1
-        self._changed.set()
-
     async def push(self, job: Job) -> None:
         self._insert(job, job.delay)
 
@@ -92,29 +84,12 @@ class MemoryDriver(Driver):
             self._unsettled += 1
             await self.queue.put(MemoryDelivery(job, self))
 
-    async def run(self) -> None:
-        self._running = True
-        if self._feeder is None:
-            self._feeder = asyncio.create_task(self._feed(), name=f"jobs memory feeder {self.pipeline.name}")
-        self._changed.set()
-
-    async def pause(self) -> None:
-        self._running = False
-
-    async def resume(self) -> None:
-        await self.run()
-
     async def stop(self) -> None:
-        self._running = False
         self._stopped = True
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        if self._feeder is not None:
-            self._feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feeder
-            self._feeder = None
+        await self._stop_feeding()
 
     async def stat(self) -> Stat:
         return Stat(

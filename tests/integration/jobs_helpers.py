@@ -4,7 +4,10 @@ consumer's task log (tests/php/jobs_consumer.php writes one JSON line per task i
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +61,17 @@ async def stats(client: RpcClient) -> dict[str, pb.Stat]:
 def tasks(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "tasks.log"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@contextmanager
+def jobs_errors() -> Iterator[list[logging.LogRecord]]:
+    """The ERROR records of ``rr.jobs`` while the block runs (the logs plugin stops propagation)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("rr.jobs")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

@@ -7,7 +7,8 @@ declare(strict_types=1);
 //   ok            complete()
 //   fail_once     fail('first attempt fails', requeue) with header attempt=1, then complete()
 //   fail          fail('always fails') without requeue
-//   sleep         sleep <payload> seconds (touching $JOBS_LOG.busy first), then complete()
+//   sleep         touch $JOBS_LOG.busy, sleep <payload> seconds, then complete()
+//   hold          touch $JOBS_LOG.busy, wait while $JOBS_LOG.hold exists (at most 30 s), then complete()
 //   nack          nack('no', redelivery: false)
 //   requeue_once  withDelay(1)->withHeader('attempt','1')->requeue('again'), then ack()
 
@@ -35,6 +36,13 @@ while ($task = $consumer->waitTask()) {
         case 'sleep':
             touch($log . '.busy');
             usleep((int)((float)$task->getPayload() * 1e6));
+            $task->complete();
+            break;
+        case 'hold':
+            touch($log . '.busy');
+            for ($i = 0; $i < 3000 && file_exists($log . '.hold'); $i++) {
+                usleep(10000);
+            }
             $task->complete();
             break;
         case 'nack':
