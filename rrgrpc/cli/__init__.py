@@ -83,4 +83,4 @@ def main() -> None:
     rr(prog_name="rr")
 
 
-from rrgrpc.cli import reset, serve, workers  # noqa: E402,F401  (subcommands register themselves)
+from rrgrpc.cli import jobs, reset, serve, workers  # noqa: E402,F401  (subcommands register themselves)
