@@ -14,7 +14,7 @@ namespace RRGrpc\Jobs;
 use RRGrpc\Worker\Payload;
 use RRGrpc\Worker\Worker;
 
-final class ReceivedTask
+final class ReceivedTask extends Task
 {
     public const SUCCESS = 0;
     public const ERROR = 1;
@@ -28,29 +28,15 @@ final class ReceivedTask
     /** @param array<string, list<string>> $headers */
     public function __construct(
         private readonly Worker $worker,
-        private readonly string $id,
+        string $id,
         private readonly string $driver,
-        private readonly string $pipeline,
-        private readonly string $name,
+        string $pipeline,
+        string $name,
         private readonly string $queue,
-        private readonly string $payload,
-        private array $headers = [],
+        string $payload,
+        array $headers = [],
     ) {
-    }
-
-    public function getId(): string
-    {
-        return $this->id;
-    }
-
-    public function getName(): string
-    {
-        return $this->name;
-    }
-
-    public function getPipeline(): string
-    {
-        return $this->pipeline;
+        parent::__construct($id, $pipeline, $name, $payload, $headers);
     }
 
     public function getQueue(): string
@@ -61,33 +47,6 @@ final class ReceivedTask
     public function getDriver(): string
     {
         return $this->driver;
-    }
-
-    public function getPayload(): string
-    {
-        return $this->payload;
-    }
-
-    /** @return array<string, list<string>> */
-    public function getHeaders(): array
-    {
-        return $this->headers;
-    }
-
-    public function hasHeader(string $name): bool
-    {
-        return isset($this->headers[$name]) && $this->headers[$name] !== [];
-    }
-
-    /** @return list<string> */
-    public function getHeader(string $name): array
-    {
-        return $this->headers[$name] ?? [];
-    }
-
-    public function getHeaderLine(string $name): string
-    {
-        return \implode(',', $this->getHeader($name));
     }
 
     /** A copy whose requeue (fail with requeue, requeue()) carries this header. */
