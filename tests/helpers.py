@@ -49,6 +49,20 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
         await asyncio.sleep(interval)
 
 
+async def wait_http_ok(session: Any, url: str, timeout: float = 30) -> None:
+    """Poll ``GET url`` with an aiohttp session until it answers 200 (a server started in a subprocess)."""
+    import aiohttp
+
+    async def up() -> bool:
+        try:
+            async with session.get(url) as resp:
+                return bool(resp.status == 200)
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(up, timeout=timeout, interval=0.1)
+
+
 @asynccontextmanager
 async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> AsyncIterator[Any]:
     """Load a config dict (as if read from .rr.yaml), build the roster, run the Host until exit."""
@@ -73,4 +87,7 @@ async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 60)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "sys"]
+__all__ = [
+    "ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "wait_http_ok", "running_host",
+    "sys",
+]  # fmt: skip
