@@ -58,6 +58,12 @@ async def stats(client: RpcClient) -> dict[str, pb.Stat]:
     return {s.pipeline: s for s in out.stats}
 
 
+async def idle(client: RpcClient, pipeline: str = "p") -> bool:
+    """Nothing active, reserved or delayed in the pipeline."""
+    row = (await stats(client))[pipeline]
+    return row.active == row.reserved == row.delayed == 0
+
+
 def tasks(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "tasks.log"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

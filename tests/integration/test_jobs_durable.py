@@ -9,7 +9,7 @@ import pytest
 
 from rrgrpc.goridge.rpc import RpcClient
 from tests.helpers import eventually, running_host
-from tests.integration.jobs_helpers import job, jobs_config, jobs_errors, push, stats, tasks
+from tests.integration.jobs_helpers import idle, job, jobs_config, jobs_errors, push, stats, tasks
 
 pytestmark = pytest.mark.php
 
@@ -45,7 +45,7 @@ async def _kill_mid_task(tmp_path, cfg) -> None:
         assert again["pid"] != victim
         assert (await stats(rpc))["p"].reserved == 1  # the redelivered task is running, not lost
         (tmp_path / "tasks.log.hold").unlink()
-        await eventually(lambda: _idle(rpc), timeout=10)
+        await eventually(lambda: idle(rpc), timeout=10)
     assert len(tasks(tmp_path)) == 2  # ran once more, and only once
 
 
@@ -62,7 +62,7 @@ async def test_boltdb_stop_with_tasks_in_flight_keeps_them_for_the_next_start(tm
     cfg = jobs_config(tmp_path, pipes)
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await eventually(lambda: len(tasks(tmp_path)) == 4, timeout=15)
-        await eventually(lambda: _idle(rpc), timeout=5)
+        await eventually(lambda: idle(rpc), timeout=5)
     assert sorted(t["id"] for t in tasks(tmp_path)) == sorted(j.id for j in sent)  # each once: none lost
 
 
@@ -79,8 +79,3 @@ async def test_boltdb_jobs_pushed_before_a_restart_are_consumed_after_it(tmp_pat
     async with running_host(cfg):
         await eventually(lambda: len(tasks(tmp_path)) == 3, timeout=15)
     assert [t["id"] for t in tasks(tmp_path)] == [sent[1].id, sent[2].id, sent[0].id]
-
-
-async def _idle(rpc: RpcClient) -> bool:
-    row = (await stats(rpc))["p"]
-    return row.active == row.reserved == row.delayed == 0

@@ -7,7 +7,7 @@ import pytest
 from rrgrpc.goridge.rpc import RpcClient, RpcError
 from rrgrpc.jobs import jobs_pb2 as pb
 from tests.helpers import eventually, running_host
-from tests.integration.jobs_helpers import call, job, jobs_config, push, stats, tasks
+from tests.integration.jobs_helpers import call, idle, job, jobs_config, push, stats, tasks
 
 pytestmark = pytest.mark.php
 
@@ -76,3 +76,26 @@ async def test_push_to_an_unknown_pipeline_is_refused_with_roadrunners_text(tmp_
         assert "empty ID field not allowed" in str(err.value)
         await push(rpc, job("ok", "p"))  # the endpoint still works
         await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
+
+
+async def test_auto_ack_takes_the_job_off_before_the_worker_runs_it(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        await push(rpc, job("fail_once", "p", auto_ack=True), job("fail_once", "p"))
+        await eventually(lambda: len(tasks(tmp_path)) == 3, timeout=10)
+        await eventually(lambda: idle(rpc), timeout=10)
+    # the auto-acked job ran once although its worker asked for a requeue; the other ran twice
+    runs = [t["id"] for t in tasks(tmp_path)]
+    assert sorted(runs.count(i) for i in set(runs)) == [1, 2]
+
+
+async def test_prefetch_bounds_the_jobs_taken_from_a_pipeline(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory", "config": {"prefetch": 1}}}, workers=2)
+    (tmp_path / "tasks.log.hold").touch()
+    async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+        await push(rpc, job("hold", "p"), job("hold", "p"))
+        await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
+        row = (await stats(rpc))["p"]
+        assert (row.reserved, row.active, len(tasks(tmp_path))) == (1, 1, 1)  # a free worker waits
+        (tmp_path / "tasks.log.hold").unlink()
+        await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
