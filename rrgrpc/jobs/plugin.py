@@ -10,7 +10,8 @@ that, so an HTTP request that pushes a job and the worker that runs it share one
 
 Nothing is lost on the way down: stop takes no new work, lets running tasks finish (``pool.destroy_timeout``),
 returns what waits in the queue to its broker (nack with requeue), then stops the drivers, which hand back
-whatever is still unacknowledged. A task whose worker dies (or times out) is requeued.
+whatever is still unacknowledged. A task whose worker dies (or times out) is requeued; one the worker
+answers with an ERROR frame is negatively acknowledged without requeue, as RoadRunner does.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rrgrpc.errors import ConfigError, PoolError, RRError
+from rrgrpc.errors import ConfigError, PoolError, RRError, WorkerError
 from rrgrpc.jobs import jobs_pb2 as pb
 from rrgrpc.jobs.driver import Delivery, Driver, Job, Pipeline, Stat, driver_factory
 from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
@@ -242,14 +243,17 @@ class JobsPlugin(PoolBacked):
             try:
                 answer = await self.pool.exec(payload, info=f"{job.pipeline}: {job.name}")
             except PoolError as exc:
+                # the worker reported an error itself: negatively acknowledged (the driver drops it or
+                # dead-letters it); it died, timed out or never got the task: requeued, nothing is lost
+                requeue = not isinstance(exc, WorkerError)
                 self._counters.values["jobs_err"] += 1
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 log.error(
-                    "job processed with errors, requeued",
+                    "job processed with errors, " + ("requeued" if requeue else "negatively acknowledged"),
                     extra={"id": job.id, "pipeline": job.pipeline, "error": str(exc)},
                 )
                 if not job.auto_ack:
-                    await delivery.nack(requeue=True)
+                    await delivery.nack(requeue=requeue)
                 return
             if job.auto_ack:
                 self._counters.values["jobs_ok"] += 1

@@ -7,7 +7,7 @@ import pytest
 from rrgrpc.goridge.rpc import RpcClient, RpcError
 from rrgrpc.jobs import jobs_pb2 as pb
 from tests.helpers import eventually, running_host
-from tests.integration.jobs_helpers import call, idle, job, jobs_config, push, stats, tasks
+from tests.integration.jobs_helpers import call, idle, job, jobs_config, jobs_errors, push, stats, tasks
 
 pytestmark = pytest.mark.php
 
@@ -99,3 +99,17 @@ async def test_prefetch_bounds_the_jobs_taken_from_a_pipeline(tmp_path):
         assert (row.reserved, row.active, len(tasks(tmp_path))) == (1, 1, 1)  # a free worker waits
         (tmp_path / "tasks.log.hold").unlink()
         await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
+
+
+async def test_a_worker_error_frame_is_logged_and_not_redelivered(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
+    with jobs_errors() as failures:
+        async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+            sent = job("worker_error", "p")
+            await push(rpc, sent, job("ok", "p"))
+            await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
+            await eventually(lambda: idle(rpc), timeout=10)
+    assert sorted(t["job"] for t in tasks(tmp_path)) == ["ok", "worker_error"]  # each ran once
+    [failure] = failures
+    assert (failure.getMessage(), failure.id) == ("job processed with errors, negatively acknowledged", sent.id)
+    assert "boom" in failure.error

@@ -11,6 +11,7 @@ declare(strict_types=1);
 //   hold          touch $JOBS_LOG.busy, wait while $JOBS_LOG.hold exists (at most 30 s), then complete()
 //   nack          nack('no', redelivery: false)
 //   requeue_once  withDelay(1)->withHeader('attempt','1')->requeue('again'), then ack()
+//   worker_error  the worker's ERROR frame ("boom"), as a framework reporting an uncaught exception
 
 require __DIR__ . '/../../php/autoload.php';
 
@@ -44,6 +45,9 @@ while ($task = $consumer->waitTask()) {
                 usleep(10000);
             }
             $task->complete();
+            break;
+        case 'worker_error':
+            $consumer->getWorker()->error('boom');
             break;
         case 'nack':
             $task->nack('no');
