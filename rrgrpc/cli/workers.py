@@ -196,7 +196,12 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
         return
     data = asyncio.run(_fetch_once(address, plugins))
     if as_json:
-        click.echo(json.dumps({name: {"workers": ws} for name, ws in data.items()}, indent=2))
+        out: dict[str, dict[str, Any]] = {name: {"workers": ws} for name, ws in data.items()}
+        if "jobs" in out:
+            from rrgrpc.cli.jobs import fetch_pipelines_once
+
+            out["jobs"]["pipelines"] = asyncio.run(fetch_pipelines_once(address))
+        click.echo(json.dumps(out, indent=2))
         return
     console = Console()
     now = time.time()

@@ -4,6 +4,7 @@ informer.Jobs, status ``/jobs`` and the ``rr_jobs_*`` metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -45,6 +46,8 @@ async def test_rr_jobs_pause_resume_destroy_list(tmp_path):
         shown = await invoke("-c", str(path), "workers", "jobs")
         assert shown.exit_code == 0 and "jobs pipelines" in shown.output
         assert any(" b " in line and "paused" in line and " 1 " in line for line in shown.output.splitlines())
+        as_json = json.loads((await invoke("-c", str(path), "workers", "jobs", "--json")).output)
+        assert [(p["Pipeline"], p["Active"]) for p in as_json["jobs"]["pipelines"]] == [("a", 0), ("b", 1)]
         resumed = await invoke("-c", str(path), "jobs", "--resume", "b", "-s")
         assert (resumed.exit_code, resumed.output) == (0, "")
         await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
