@@ -101,6 +101,7 @@ class JobsPlugin(PoolBacked):
         for pipeline in self._configured:
             driver_factory(pipeline)  # an unknown driver fails the start, naming the pipeline and the file
         self._pipes: dict[str, _Pipe] = {}
+        self._started = asyncio.Event()  # the configured pipelines are declared
         self._queue: PriorityQueue | None = None
         self._counters = _Counters()
         self._requests = Counter(
@@ -134,9 +135,7 @@ class JobsPlugin(PoolBacked):
 
     # -- operations (RPC and tests) -----------------------------------------------------------
     async def push(self, job: Job, source: str = "single") -> None:
-        pipe = self._pipes.get(job.pipeline)
-        if pipe is None:
-            raise JobsError(f"no such pipeline, requested: {job.pipeline}")
+        pipe = await self._find(job.pipeline)
         driver_name = pipe.pipeline.driver
         self._requests.labels(job.pipeline, driver_name, source).inc()
         start = time.perf_counter()
@@ -181,12 +180,12 @@ class JobsPlugin(PoolBacked):
         log.debug("pipeline declared", extra={"pipeline": pipeline.name, "driver": pipeline.driver})
 
     async def pause(self, name: str) -> None:
-        pipe = self._pipe(name)
+        pipe = await self._find(name)
         async with asyncio.timeout(self.jobs.timeout):
             await pipe.driver.pause()
 
     async def resume(self, name: str) -> None:
-        pipe = self._pipe(name)
+        pipe = await self._find(name)
         async with asyncio.timeout(self.jobs.timeout):
             if pipe.started:
                 await pipe.driver.resume()
@@ -195,11 +194,17 @@ class JobsPlugin(PoolBacked):
                 pipe.started = True
 
     async def destroy(self, name: str) -> None:
-        pipe = self._pipe(name)
+        pipe = await self._find(name)
         del self._pipes[name]
         await self._stop_pipe(pipe)
 
-    def _pipe(self, name: str) -> _Pipe:
+    async def _find(self, name: str) -> _Pipe:
+        """The pipeline ``name``; a call that arrives while the configured pipelines are still being
+        declared (the RPC endpoint starts first) waits for them, within ``jobs.timeout``."""
+        if name not in self._pipes and not self._started.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.jobs.timeout):
+                    await self._started.wait()
         pipe = self._pipes.get(name)
         if pipe is None:
             raise JobsError(f"no such pipeline, requested: {name}")
@@ -307,9 +312,11 @@ class JobsPlugin(PoolBacked):
             try:
                 for pipeline in self._configured:
                     await self.declare(pipeline)
+                self._started.set()
                 log.info("jobs plugin started", extra={"pipelines": sorted(self._pipes), "pollers": count})
                 yield
             finally:
+                self._started.set()  # from now on a missing pipeline is refused at once
                 await self._shutdown(queue, pollers)
                 self.pool = None
                 self._queue = None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import sys
 
 import pytest
 
 from rrgrpc.goridge.rpc import RpcClient
-from tests.helpers import eventually, running_host
+from tests.helpers import ROOT, eventually, running_host
 from tests.integration.jobs_helpers import idle, job, jobs_config, jobs_errors, push, stats, tasks
 
 pytestmark = pytest.mark.php
@@ -79,3 +82,35 @@ async def test_boltdb_jobs_pushed_before_a_restart_are_consumed_after_it(tmp_pat
     async with running_host(cfg):
         await eventually(lambda: len(tasks(tmp_path)) == 3, timeout=15)
     assert [t["id"] for t in tasks(tmp_path)] == [sent[1].id, sent[2].id, sent[0].id]
+
+
+async def test_boltdb_keeps_every_job_when_rr_itself_is_killed(tmp_path):
+    """SIGKILL of rr with a task running and others taken: the next rr runs all of them."""
+    cfg = jobs_config(tmp_path, {"p": pipeline("boltdb", tmp_path)})
+    (tmp_path / ".rr.yaml").write_text(json.dumps(cfg))
+    (tmp_path / "tasks.log.hold").touch()
+    sent = [job("hold", "p"), job("ok", "p"), job("ok", "p")]
+    rr = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rrgrpc", "-c", str(tmp_path / ".rr.yaml"), "serve", cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        rpc = await eventually(lambda: _connect(cfg["rpc"]["listen"]), timeout=30, interval=0.1)
+        async with rpc:
+            await push(rpc, *sent)
+            await eventually(lambda: (tmp_path / "tasks.log.busy").exists(), timeout=10)
+    finally:
+        rr.kill()
+        await rr.wait()
+        (tmp_path / "tasks.log.hold").unlink()  # lets the orphaned PHP worker finish and exit
+    assert [t["id"] for t in tasks(tmp_path)] == [sent[0].id]  # only the held one had started
+    async with running_host(jobs_config(tmp_path, {"p": pipeline("boltdb", tmp_path)})) as _:
+        await eventually(lambda: len(tasks(tmp_path)) == 4, timeout=15)
+    assert sorted(t["id"] for t in tasks(tmp_path)) == sorted([sent[0].id, *(j.id for j in sent)])
+
+
+async def _connect(address: str) -> RpcClient | None:
+    try:
+        return await RpcClient.connect(address)
+    except OSError:
+        return None
