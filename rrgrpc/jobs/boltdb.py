@@ -165,8 +165,11 @@ class BoltDriver(FeedingDriver):
         return jobs, due
 
     async def _feed(self) -> None:
+        # refill in batches: once a quarter of prefetch is free, not after every settle (one
+        # transaction per job otherwise); with prefetch 1 that is still "when the job is settled"
+        low = self.prefetch - max(1, self.prefetch // 4)
         while True:
-            if not self._running or self._unsettled >= self.prefetch:
+            if not self._running or self._unsettled > low:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
