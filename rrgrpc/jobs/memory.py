@@ -52,6 +52,7 @@ class MemoryDriver(FeedingDriver):
         self._seq = itertools.count()
         self._timers: set[asyncio.TimerHandle] = set()
         self._stopped = False
+        self.prefetch = pipeline.prefetch
 
     def _insert(self, job: Job, delay: int) -> None:
         if self._stopped:
@@ -74,9 +75,8 @@ class MemoryDriver(FeedingDriver):
         self._insert(job, job.delay)
 
     async def _feed(self) -> None:
-        prefetch = self.pipeline.prefetch
         while True:
-            if not (self._running and self._ready and self._unsettled < prefetch):
+            if not (self._running and self._ready and self._unsettled < self.prefetch):
                 self._changed.clear()
                 await self._changed.wait()
                 continue

@@ -168,25 +168,31 @@ class JobsPlugin(PoolBacked):
         if self._queue is None:
             raise JobsError("the jobs plugin is not running")
         factory = driver_factory(pipeline)
+        _ = pipeline.priority, pipeline.prefetch  # a bad number fails here, naming the key
         broker = self.cfg.raw.get(pipeline.driver)
         driver = factory(pipeline, broker if isinstance(broker, Mapping) else {}, self._queue)
         pipe = _Pipe(pipeline, driver)
-        async with asyncio.timeout(self.jobs.timeout):
-            await driver.open()
-            if pipeline.name in self._consume:
-                await driver.run()
-                pipe.started = True
+        try:
+            async with self._bounded(f"pipeline {pipeline.name} ({pipeline.driver})"):
+                await driver.open()
+                if pipeline.name in self._consume:
+                    await driver.run()
+                    pipe.started = True
+        except BaseException:
+            with contextlib.suppress(Exception):  # release what the driver holds; the cause is raised
+                await driver.stop()
+            raise
         self._pipes[pipeline.name] = pipe
         log.debug("pipeline declared", extra={"pipeline": pipeline.name, "driver": pipeline.driver})
 
     async def pause(self, name: str) -> None:
         pipe = await self._find(name)
-        async with asyncio.timeout(self.jobs.timeout):
+        async with self._bounded(f"pause pipeline {name}"):
             await pipe.driver.pause()
 
     async def resume(self, name: str) -> None:
         pipe = await self._find(name)
-        async with asyncio.timeout(self.jobs.timeout):
+        async with self._bounded(f"resume pipeline {name}"):
             if pipe.started:
                 await pipe.driver.resume()
             else:
@@ -197,6 +203,15 @@ class JobsPlugin(PoolBacked):
         pipe = await self._find(name)
         del self._pipes[name]
         await self._stop_pipe(pipe)
+
+    @asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        """``jobs.timeout`` around a driver call; running out of it is one JobsError naming ``what``."""
+        try:
+            async with asyncio.timeout(self.jobs.timeout):
+                yield
+        except TimeoutError:
+            raise JobsError(f"{what}: no answer within jobs.timeout ({self.jobs.timeout:g}s)") from None
 
     async def _find(self, name: str) -> _Pipe:
         """The pipeline ``name``; a call that arrives while the configured pipelines are still being

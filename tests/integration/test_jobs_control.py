@@ -76,6 +76,9 @@ async def test_declare_at_run_time_consumes_after_resume(tmp_path):
         with pytest.raises(RpcError) as err:
             await call(rpc, "jobs.Declare", pb.DeclareRequest(pipeline={"name": "q", "driver": "sqs"}))
         assert "jobs.Declare: jobs.pipelines.q.driver: driver 'sqs' is not supported" in str(err.value)
+        with pytest.raises(RpcError) as err:
+            await call(rpc, "jobs.Declare", pb.DeclareRequest(pipeline={"name": "x", "driver": "memory", "prefetch": "a"}))
+        assert str(err.value) == "jobs.Declare: jobs.pipelines.x.config.prefetch: expected an integer, got 'a'"
         await push(rpc, job("ok", "dyn"))
         row = (await stats(rpc))["dyn"]
         assert (row.ready, row.active, row.priority) == (False, 1, 2)  # declared, not in consume: waits
