@@ -204,6 +204,10 @@ class JobsPlugin(PoolBacked):
         del self._pipes[name]
         await self._stop_pipe(pipe)
 
+    def _requeue_on_fail(self, name: str) -> bool:
+        pipe = self._pipes.get(name)
+        return pipe is not None and pipe.pipeline.get_bool("requeue_on_fail")
+
     @asynccontextmanager
     async def _bounded(self, what: str) -> AsyncIterator[None]:
         """``jobs.timeout`` around a driver call; running out of it is one JobsError naming ``what``."""
@@ -263,9 +267,10 @@ class JobsPlugin(PoolBacked):
             try:
                 answer = await self.pool.exec(payload, info=f"{job.pipeline}: {job.name}")
             except PoolError as exc:
-                # the worker reported an error itself: negatively acknowledged (the driver drops it or
-                # dead-letters it); it died, timed out or never got the task: requeued, nothing is lost
-                requeue = not isinstance(exc, WorkerError)
+                # the worker reported an error itself: negatively acknowledged, requeued only with the
+                # pipeline's requeue_on_fail (RoadRunner's key); it died, timed out or never got the
+                # task: requeued, nothing is lost
+                requeue = not isinstance(exc, WorkerError) or self._requeue_on_fail(job.pipeline)
                 self._counters.values["jobs_err"] += 1
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 log.error(

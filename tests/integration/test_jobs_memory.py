@@ -113,3 +113,14 @@ async def test_a_worker_error_frame_is_logged_and_not_redelivered(tmp_path):
     [failure] = failures
     assert (failure.getMessage(), failure.id) == ("job processed with errors, negatively acknowledged", sent.id)
     assert "boom" in failure.error
+
+
+async def test_requeue_on_fail_requeues_a_worker_error(tmp_path):
+    cfg = jobs_config(tmp_path, {"p": {"driver": "memory", "config": {"requeue_on_fail": True}}})
+    with jobs_errors() as failures:
+        async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+            await push(rpc, job("worker_error", "p"))
+            await eventually(lambda: len(tasks(tmp_path)) >= 2, timeout=10)
+            await call(rpc, "jobs.Pause", pb.Pipelines(pipelines=["p"]))
+    assert {t["job"] for t in tasks(tmp_path)} == {"worker_error"}
+    assert all(f.getMessage() == "job processed with errors, requeued" for f in failures) and len(failures) >= 2
