@@ -333,6 +333,7 @@ class JobsPlugin(PoolBacked):
                 for pipeline in self._configured:
                     await self.declare(pipeline)
                 self._started.set()
+                self._warn_about_config()
                 log.info("jobs plugin started", extra={"pipelines": sorted(self._pipes), "pollers": count})
                 yield
             finally:
@@ -340,6 +341,12 @@ class JobsPlugin(PoolBacked):
                 await self._shutdown(queue, pollers)
                 self.pool = None
                 self._queue = None
+
+    def _warn_about_config(self) -> None:
+        if self.cfg.rpc is None:
+            log.warning("%s: no rpc section: PHP producers cannot push (jobs.Push is an RPC method)", self.cfg.source)
+        for name in sorted(self._consume - set(self._pipes)):
+            log.info("jobs.consume names %r, which jobs.pipelines does not declare: consumed once jobs.Declare creates it", name)
 
     async def _shutdown(self, queue: PriorityQueue, pollers: list[asyncio.Task[None]]) -> None:
         for pipe in self._pipes.values():  # stop feeding first
