@@ -3,15 +3,16 @@
 Owns the ``jobs:`` section at run time: one pool of ``RR_MODE=jobs`` workers, one driver per pipeline
 (``jobs.pipelines`` at start, ``jobs.Declare`` later; those named in ``consume`` consume at once, the
 others on ``jobs.Resume``), the priority queue they feed, ``num_pollers`` pollers that run each delivery
-on a worker and settle it from the worker's answer (``protocol.py``), the RPC methods of PROTOCOL.md §8a.1
-(protobuf codec), RoadRunner's ``rr_jobs_*`` metrics, and the push/consume spans: the push continues the
+on a worker and settle it from the worker's answer (``protocol.py``), the ``jobs`` RPC service (``rpc.py``),
+RoadRunner's ``rr_jobs_*`` metrics, and the push/consume spans: the push continues the
 trace found in the job's headers and writes its own context back into them, the consume span continues
 that, so an HTTP request that pushes a job and the worker that runs it share one trace.
 
 Nothing is lost on the way down: stop takes no new work, lets running tasks finish (``pool.destroy_timeout``),
 returns what waits in the queue to its broker (nack with requeue), then stops the drivers, which hand back
 whatever is still unacknowledged. A task whose worker dies (or times out) is requeued; one the worker
-answers with an ERROR frame is negatively acknowledged without requeue, as RoadRunner does.
+answers with an ERROR frame is negatively acknowledged, requeued only with the pipeline's
+``requeue_on_fail``, as RoadRunner does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -37,10 +37,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError, PoolError, RRError, WorkerError
-from rrgrpc.jobs import jobs_pb2 as pb
 from rrgrpc.jobs.driver import Delivery, Driver, Job, Pipeline, Stat, driver_factory
 from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
 from rrgrpc.jobs.queue import PriorityQueue
+from rrgrpc.jobs.rpc import JobsError, rpc_methods
 from rrgrpc.plugin import PoolBacked
 from rrgrpc.pool import Payload, Pool, open_pool
 
@@ -51,12 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rr.jobs")
 
 PROPAGATOR: Final = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-#: ``jobs.Declare`` keys that describe the pipeline itself, not the driver
-_DECLARE_OWN: Final = ("name", "driver")
-
-
-class JobsError(RRError):
-    """A jobs request the plugin refuses or a driver failed; the text goes back in the RPC error reply."""
 
 
 @dataclass(slots=True)
@@ -117,6 +111,9 @@ class JobsPlugin(PoolBacked):
     # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
     def collectors(self) -> list[Any]:
         return [self._counters, self._requests, self._latency]
+
+    def pipeline_names(self) -> list[str]:
+        return sorted(self._pipes)
 
     async def pipelines_state(self) -> list[dict[str, Any]]:
         """One row per pipeline (informer.Jobs, status ``/jobs``, ``rr workers``), sorted by name."""
@@ -371,66 +368,9 @@ class JobsPlugin(PoolBacked):
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._lifespan()
 
-    # -- RPC (protobuf codec) -----------------------------------------------------------------
+    # -- RPC ----------------------------------------------------------------------------------
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
-        return {
-            "Push": self._rpc_push,
-            "PushBatch": self._rpc_push_batch,
-            "Pause": self._rpc_pause,
-            "Resume": self._rpc_resume,
-            "List": self._rpc_list,
-            "Declare": self._rpc_declare,
-            "Destroy": self._rpc_destroy,
-            "Stat": self._rpc_stat,
-        }
-
-    async def _rpc_push(self, arg: Any) -> pb.Empty:
-        req = _decode(arg, pb.PushRequest(), "Push")
-        await self.push(_job(req.job))
-        return pb.Empty()
-
-    async def _rpc_push_batch(self, arg: Any) -> pb.Empty:
-        req = _decode(arg, pb.PushBatchRequest(), "PushBatch")
-        for job in [_job(j) for j in req.jobs]:
-            await self.push(job, "batch")
-        return pb.Empty()
-
-    async def _rpc_pause(self, arg: Any) -> pb.Empty:
-        for name in _decode(arg, pb.Pipelines(), "Pause").pipelines:
-            await self.pause(name)
-        return pb.Empty()
-
-    async def _rpc_resume(self, arg: Any) -> pb.Empty:
-        for name in _decode(arg, pb.Pipelines(), "Resume").pipelines:
-            await self.resume(name)
-        return pb.Empty()
-
-    async def _rpc_list(self, _arg: Any) -> pb.Pipelines:
-        return pb.Pipelines(pipelines=sorted(self._pipes))
-
-    async def _rpc_declare(self, arg: Any) -> pb.Empty:
-        values = dict(_decode(arg, pb.DeclareRequest(), "Declare").pipeline)
-        name, driver = values.get("name", ""), values.get("driver", "")
-        if not name:
-            raise JobsError("jobs.Declare: the pipeline has no name")
-        if not driver:
-            raise JobsError(f"no associated driver with the pipeline, pipeline name: {name}")
-        config = {k: v for k, v in values.items() if k not in _DECLARE_OWN}
-        try:
-            await self.declare(Pipeline(name, driver, config, "jobs.Declare"))
-        except ConfigError as exc:
-            raise JobsError(str(exc)) from None
-        return pb.Empty()
-
-    async def _rpc_destroy(self, arg: Any) -> pb.Pipelines:
-        names = list(_decode(arg, pb.Pipelines(), "Destroy").pipelines)
-        for name in names:
-            await self.destroy(name)
-        return pb.Pipelines(pipelines=names)
-
-    async def _rpc_stat(self, _arg: Any) -> pb.Stats:
-        rows = await self.pipelines_state()
-        return pb.Stats(stats=[pb.Stat(**{k: v for k, v in r.items() if k != "error_message"}) for r in rows])
+        return rpc_methods(self)
 
 
 def _span_attributes(job: Job, driver: str, operation: str) -> dict[str, str]:
@@ -446,38 +386,3 @@ def _span_attributes(job: Job, driver: str, operation: str) -> dict[str, str]:
 def _carrier(headers: Mapping[str, list[str]]) -> dict[str, str]:
     """Job headers as a propagation carrier: lower-case names, first value."""
     return {k.lower(): v[0] for k, v in headers.items() if v}
-
-
-def _decode(arg: Any, message: Message, method: str) -> Any:
-    if arg is None or arg == b"":
-        return message
-    if not isinstance(arg, bytes | bytearray):
-        raise JobsError(
-            f"jobs.{method} takes a protobuf jobs.v1.{type(message).__name__} (RPC codec flag 0x80), "
-            f"got {type(arg).__name__}"
-        )
-    try:
-        message.ParseFromString(bytes(arg))
-    except DecodeError:
-        raise JobsError(f"jobs.{method}: the argument is not a jobs.v1.{type(message).__name__}") from None
-    return message
-
-
-def _job(msg: pb.Job) -> Job:
-    if not msg.id:
-        raise JobsError("empty ID field not allowed")
-    o = msg.options
-    return Job(
-        id=msg.id,
-        name=msg.job,
-        payload=msg.payload,
-        pipeline=o.pipeline,
-        headers={k: list(v.value) for k, v in msg.headers.items()},
-        priority=o.priority,
-        delay=max(0, o.delay),
-        auto_ack=o.auto_ack,
-        topic=o.topic,
-        metadata=o.metadata,
-        offset=o.offset,
-        partition=o.partition,
-    )
