@@ -1,8 +1,8 @@
 """``rr jobs --list | --pause P1,P2 | --resume P1,P2 | --destroy P1,P2``: a running server's pipelines.
 
 A pure RPC client, as RoadRunner's ``rr jobs``: ``jobs.Pause`` / ``jobs.Resume`` / ``jobs.Destroy`` with a
-``jobs.v1.Pipelines`` over the protobuf codec, then a table of the pipelines acted on (``-s`` prints
-nothing). ``--list`` shows every pipeline with its state (``jobs.Stat``: driver, queue, active, delayed,
+``jobs.v1.Pipelines`` over the protobuf codec, then a table of the pipelines acted on (the global
+``-s`` prints nothing). ``--list`` shows every pipeline with its state (``jobs.Stat``: driver, queue, active, delayed,
 reserved, ready, priority) where RoadRunner lists the names only. Also owns the pipelines table that
 ``rr workers`` shows under the jobs plugin's workers (from ``informer.Jobs``).
 """
@@ -33,9 +33,8 @@ _USAGE = "command should be in form of: `rr jobs --<destroy/resume/pause> pipe1,
 @click.option("--resume", "action", flag_value="Resume", help="Resume (or start consuming) the pipelines.")
 @click.option("--destroy", "action", flag_value="Destroy", help="Stop and remove the pipelines.")
 @click.option("--list", "action", flag_value="List", help="List the pipelines with their state.")
-@click.option("-s", "--silent", is_flag=True, help="Print nothing; the exit code tells.")
 @click.pass_obj
-def jobs(obj: CliContext, pipelines: str, action: str | None, silent: bool) -> None:
+def jobs(obj: CliContext, pipelines: str, action: str | None) -> None:
     """Pause, resume, destroy or list jobs PIPELINES (comma-separated) of a running server."""
     if action is None:
         raise click.UsageError(_USAGE)
@@ -44,7 +43,7 @@ def jobs(obj: CliContext, pipelines: str, action: str | None, silent: bool) -> N
         raise click.UsageError(f"incorrect command usage, should be: rr jobs --{action.lower()} pipe1,pipe2")
     address = rpc_address(obj)
     rows = asyncio.run(_run(address, action, names))
-    if not silent:
+    if not obj.silent or action == "List":
         Console().print(_states_table(rows) if action == "List" else _names_table([r["pipeline"] for r in rows]))
 
 

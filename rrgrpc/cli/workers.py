@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -70,15 +71,32 @@ async def connected(address: str) -> AsyncIterator[RpcClient]:
 
 
 def reason(exc: BaseException) -> str:
-    """An exception as a short phrase ("Connection refused" rather than asyncio's "Connect call failed")."""
+    """An exception as a short phrase ("Connection refused" rather than asyncio's "Connect call failed");
+    never empty."""
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, RpcError) and not str(exc):
+        return f"{exc.method} failed without a message"
+    if isinstance(exc, ConnectionError) and not str(exc):
+        return "the server closed the connection"
+    return re.sub(r"^\[Errno \d+\] ", "", str(exc)) or type(exc).__name__
 
 
 async def call(client: RpcClient, method: str, arg: Any, budget: float = CALL_BUDGET) -> Any:
-    async with asyncio.timeout(budget):
-        return await client.call(method, arg)
+    try:
+        async with asyncio.timeout(budget):
+            return await client.call(method, arg)
+    except TimeoutError:
+        raise TimeoutError(f"{method}: no answer within {budget:g}s") from None
+
+
+def check_known(names: Sequence[str], known: Sequence[str], what: str) -> None:
+    """``rr workers`` and ``rr reset`` refuse an unknown plugin alike: one line, exit code 1."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.ClickException(
+            f"no such plugin: {', '.join(unknown)} ({what}: {', '.join(known) or 'none'})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +236,8 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
 async def _fetch_once(address: str, plugins: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     async with connected(address) as client:
         try:
+            if plugins:
+                check_known(plugins, list(await call(client, "informer.List", True) or []), "plugins with workers")
             return await fetch_workers(client, plugins)
         except (RpcError, ConnectionError, TimeoutError) as exc:
             raise click.ClickException(f"{address}: {reason(exc)}") from None
