@@ -40,6 +40,10 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.rpc.server import RpcPlugin
 
         plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+    if cfg.jobs is not None:  # before the edges: their workers push jobs, and it drains after them
+        from rrgrpc.jobs.plugin import JobsPlugin
+
+        plugins.append(JobsPlugin(cfg))
     if cfg.grpc is not None:
         from rrgrpc.grpc.plugin import GrpcPlugin
 
@@ -56,7 +60,7 @@ def _check_serves(cfg: RRConfig) -> None:
     """A config that serves nothing would idle forever: refuse it (RoadRunner starts and waits).
 
     ``rpc`` alone counts: PHP scripts talk to it (metrics, status, ``rr workers``)."""
-    if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
+    if cfg.grpc is None and cfg.http is None and cfg.rpc is None and cfg.jobs is None:
         ignored = [k for k in cfg.raw if k not in SECTIONS and k not in LOADER_KEYS]
         why = f" (ignored: {', '.join(ignored)})" if ignored else ""
-        raise ConfigError(f"{cfg.source}: nothing to serve: configure a grpc, http or rpc section{why}")
+        raise ConfigError(f"{cfg.source}: nothing to serve: configure a grpc, http, rpc or jobs section{why}")

@@ -34,6 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def wait_http_ok(session: Any, url: str, timeout: float = 30) -> None:
+    """Poll ``GET url`` with an aiohttp session until it answers 200 (a server started in a subprocess)."""
+    import aiohttp
+
+    async def up() -> bool:
+        try:
+            async with session.get(url) as resp:
+                return bool(resp.status == 200)
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(up, timeout=timeout, interval=0.1)
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

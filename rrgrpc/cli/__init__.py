@@ -64,7 +64,7 @@ class _Root(click.Group):
     "--dotenv", default=None, envvar="DOTENV_PATH",
     help="Load KEY=VALUE lines from this file into the environment (existing variables win) [$DOTENV_PATH].",
 )
-@click.option("-s", "--silent", is_flag=True, help="Print no startup message (serve) and no progress (reset, stop).")
+@click.option("-s", "--silent", is_flag=True, help="Print no startup message (serve) and no progress (reset, stop, jobs).")
 @click.option("-p", "--pid", "pid_file", is_flag=True, help=f"serve: write the process id to {PID_FILE} (read by rr stop).")
 @click.option("-d", "--debug", is_flag=True, help="Log at debug level (the same as -o logs.level=debug).")
 @click.option("-e", "--enable-experimental", is_flag=True, help="Accepted for RoadRunner compatibility (no experimental features).")
@@ -152,7 +152,7 @@ def main() -> None:
     rr(prog_name="rr")
 
 
-from rrgrpc.cli import reset, serve, stop, workers  # noqa: E402,F401  (subcommands register themselves)
+from rrgrpc.cli import jobs, reset, serve, stop, workers  # noqa: E402,F401  (subcommands register themselves)
 
 for _command in rr.commands.values():
     _command.epilog = "The global options (rr --help: -c, -w, -o, --dotenv, -s, -p, -d, -e, -f) may also follow the subcommand."

@@ -51,20 +51,15 @@ NOT_IMPLEMENTED: tuple[str, ...] = (
 )
 #: RoadRunner plugins' top-level sections that rrgrpc does not have.
 ROADRUNNER_SECTIONS: tuple[str, ...] = (
-    "amqp",
-    "beanstalk",
-    "boltdb",
     "broadcast",
     "centrifuge",
     "fileserver",
     "google_pub_sub",
-    "jobs",
     "kafka",
     "kv",
     "lock",
     "memcached",
     "memory",
-    "nats",
     "redis",
     "service",
     "sqs",

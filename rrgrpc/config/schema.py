@@ -461,6 +461,32 @@ class StatusConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
             msgspec.structs.force_setattr(self, "check_timeout", Duration(60))
 
 
+# --------------------------------------------------------------------------- jobs
+
+
+class JobsPipelineConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One ``jobs.pipelines.<name>``: the driver and its keys (checked by the driver itself)."""
+
+    driver: str
+    config: dict[str, Any] = {}
+
+
+class JobsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    num_pollers: int = 0  # 0 = pool.num_workers + 2 (RoadRunner)
+    pipeline_size: int = 1_000_000  # bound of the priority queue shared by all pipelines
+    timeout: Duration = Duration(60)  # per driver operation (push, pause, stop, ...)
+    pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
+    pipelines: dict[str, JobsPipelineConfig] = {}
+    consume: StrList = msgspec.field(default_factory=StrList)
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "num_pollers", "pipeline_size")
+        if self.pipeline_size == 0:
+            msgspec.structs.force_setattr(self, "pipeline_size", 1_000_000)
+        if not self.timeout:
+            msgspec.structs.force_setattr(self, "timeout", Duration(60))
+
+
 # --------------------------------------------------------------------------- logs
 
 LogMode = Literal["development", "production", "raw", "off", "none"]
@@ -517,11 +543,14 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     metrics: MetricsConfig | None = None
     otel: OtelConfig | None = None
     status: StatusConfig | None = None
+    jobs: JobsConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
     endure: EndureConfig = msgspec.field(default_factory=EndureConfig)
 
 
-SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure")
+SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure", "jobs")
+# Broker connection sections, read as plain dicts by the jobs drivers named after them (cfg.raw).
+BROKER_SECTIONS = ("amqp", "beanstalk", "nats", "boltdb")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
 
@@ -639,7 +668,7 @@ def config_from_dict(
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     version = check_version(raw, source)
     notes = notes if notes is not None else Notes(source, strict)
-    check_sections(raw, SECTIONS, LOADER_KEYS, notes)
+    check_sections(raw, SECTIONS, LOADER_KEYS + BROKER_SECTIONS, notes)
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(RRConfig)
     for key in SECTIONS:

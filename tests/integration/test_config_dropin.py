@@ -219,7 +219,8 @@ jobs:
   num_pollers: 32
   pipeline_size: 100000
   pool:
-    num_workers: 10
+    command: "{jobs_worker}"
+    num_workers: 2
   consume: ["test-local"]
   pipelines:
     test-local:
@@ -295,6 +296,7 @@ def write_reference(tmp_path: Path) -> tuple[Path, dict[str, int]]:
         python=sys.executable,
         http_worker=" ".join(php_cmd("http_echo.php")),
         grpc_worker=" ".join(php_cmd("grpc_echo.php")),
+        jobs_worker=" ".join(php_cmd("jobs_consumer.php")),
         proto=ROOT / "proto" / "echo" / "v1" / "echo.proto",
         **ports,
     )
@@ -347,7 +349,6 @@ async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path):
         "section 'service' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "section 'redis' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "section 'reload' is obsolete in RoadRunner, ignored",
-        "section 'jobs' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "section 'tcp' (a RoadRunner plugin) is not supported by rrgrpc, ignored",
         "server.relay_timeout is obsolete in RoadRunner, ignored",
         "http.ssl.acme is not implemented by rrgrpc, ignored; "

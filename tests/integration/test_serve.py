@@ -61,7 +61,7 @@ async def test_nothing_to_serve_is_a_startup_error(tmp_path):
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     assert out.decode().splitlines() == [
-        f"rr: error: {tmp_path / '.rr.yaml'}: nothing to serve: configure a grpc, http or rpc section (ignored: kv)"
+        f"rr: error: {tmp_path / '.rr.yaml'}: nothing to serve: configure a grpc, http, rpc or jobs section (ignored: kv)"
     ]
 
 

@@ -492,11 +492,10 @@ def test_missing_config_file_is_config_error(tmp_path):
 
 def test_unknown_and_unsupported_sections_are_noted_and_ignored():
     cfg = config_from_dict(
-        {"version": "3", "jobs": {"pool": {}}, "kv": None, "grcp": {}, "server": {"command": "php w.php"}}, "s.yaml"
+        {"version": "3", "kv": None, "amqp": {"addr": "amqp://x"}, "grcp": {}, "server": {"command": "php w.php"}}, "s.yaml"
     )
     assert cfg.server.command == ["php", "w.php"]
     assert cfg.notes == (
-        (logging.WARNING, "s.yaml: section 'jobs' (a RoadRunner plugin) is not supported by rrgrpc, ignored"),
         (logging.WARNING, "s.yaml: section 'kv' (a RoadRunner plugin) is not supported by rrgrpc, ignored"),
         (logging.WARNING, "s.yaml: unknown section 'grcp', ignored (did you mean grpc?)"),
     )

@@ -1,0 +1,1 @@
+"""The jobs plugin: RoadRunner's queue processing (pipelines, drivers, consumers, ``jobs.*`` RPC)."""
