@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from rrgrpc.config.schema import RRConfig, check_version, config_from_dict
@@ -43,14 +44,26 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(sub, value) if "$" in value else value
 
 
-def expand_tree(node: Any, env: Mapping[str, str]) -> Any:
-    """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys)."""
+#: Where a value sits in the tree: mapping keys and list indexes from the top (``("server", "env", "DB")``).
+KeyPath = tuple[str | int, ...]
+
+
+def expand_tree(
+    node: Any, env: Mapping[str, str], written: dict[KeyPath, str] | None = None, at: KeyPath = ()
+) -> Any:
+    """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys).
+
+    With ``written``, each string that referred to a variable is recorded there, by its path, as it
+    was written (``--db-password=${DB_PASS}``): ``rpc.Config`` shows that instead of the value.
+    """
     if isinstance(node, str):
+        if written is not None and _VAR.search(node):
+            written[at] = node
         return expand(node, env)
     if isinstance(node, dict):
-        return {k: expand_tree(v, env) for k, v in node.items()}
+        return {k: expand_tree(v, env, written, (*at, k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_tree(v, env) for v in node]
+        return [expand_tree(v, env, written, (*at, i)) for i, v in enumerate(node)]
     return node
 
 
@@ -103,10 +116,13 @@ def _escaped(text: str, index: int) -> bool:
     return backslashes % 2 == 1
 
 
-def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) -> None:
+def apply_override(
+    tree: dict[str, Any], override: str, env: Mapping[str, str], written: dict[KeyPath, str] | None = None
+) -> None:
     """Apply one ``-o section.key=value`` in place. As in RoadRunner, the value stays a string (the
     schema coerces "4" to 4 and splits "a.proto,b.proto" for list keys), surrounding quotes are
-    removed and ``${VAR}`` in it is expanded. Missing intermediate mappings are created."""
+    removed and ``${VAR}`` in it is expanded. Missing intermediate mappings are created. ``written``
+    is kept up to date as in :func:`expand_tree`."""
     key, sep, value = override.strip().partition("=")
     key, value = key.strip(" \t\n\"'`"), value.strip()
     if not sep or not key:
@@ -125,7 +141,15 @@ def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) 
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = expand(value, env)
+    if written is not None:
+        _forget(written, tuple(parts))
+    node[parts[-1]] = expand_tree(value, env, written, tuple(parts))
+
+
+def _forget(written: dict[KeyPath, str], prefix: KeyPath) -> None:
+    """Drop the records of values at or under ``prefix`` (they were replaced)."""
+    for path in [p for p in written if p[: len(prefix)] == prefix]:
+        del written[path]
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -214,15 +238,19 @@ def load_config(
         for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
             env.setdefault(k, v)
 
-    tree = expand_tree(tree, env)
+    written: dict[KeyPath, str] = {}
+    tree = expand_tree(tree, env, written)
     check_version(tree, source)
-    tree = _merge_includes(tree, main, env)
+    tree = _merge_includes(tree, main, env, written)
     for override in overrides:
-        apply_override(tree, override, env)
-    return config_from_dict(tree, source=source)
+        apply_override(tree, override, env, written)
+    cfg = config_from_dict(tree, source=source)
+    return msgspec.structs.replace(cfg, interpolated=written)
 
 
-def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) -> dict[str, Any]:
+def _merge_includes(
+    tree: dict[str, Any], main: Path, env: Mapping[str, str], written: dict[KeyPath, str]
+) -> dict[str, Any]:
     """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
     laid over the configuration in list order; each of its top-level sections replaces the section
     of the same name. Each included file needs ``version: "3"`` too; ``include`` in it is not followed."""
@@ -236,9 +264,12 @@ def _merge_includes(tree: dict[str, Any], main: Path, env: Mapping[str, str]) ->
     merged = dict(tree)
     for name in include:
         path = _relative(main.parent, name)
-        part = expand_tree(_read_yaml(path), env)
+        part_written: dict[KeyPath, str] = {}
+        part = expand_tree(_read_yaml(path), env, part_written)
         check_version(part, str(path))  # "3", like the main file (RoadRunner requires them equal)
         for key, value in part.items():
             if key not in ("version", "include"):
                 merged[key] = value
+                _forget(written, (key,))
+                written.update((p, text) for p, text in part_written.items() if p[0] == key)
     return merged

@@ -489,6 +489,8 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     version: str = "3"
     source: str = "<dict>"
     raw: dict[str, Any] = {}
+    #: Values of ``raw`` that came from ``${VAR}``/``$VAR`` interpolation, by path, as written.
+    interpolated: dict[tuple[str | int, ...], str] = {}
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     rpc: RpcConfig | None = None
     grpc: GrpcConfig | None = None

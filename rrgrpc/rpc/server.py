@@ -5,7 +5,7 @@ is removed, a live one or a non-socket file is an error). Each connection is ser
 :func:`rrgrpc.goridge.rpc.serve_connection`. Services are looked up at call time among
 ``peers.having(RpcProvider)`` (informer, resetter, metrics, status, ...), so roster order does not
 matter; the plugin itself provides ``rpc.Version`` and ``rpc.Config`` (the effective configuration
-as JSON bytes, secrets redacted).
+as JSON bytes, secrets redacted by position: :func:`redact`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from rrgrpc import RR_COMPAT_VERSION
+from rrgrpc.config.loader import KeyPath
+from rrgrpc.config.schema import LOADER_KEYS, SECTIONS
 from rrgrpc.errors import ConfigError, RRError
-from rrgrpc.goridge.relay import Address, parse_address
+from rrgrpc.goridge.relay import Address, exposed_address, parse_address
 from rrgrpc.goridge.rpc import serve_connection
 from rrgrpc.plugin import Peers, RpcMethod, RpcProvider
 
@@ -35,30 +37,53 @@ if TYPE_CHECKING:
 log = logging.getLogger("rr.rpc")
 
 REDACTED: Final = "<redacted>"
-#: A key whose name contains one of these words has its whole value replaced in ``rpc.Config``.
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|key|auth|credential", re.IGNORECASE)
-#: ``scheme://user:password@host`` inside any string value: the password is replaced.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+#: ``scheme://userinfo@host`` inside any string value: the userinfo (user:password, a DSN key) goes.
+_URL_USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+#: Sections whose meaning rrgrpc knows; the values of any other section are all redacted.
+_KNOWN_SECTIONS: Final = frozenset((*SECTIONS, *LOADER_KEYS))
 
 
 class RpcLookupError(RRError):
     """Unknown service or method; the text is Go ``net/rpc``'s."""
 
 
-def redact(value: Any) -> Any:
-    """A copy of a config tree with secrets replaced by ``"<redacted>"``.
+def redact(raw: Mapping[str, Any], interpolated: Mapping[KeyPath, str] | None = None) -> dict[str, Any]:
+    """A copy of a config tree safe to hand to any RPC client, redacted by position, not by name.
 
-    Values under keys containing password/passwd/secret/token/key/auth/credential (case-insensitive;
-    this covers TLS ``key`` paths, ``root_ca`` stays) are replaced whole, and passwords embedded in
-    URLs (``scheme://user:pass@host``) are replaced in every string.
+    * every value of every ``env`` map (any section), every ``otel.headers`` value, and the ``key``
+      of every ``tls``/``ssl`` block become ``"<redacted>"``;
+    * a value that came from ``${VAR}``/``$VAR`` interpolation is shown as written in the file
+      (``--db-password=${DB_PASS}``), never expanded;
+    * URL userinfo in any string (``redis://user:pass@host``, a Sentry DSN's key) becomes
+      ``<redacted>``;
+    * sections rrgrpc does not implement (``kv``, ``jobs``...) keep their shape, every string redacted.
     """
-    if isinstance(value, Mapping):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", value)
-    return value
+    written = interpolated or {}
+
+    def walk(node: Any, at: KeyPath) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v, (*at, k)) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [walk(v, (*at, i)) for i, v in enumerate(node)]
+        if _secret_position(at):
+            return REDACTED
+        if at in written:
+            node = written[at]
+        if isinstance(node, str):
+            return _URL_USERINFO.sub(rf"\g<head>{REDACTED}@", node)
+        return node
+
+    return {k: walk(v, (k,)) for k, v in raw.items()}
+
+
+def _secret_position(at: KeyPath) -> bool:
+    """Whether a scalar at path ``at`` is a secret by where it sits (see :func:`redact`)."""
+    if at[0] not in _KNOWN_SECTIONS:
+        return True
+    parent = at[-2] if len(at) >= 2 else None
+    if parent == "env" or at[:2] == ("otel", "headers"):
+        return True
+    return at[-1] == "key" and parent in ("tls", "ssl")
 
 
 class RpcPlugin:
@@ -73,6 +98,7 @@ class RpcPlugin:
         self.listen: str = cfg.rpc.listen
         self._source = cfg.source
         self._raw: Mapping[str, Any] = cfg.raw
+        self._interpolated: Mapping[KeyPath, str] = cfg.interpolated
         self._peers: Peers | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         #: The address actually bound (``tcp://127.0.0.1:<port>`` when the config said port 0).
@@ -86,7 +112,7 @@ class RpcPlugin:
         return RR_COMPAT_VERSION
 
     async def _config(self, _arg: Any) -> bytes:
-        return msgspec.json.encode(redact(self._raw))
+        return msgspec.json.encode(redact(self._raw, self._interpolated))
 
     # -- routing ----------------------------------------------------------------------------
     def services(self) -> dict[str, Mapping[str, RpcMethod]]:
@@ -121,6 +147,12 @@ class RpcPlugin:
         else:
             server = await asyncio.start_server(self._serve, addr.host or "0.0.0.0", addr.port)
             addr = Address("tcp", addr.host or "0.0.0.0", server.sockets[0].getsockname()[1])
+            if exposed := exposed_address(server):
+                log.warning(
+                    "rpc.listen listens on %s, reachable from other machines: anyone who connects can "
+                    "reset, add and remove workers; use 127.0.0.1 or unix:// unless that is intended",
+                    exposed,
+                )
         self.address = str(addr)
         log.info("rpc listening on %s", self.address)
         try:
