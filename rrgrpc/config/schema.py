@@ -244,9 +244,16 @@ class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 class RpcConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     listen: str = "tcp://127.0.0.1:6001"
+    # rrgrpc (RoadRunner has none of these): bounds on what clients can make the endpoint hold
+    max_connections: int = 1024  # more are closed at once
+    frame_timeout: Duration = Duration(10)  # a started frame must be complete within this
+    max_buffer_size: int = 128  # MB of request payloads held at once, all connections together
 
     def __post_init__(self) -> None:
         _check_listen(self.listen, "listen")
+        for name in ("max_connections", "frame_timeout", "max_buffer_size"):
+            if getattr(self, name) <= 0:
+                raise _Invalid(name, f"must be positive, got {getattr(self, name)!r}")
 
 
 # --------------------------------------------------------------------------- grpc

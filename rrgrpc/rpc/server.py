@@ -1,8 +1,9 @@
 """RpcPlugin: the ``rpc.listen`` endpoint, routing ``Service.Method`` to every RPC provider.
 
 The plugin listens on ``tcp://host:port`` or ``unix://path`` (socket file mode 0600; a stale socket
-is removed, a live one or a non-socket file is an error). Each connection is served by
-:func:`rrgrpc.goridge.rpc.serve_connection`. Services are looked up at call time among
+is removed, a live one or a non-socket file is an error) and serves at most ``rpc.max_connections``
+at once, each by :func:`rrgrpc.goridge.rpc.serve_connection`, all sharing one
+:class:`~rrgrpc.goridge.rpc.ByteBudget` of ``rpc.max_buffer_size`` MB. Services are looked up at call time among
 ``peers.having(RpcProvider)`` (informer, resetter, metrics, status, ...), so roster order does not
 matter; the plugin itself provides ``rpc.Version`` and ``rpc.Config`` (the effective configuration
 as JSON bytes, secrets redacted by position: :func:`redact`).
@@ -28,13 +29,16 @@ from rrgrpc.config.loader import KeyPath
 from rrgrpc.config.schema import LOADER_KEYS, SECTIONS
 from rrgrpc.errors import ConfigError, RRError
 from rrgrpc.goridge.relay import Address, exposed_address, parse_address
-from rrgrpc.goridge.rpc import serve_connection
+from rrgrpc.goridge.rpc import ByteBudget, peer_name, serve_connection
+from rrgrpc.logs import Throttle
 from rrgrpc.plugin import Peers, RpcMethod, RpcProvider
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
 
 log = logging.getLogger("rr.rpc")
+
+MB: Final = 1024 * 1024
 
 REDACTED: Final = "<redacted>"
 #: ``scheme://userinfo@host`` inside any string value: the userinfo (user:password, a DSN key) goes.
@@ -96,6 +100,12 @@ class RpcPlugin:
         if cfg.rpc is None:
             raise ConfigError(f"{cfg.source}: rpc: the section is missing")
         self.listen: str = cfg.rpc.listen
+        self._max_connections = cfg.rpc.max_connections
+        self._frame_timeout = float(cfg.rpc.frame_timeout)
+        #: Request payloads held by all connections at once (frames being read, queued or executing).
+        self.budget = ByteBudget(cfg.rpc.max_buffer_size * MB)
+        self._refuse_log = Throttle(log)
+        self._bad_client_log = Throttle(log)
         self._source = cfg.source
         self._raw: Mapping[str, Any] = cfg.raw
         self._interpolated: Mapping[KeyPath, str] = cfg.interpolated
@@ -170,11 +180,26 @@ class RpcPlugin:
             self._peers = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._max_connections:
+            self._refuse_log(
+                "rpc client %s refused: %d connections are open (rpc.max_connections)",
+                peer_name(writer),
+                len(self._connections),
+            )
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            await serve_connection(reader, writer, self.dispatch)
+            await serve_connection(
+                reader,
+                writer,
+                self.dispatch,
+                frame_timeout=self._frame_timeout,
+                budget=self.budget,
+                warn=self._bad_client_log,
+            )
         except asyncio.CancelledError:
             # Shutdown closed this connection. The task ends normally: asyncio's stream callback
             # would otherwise log the cancellation of a connection handler as an error.
