@@ -342,9 +342,9 @@ async def read_frame(
     return Frame(payload, header.flags, options, header.byte10)
 
 
-def peer_name(writer: asyncio.StreamWriter) -> str:
-    """``host:port`` of a TCP client, ``unix socket`` for a unix one."""
-    name = writer.get_extra_info("peername")
+def peer_name(conn: asyncio.StreamWriter | asyncio.BaseTransport | None) -> str:
+    """``host:port`` of a TCP client, ``unix socket`` for a unix one (from a writer or a transport)."""
+    name = conn.get_extra_info("peername") if conn is not None else None
     if isinstance(name, tuple) and len(name) >= 2:
         return f"[{name[0]}]:{name[1]}" if ":" in str(name[0]) else f"{name[0]}:{name[1]}"
     return "unix socket"

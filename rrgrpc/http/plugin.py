@@ -3,7 +3,8 @@
 One ``web.Server`` with a single handler (no router, no Application): bundled access log and
 ``max_request_size`` outermost, then the configured middlewares in order, then the dispatcher.
 Listeners: ``address`` (plain; a redirect to HTTPS when ``ssl.redirect``) and ``ssl.address``
-(TLS, optional client certificates). Keep-alive is on. Shutdown closes the listeners, lets
+(TLS, optional client certificates), each an :class:`~rrgrpc.http.edge.EdgeServer` (connection cap,
+header and idle timeouts). Keep-alive is on. Shutdown closes the listeners, lets
 in-flight requests finish (bounded by ``pool.destroy_timeout``), then destroys the pool.
 """
 
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from rrgrpc.errors import ConfigError
 from rrgrpc.http.convert import RequestOptions
 from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
+from rrgrpc.http.edge import EdgeLimits, EdgeServer
 from rrgrpc.http.middleware import (
     HttpMetrics,
     Middleware,
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rr.http")
 
 MB: Final = 1024 * 1024
-KEEPALIVE: Final = 75.0
 _CLIENT_AUTH: Final = {
     "no_client_certs": ssl.CERT_NONE,
     "request_client_cert": ssl.CERT_OPTIONAL,
@@ -213,9 +214,8 @@ class HttpPlugin:
             finally:
                 if token is not None:
                     end_request(token)
-                if access or log.isEnabledFor(logging.DEBUG):
-                    log.log(
-                        logging.INFO if access else logging.DEBUG,
+                if access:
+                    log.info(
                         "http log",
                         extra={
                             "status": status,
@@ -259,14 +259,15 @@ class HttpPlugin:
     @asynccontextmanager
     async def _serve(self, handler: Handler) -> AsyncIterator[None]:
         h = self.http
-        main = web.Server(handler, access_log=None, keepalive_timeout=KEEPALIVE)
+        limits = EdgeLimits(float(h.read_header_timeout), float(h.idle_timeout), h.max_connections)
+        main = EdgeServer(handler, limits, access_log=None)
         servers: list[tuple[web.Server, asyncio.Server]] = []
         try:
             if h.ssl is not None:
                 tls = self._ssl_context()
                 servers.append((main, await self._listen(main, h.ssl.address, tls)))
                 if h.address:
-                    plain = web.Server(_redirect_to(h.ssl.address), access_log=None) if h.ssl.redirect else main
+                    plain = EdgeServer(_redirect_to(h.ssl.address), limits, access_log=None) if h.ssl.redirect else main
                     servers.append((plain, await self._listen(plain, h.address, None)))
             else:
                 servers.append((main, await self._listen(main, h.address, None)))
