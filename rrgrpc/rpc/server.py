@@ -2,7 +2,8 @@
 
 The plugin listens on ``tcp://host:port`` or ``unix://path`` (socket file mode 0600; a stale socket
 is removed, a live one or a non-socket file is an error) and serves at most ``rpc.max_connections``
-at once, each by :func:`rrgrpc.goridge.rpc.serve_connection`, all sharing one
+at once (a new client takes the place of the oldest one that never sent a request, else it is
+refused), each by :func:`rrgrpc.goridge.rpc.serve_connection`, all sharing one
 :class:`~rrgrpc.goridge.rpc.ByteBudget` of ``rpc.max_buffer_size`` MB. Services are looked up at call time among
 ``peers.having(RpcProvider)`` (informer, resetter, metrics, status, ...), so roster order does not
 matter; the plugin itself provides ``rpc.Version`` and ``rpc.Config`` (the effective configuration
@@ -20,6 +21,7 @@ import re
 import socket
 import stat
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -105,12 +107,14 @@ class RpcPlugin:
         #: Request payloads held by all connections at once (frames being read, queued or executing).
         self.budget = ByteBudget(cfg.rpc.max_buffer_size * MB)
         self._refuse_log = Throttle(log)
+        self._evict_log = Throttle(log)
         self._bad_client_log = Throttle(log)
         self._source = cfg.source
         self._raw: Mapping[str, Any] = cfg.raw
         self._interpolated: Mapping[KeyPath, str] = cfg.interpolated
         self._peers: Peers | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        #: Open connections, oldest first.
+        self._connections: dict[asyncio.Task[Any], _Connection] = {}
         #: The address actually bound (``tcp://127.0.0.1:<port>`` when the config said port 0).
         self.address: str = self.listen
 
@@ -179,33 +183,64 @@ class RpcPlugin:
                     os.unlink(addr.path)
             self._peers = None
 
+    def _make_room(self, peer: str) -> bool:
+        """At ``rpc.max_connections``: close the oldest connection that never completed a request
+        (a client that only holds a socket); ``False`` when every open connection is in use."""
+        victim = next((task for task, conn in self._connections.items() if not conn.used), None)
+        if victim is None:
+            return False
+        conn = self._connections.pop(victim)
+        self._evict_log(
+            "rpc client %s closed to make room for %s: %d connections are open (rpc.max_connections) "
+            "and it has sent no request since it connected",
+            conn.peer,
+            peer,
+            len(self._connections) + 1,
+        )
+        victim.cancel()
+        return True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self._max_connections:
+        peer = peer_name(writer)
+        if len(self._connections) >= self._max_connections and not self._make_room(peer):
             self._refuse_log(
-                "rpc client %s refused: %d connections are open (rpc.max_connections)",
-                peer_name(writer),
+                "rpc client %s refused: %d connections are open (rpc.max_connections), all of them used",
+                peer,
                 len(self._connections),
             )
             writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        conn = self._connections[task] = _Connection(peer)
+
+        async def dispatch(method: str, arg: Any) -> Any:
+            conn.used = True
+            return await self.dispatch(method, arg)
+
         try:
             await serve_connection(
                 reader,
                 writer,
-                self.dispatch,
+                dispatch,
                 frame_timeout=self._frame_timeout,
                 budget=self.budget,
                 warn=self._bad_client_log,
             )
         except asyncio.CancelledError:
-            # Shutdown closed this connection. The task ends normally: asyncio's stream callback
-            # would otherwise log the cancellation of a connection handler as an error.
+            # Shutdown (or _make_room) closed this connection. The task ends normally: asyncio's
+            # stream callback would otherwise log the cancellation of a connection handler as an error.
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One client of the endpoint: who, and whether it has sent a complete request yet."""
+
+    peer: str
+    used: bool = False
 
 
 def _bind_unix(path: str, source: str) -> socket.socket:

@@ -136,24 +136,46 @@ async def test_oversized_frame_is_refused_before_any_payload_is_read(caplog: pyt
     assert "frame payload of 2147483648 bytes exceeds the limit of 67108864 bytes" in line
 
 
-async def test_connections_beyond_max_connections_are_refused(caplog: pytest.LogCaptureFixture) -> None:
-    async with endpoint(max_connections=50) as rpc, await RpcClient.connect(rpc.address) as before:
-        idle = [await raw_connection(rpc) for _ in range(49)]
+async def test_beyond_max_connections_unused_connections_make_room(caplog: pytest.LogCaptureFixture) -> None:
+    async with (
+        endpoint(max_connections=50) as rpc,
+        await RpcClient.connect(rpc.address) as before,
+        AsyncExitStack() as stack,
+    ):
+        assert await works(rpc, before)  # `before` has sent a request: it is never the one closed
+        idle = [await raw_connection(rpc) for _ in range(49)]  # the cap: 50
         await eventually(lambda: len(rpc._connections) == 50)
-        refused = [await raw_connection(rpc) for _ in range(20)]
-        for reader, _ in refused:
-            assert await closed_by_server(reader)
-        assert len(rpc._connections) == 50
+        for n in range(20):  # each new client takes the place of the oldest idle connection
+            client = await stack.enter_async_context(await RpcClient.connect(rpc.address))
+            assert await works(rpc, client)
+            assert await closed_by_server(idle[n][0])
+        assert len(rpc._connections) == 50  # `before`, the 29 younger idle ones, the 20 new clients
         assert await works(rpc, before)
-        for _, writer in idle[:10] + refused:
-            writer.close()
-        await eventually(lambda: len(rpc._connections) == 40)
-        assert await works(rpc)  # a slot freed: new clients get in again
-        for _, writer in idle[10:]:
+        for _, writer in idle:
             writer.close()
     lines = warnings(caplog)
-    assert len(lines) == 1  # 20 refusals, one line (throttled)
-    assert "refused: 50 connections are open (rpc.max_connections)" in lines[0]
+    assert len(lines) == 1  # 20 evictions, one line (throttled)
+    assert "closed to make room for 127.0.0.1:" in lines[0]
+    assert "50 connections are open (rpc.max_connections) and it has sent no request since it connected" in lines[0]
+
+
+async def test_beyond_max_connections_new_clients_are_refused_when_all_are_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with endpoint(max_connections=5) as rpc, AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(await RpcClient.connect(rpc.address)) for _ in range(5)]
+        for client in clients:
+            assert await works(rpc, client)
+        refused = [await raw_connection(rpc) for _ in range(10)]
+        for reader, _ in refused:
+            assert await closed_by_server(reader)
+        for client in clients:  # nobody in use was closed
+            assert await works(rpc, client)
+        for _, writer in refused:
+            writer.close()
+    lines = warnings(caplog)
+    assert len(lines) == 1  # 10 refusals, one line (throttled)
+    assert "refused: 5 connections are open (rpc.max_connections), all of them used" in lines[0]
 
 
 async def test_pipelined_requests_on_one_connection_give_their_budget_back() -> None:
