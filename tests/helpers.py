@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +50,17 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
         await asyncio.sleep(interval)
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path] | None:
+    """A certificate for 127.0.0.1 and its key, made with the openssl CLI (None when it cannot)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, check=False,
+    )
+    return (cert, key) if made.returncode == 0 else None
+
+
 @asynccontextmanager
 async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> AsyncIterator[Any]:
     """Load a config dict (as if read from .rr.yaml), build the roster, run the Host until exit."""
@@ -73,4 +85,7 @@ async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 60)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "sys"]
+__all__ = [
+    "ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host",
+    "self_signed_certificate", "sys",
+]

@@ -244,11 +244,14 @@ class HttpPlugin:
     async def _listen(self, server: web.Server, address: str, tls: ssl.SSLContext | None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         host, port = split_address(address)
+        handshake = float(self.http.read_header_timeout) if tls else None  # bounds a TLS client that stalls
         if host == "unix":
-            srv = await loop.create_unix_server(server, str(port), ssl=tls)
+            srv = await loop.create_unix_server(server, str(port), ssl=tls, ssl_handshake_timeout=handshake)
             self.addresses.append(f"unix://{port}")
             return srv
-        srv = await loop.create_server(server, host, int(port), ssl=tls, reuse_address=True, backlog=1024)
+        srv = await loop.create_server(
+            server, host, int(port), ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
+        )
         for sock in srv.sockets:
             bound = sock.getsockname()
             scheme = "https" if tls else "http"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, php_cmd, running_host
+from tests.helpers import free_port, php_cmd, running_host, self_signed_certificate
 
 pytestmark = pytest.mark.php
 
@@ -242,3 +243,20 @@ def test_edge_bounds_must_be_positive(key: str, value: object) -> None:
 
     with pytest.raises(ConfigError, match=rf"^/app/.rr.yaml: http.{key}: "):
         config_from_dict({"version": "3", "http": {"address": ":8080", key: value}}, source="/app/.rr.yaml")
+
+
+async def test_tls_client_that_stalls_the_handshake_is_closed_after_read_header_timeout(tmp_path: Path) -> None:
+    made = self_signed_certificate(tmp_path)
+    if made is None:
+        pytest.skip("openssl cannot make a test certificate")
+    cert, key = made
+    tls_port = free_port()
+    ssl_section = {"address": f"127.0.0.1:{tls_port}", "cert": str(cert), "key": str(key)}
+    async with serve(tmp_path / "rr.log", read_header_timeout="500ms", ssl=ssl_section):
+        stalled = await connect(tls_port)  # TCP only: no ClientHello
+        ctx = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await asyncio.open_connection("127.0.0.1", tls_port, ssl=ctx)
+        assert ok(await exchange((reader, writer), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        writer.close()
+        assert await closed_by_server(stalled[0])
+        stalled[1].close()
