@@ -48,23 +48,31 @@ def expand(value: str, env: Mapping[str, str]) -> str:
 KeyPath = tuple[str | int, ...]
 
 
-def expand_tree(
-    node: Any, env: Mapping[str, str], written: dict[KeyPath, str] | None = None, at: KeyPath = ()
-) -> Any:
+def expand_tree(node: Any, env: Mapping[str, str], written: dict[KeyPath, str] | None = None, at: Any = None) -> Any:
     """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys).
 
     With ``written``, each string that referred to a variable is recorded there, by its path, as it
     was written (``--db-password=${DB_PASS}``): ``rpc.Config`` shows that instead of the value.
+    ``at`` is the node's place as nested ``(parent, key)`` pairs (cheap to make; flattened only for
+    the strings recorded).
     """
     if isinstance(node, str):
-        if written is not None and _VAR.search(node):
-            written[at] = node
+        if written is not None and "$" in node and _VAR.search(node):
+            written[_flatten(at)] = node
         return expand(node, env)
     if isinstance(node, dict):
-        return {k: expand_tree(v, env, written, (*at, k)) for k, v in node.items()}
+        return {k: expand_tree(v, env, written, (at, k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_tree(v, env, written, (*at, i)) for i, v in enumerate(node)]
+        return [expand_tree(v, env, written, (at, i)) for i, v in enumerate(node)]
     return node
+
+
+def _flatten(at: Any) -> KeyPath:
+    keys: list[str | int] = []
+    while at is not None:
+        at, key = at
+        keys.append(key)
+    return tuple(reversed(keys))
 
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*?)\s*$")
@@ -143,7 +151,10 @@ def apply_override(
         node = child
     if written is not None:
         _forget(written, tuple(parts))
-    node[parts[-1]] = expand_tree(value, env, written, tuple(parts))
+    at: Any = None
+    for part in parts:
+        at = (at, part)
+    node[parts[-1]] = expand_tree(value, env, written, at)
 
 
 def _forget(written: dict[KeyPath, str], prefix: KeyPath) -> None:
