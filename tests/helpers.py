@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -61,6 +62,17 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
         await asyncio.sleep(interval)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path] | None:
+    """A certificate for 127.0.0.1 and its key, made with the openssl CLI (None when it cannot)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, check=False,
+    )
+    return (cert, key) if made.returncode == 0 else None
 
 
 @asynccontextmanager
@@ -135,4 +147,7 @@ async def run_in_terminal(argv: list[str], cwd: Path, *, until: bytes, keys: byt
             os.close(master)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree", "run_in_terminal", "sys"]
+__all__ = [
+    "ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree",
+    "run_in_terminal", "self_signed_certificate", "sys",
+]

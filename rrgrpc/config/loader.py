@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from rrgrpc.config.compat import Notes
@@ -48,14 +49,26 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(sub, value) if "$" in value else value
 
 
-def expand_tree(node: Any, env: Mapping[str, str]) -> Any:
-    """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys)."""
+#: Where a value sits in the tree: mapping keys and list indexes from the top (``("server", "env", "DB")``).
+KeyPath = tuple[str | int, ...]
+
+
+def expand_tree(node: Any, env: Mapping[str, str], written: dict[KeyPath, str] | None = None, at: Any = None) -> Any:
+    """``expand`` every string in a YAML tree: mapping values and list items, at any depth (not keys).
+
+    With ``written``, each string that referred to a variable is recorded there, by its path, as it
+    was written (``--db-password=${DB_PASS}``): ``rpc.Config`` shows that instead of the value.
+    ``at`` is the node's place as nested ``(parent, key)`` pairs (cheap to make; flattened only for
+    the strings recorded).
+    """
     if isinstance(node, str):
+        if written is not None and "$" in node and _VAR.search(node):
+            written[_flatten(at)] = node
         return expand(node, env)
     if isinstance(node, dict):
-        return {k: expand_tree(v, env) for k, v in node.items()}
+        return {k: expand_tree(v, env, written, (at, k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_tree(v, env) for v in node]
+        return [expand_tree(v, env, written, (at, i)) for i, v in enumerate(node)]
     return node
 
 
@@ -79,6 +92,14 @@ def unset_variables(node: Any, env: Mapping[str, str], path: str = "") -> dict[s
             for key, names in unset_variables(value, env, path).items():
                 found[key] = list(dict.fromkeys(found.get(key, []) + names))
     return found
+
+
+def _flatten(at: Any) -> KeyPath:
+    keys: list[str | int] = []
+    while at is not None:
+        at, key = at
+        keys.append(key)
+    return tuple(reversed(keys))
 
 
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*?)\s*$")
@@ -130,10 +151,13 @@ def _escaped(text: str, index: int) -> bool:
     return backslashes % 2 == 1
 
 
-def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) -> None:
+def apply_override(
+    tree: dict[str, Any], override: str, env: Mapping[str, str], written: dict[KeyPath, str] | None = None
+) -> None:
     """Apply one ``-o section.key=value`` in place. As in RoadRunner, the value stays a string (the
     schema coerces "4" to 4 and splits "a.proto,b.proto" for list keys), surrounding quotes are
-    removed and ``${VAR}`` in it is expanded. Missing intermediate mappings are created."""
+    removed and ``${VAR}`` in it is expanded. Missing intermediate mappings are created. ``written``
+    is kept up to date as in :func:`expand_tree`."""
     key, sep, value = override.strip().partition("=")
     key, value = key.strip(" \t\n\"'`"), value.strip()
     if not sep or not key:
@@ -152,7 +176,18 @@ def apply_override(tree: dict[str, Any], override: str, env: Mapping[str, str]) 
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = expand(value, env)
+    if written is not None:
+        _forget(written, tuple(parts))
+    at: Any = None
+    for part in parts:
+        at = (at, part)
+    node[parts[-1]] = expand_tree(value, env, written, at)
+
+
+def _forget(written: dict[KeyPath, str], prefix: KeyPath) -> None:
+    """Drop the records of values at or under ``prefix`` (they were replaced)."""
+    for path in [p for p in written if p[: len(prefix)] == prefix]:
+        del written[path]
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -338,19 +373,21 @@ def load_config(
         for k, v in read_dotenv(_relative(main.parent, expand(envfile, env))).items():
             env.setdefault(k, v)
 
+    written: dict[KeyPath, str] = {}
     unset = unset_variables(tree, env)
-    tree = expand_tree(tree, env)
+    tree = expand_tree(tree, env, written)
     check_version(tree, source)
-    tree = _merge_includes(tree, main, env, unset)
+    tree = _merge_includes(tree, main, env, unset, written)
     notes = Notes(source, strict)
     for key, names in unset.items():
         notes.warn(f"{key}: {_dollars(names)} not set", outcome="expanded to an empty string, as RoadRunner does")
     for override in overrides:
-        apply_override(tree, override, env)
+        apply_override(tree, override, env, written)
     try:
-        return config_from_dict(tree, source=source, notes=notes)
+        cfg = config_from_dict(tree, source=source, notes=notes)
     except ConfigError as exc:
         raise _blame_unset(exc, source, unset) from None
+    return msgspec.structs.replace(cfg, interpolated=written)
 
 
 def _dollars(names: list[str]) -> str:
@@ -367,7 +404,11 @@ def _blame_unset(exc: ConfigError, source: str, unset: Mapping[str, list[str]]) 
 
 
 def _merge_includes(
-    tree: dict[str, Any], main: Path, env: Mapping[str, str], unset: dict[str, list[str]]
+    tree: dict[str, Any],
+    main: Path,
+    env: Mapping[str, str],
+    unset: dict[str, list[str]],
+    written: dict[KeyPath, str],
 ) -> dict[str, Any]:
     """RoadRunner's ``include``: each listed file (relative to the main file) is read, expanded and
     laid over the configuration in list order; each of its top-level sections replaces the section
@@ -385,7 +426,8 @@ def _merge_includes(
     for name in include:
         path = _relative(main.parent, name)
         raw = _read_yaml(path)
-        part = expand_tree(raw, env)
+        part_written: dict[KeyPath, str] = {}
+        part = expand_tree(raw, env, part_written)
         check_version(part, str(path))  # "3", like the main file (RoadRunner requires them equal)
         found = unset_variables(raw, env)
         for key, value in part.items():
@@ -394,4 +436,6 @@ def _merge_includes(
                 for dotted in [d for d in unset if d == key or d.startswith(key + ".")]:
                     del unset[dotted]
                 unset.update({d: n for d, n in found.items() if d == key or d.startswith(key + ".")})
+                _forget(written, (key,))
+                written.update((p, text) for p, text in part_written.items() if p[0] == key)
     return merged

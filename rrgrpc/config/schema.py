@@ -242,9 +242,16 @@ class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 class RpcConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     listen: str = "tcp://127.0.0.1:6001"
+    # rrgrpc (RoadRunner has none of these): bounds on what clients can make the endpoint hold
+    max_connections: int = 1024  # more are closed at once
+    frame_timeout: Duration = Duration(10)  # a started frame must be complete within this
+    max_buffer_size: int = 128  # MB of request payloads held at once, all connections together
 
     def __post_init__(self) -> None:
         _check_listen(self.listen, "listen")
+        for name in ("max_connections", "frame_timeout", "max_buffer_size"):
+            if getattr(self, name) <= 0:
+                raise _Invalid(name, f"must be positive, got {getattr(self, name)!r}")
 
 
 # --------------------------------------------------------------------------- grpc
@@ -374,6 +381,10 @@ class HttpConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     raw_body: bool = False
     internal_error_code: int = 500
     access_logs: bool = False
+    # rrgrpc (RoadRunner hard-codes 5m / 1h / no limit): bounds on what clients can make rr hold
+    read_header_timeout: Duration = Duration(10)  # first byte of a request to the end of its headers
+    idle_timeout: Duration = Duration(75)  # a keep-alive connection waiting for its next request
+    max_connections: int = 4096  # more are closed as soon as they are accepted
     trusted_subnets: StrList = msgspec.field(default_factory=lambda: StrList(DEFAULT_TRUSTED_SUBNETS))
     codec: Literal["proto", "json"] = "proto"  # rrgrpc: "json" = legacy JSON request context
     uploads: UploadsConfig = msgspec.field(default_factory=UploadsConfig)
@@ -389,6 +400,9 @@ class HttpConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
         if self.address and ":" not in self.address:
             raise _Invalid("address", f"expected host:port or :port, got {self.address!r}")
         _non_negative(self, "max_request_size")
+        for name in ("read_header_timeout", "idle_timeout", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise _Invalid(name, f"must be positive, got {getattr(self, name)!r}")
         if self.max_request_size == 0:
             msgspec.structs.force_setattr(self, "max_request_size", 1000)
         if self.internal_error_code == 0:
@@ -536,6 +550,8 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     source: str = "<dict>"
     raw: dict[str, Any] = {}
     notes: tuple[tuple[int, str], ...] = ()  # (logging level, message) from reading it, see compat.py
+    #: Values of ``raw`` that came from ``${VAR}``/``$VAR`` interpolation, by path, as written.
+    interpolated: dict[tuple[str | int, ...], str] = {}
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     rpc: RpcConfig | None = None
     grpc: GrpcConfig | None = None

@@ -108,20 +108,24 @@ def encode_data(context: bytes, body: bytes, flags: int) -> bytes:
     return b"".join((head, _DATA_TAIL.pack(zlib.crc32(head), 0, 0, len(context)), context, body))
 
 
-def decode_header(head: bytes, max_payload: int = DEFAULT_MAX_FRAME) -> Header:
+def decode_header(head: bytes, max_payload: int = DEFAULT_MAX_FRAME, *, sender: str = "worker") -> Header:
     """Check and decode the fixed 12-byte header.
+
+    ``sender`` is ``"worker"`` (a PHP worker's stdout or relay socket) or ``"client"`` (an RPC client):
+    it picks how bytes that are plainly not a frame are explained.
 
     Raises:
         ProtocolError: short header, header length outside 3..13, CRC mismatch or oversized payload.
             Bytes that are plainly not a frame (PHP's "Could not open input file", text printed to
-            stdout) are named as such.
+            stdout, an HTTP request sent to the RPC port) are named as such.
     """
     if len(head) < HEADER_SIZE:
         raise ProtocolError(f"short read: got {len(head)} of the {HEADER_SIZE} header bytes")
     hl = head[0] & 0x0F
     length, crc = _LEN_CRC.unpack_from(head, 2)
     if zlib.crc32(head[:6]) != crc:
-        raise ProtocolError(f"CRC mismatch in frame header {head[:HEADER_SIZE].hex(' ')}{_guess(head)}")
+        hint = _guess(head) if sender == "worker" else _guess_client(head)
+        raise ProtocolError(f"CRC mismatch in frame header {head[:HEADER_SIZE].hex(' ')}{hint}")
     if not 3 <= hl <= 3 + MAX_OPTIONS:
         raise ProtocolError(f"header length {hl} words is outside 3..{3 + MAX_OPTIONS}")
     if length > max_payload:
@@ -152,11 +156,6 @@ def decode(buf: bytes, max_payload: int = DEFAULT_MAX_FRAME) -> tuple[Frame, int
     return Frame(bytes(buf[opt_end:end]), header.flags, options, header.byte10), end
 
 
-def not_a_frame_hint(head: bytes) -> str:
-    """Explain bytes that are not a frame header, or return "" when there is nothing to say."""
-    return _guess(head).lstrip(": ")
-
-
 def _guess(head: bytes) -> str:
     if head.startswith(_NOT_A_FRAME):
         return ": the worker printed 'Could not open input file' -- check the script path in the command"
@@ -164,3 +163,10 @@ def _guess(head: bytes) -> str:
         text = head[:HEADER_SIZE].decode("ascii", "replace")
         return f": the worker wrote text to stdout ({text!r}...) -- stdout is the relay, log to stderr"
     return ""
+
+
+def _guess_client(head: bytes) -> str:
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:HEADER_SIZE]):
+        text = head[:HEADER_SIZE].decode("ascii", "replace")
+        return f": not a Goridge frame but text ({text!r}...) -- is an HTTP or other non-RPC client connected?"
+    return ": not a Goridge frame"

@@ -13,6 +13,7 @@ the channel is parked under the pid the worker reported until the spawner claims
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -180,6 +181,24 @@ def parse_address(value: str, key: str = "address", *, allow_bare: bool = False)
     return Address("tcp", host=host.strip("[]"), port=int(port))
 
 
+def exposed_address(server: asyncio.AbstractServer) -> str | None:
+    """The first address ``server`` listens on that other machines can reach, else ``None``.
+
+    ``tcp://:6001`` binds every interface (``0.0.0.0:6001``); loopback and unix sockets stay local.
+    """
+    for sock in getattr(server, "sockets", ()):
+        name = sock.getsockname()
+        if not isinstance(name, tuple):
+            continue  # a unix socket
+        try:
+            local = ipaddress.ip_address(name[0].split("%")[0]).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            return f"[{name[0]}]:{name[1]}" if ":" in name[0] else f"{name[0]}:{name[1]}"
+    return None
+
+
 async def handshake(channel: Channel, timeout: float) -> int:
     """Run the pid exchange on a fresh channel; return the pid the worker reported."""
     channel.send_frame(json.dumps({"pid": os.getpid()}).encode(), Flag.CONTROL | Flag.CODEC_JSON)
@@ -223,6 +242,12 @@ class SocketRelayListener:
             if a.port == 0:
                 port = self._server.sockets[0].getsockname()[1]
                 self.address = Address("tcp", a.host, port)
+            if exposed := exposed_address(self._server):
+                log.warning(
+                    "server.relay listens on %s, reachable from other machines: anyone who connects can "
+                    "pose as a worker and receive requests; use 127.0.0.1 unless that is intended",
+                    exposed,
+                )
 
     def _accepted(self, proto: _ChannelProtocol) -> None:
         self._protocols.append(proto)

@@ -8,8 +8,9 @@ Owns everything that is RPC-specific on the wire (PROTOCOL.md §6), nothing abou
 * the minimal gob decoder for the ``bool`` / ``string`` arguments the Go ``rr`` CLI sends (§6.4).
   Gob requests are answered in JSON, which the Go client decodes by the reply's flags;
 * :func:`serve_connection`: one client connection, requests read in order but executed
-  concurrently and answered by sequence id (as Go's ``net/rpc`` does); a malformed frame closes
-  that connection only;
+  concurrently and answered by sequence id (as Go's ``net/rpc`` does); a malformed frame, a frame
+  left unfinished for longer than the frame timeout, or one that does not fit the shared
+  :class:`ByteBudget` closes that connection only;
 * :class:`RpcClient`: a pipelining-safe JSON client (the ``rr workers`` / ``rr reset`` commands and
   the tests use it).
 """
@@ -37,6 +38,8 @@ MAX_RPC_FRAME: Final = 64 * 1024 * 1024
 MAX_IN_FLIGHT: Final = 256
 #: Budget for a client to connect to the endpoint.
 CONNECT_TIMEOUT: Final = 5.0
+#: A frame whose first byte has arrived must be complete within this many seconds (server side).
+FRAME_TIMEOUT: Final = 10.0
 
 _CODEC_ORDER: Final = (Flag.CODEC_PROTO, Flag.CODEC_JSON, Flag.CODEC_RAW, Flag.CODEC_MSGPACK, Flag.CODEC_GOB)
 _SEQ_MOD: Final = 2**32
@@ -55,6 +58,33 @@ class RpcError(RRError):
 
 class RpcArgumentError(RRError):
     """An argument cannot be decoded into what the method takes (sent back as an error reply)."""
+
+
+class ByteBudget:
+    """Bytes of request payload held by all connections of one endpoint: read, queued or executing.
+
+    A frame reserves its declared payload length as soon as its header is read, before any byte of
+    the payload is buffered, and gives it back when its reply is written (or its connection dies).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; ``False`` (and nothing reserved) when that would exceed the total."""
+        if self.used + size > self.total:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+    def give_when_done(self, task: asyncio.Task[Any], size: int) -> None:
+        """Give ``size`` back when ``task`` ends (a done callback runs even for a task cancelled
+        before it started, which a ``finally`` in its coroutine would not)."""
+        task.add_done_callback(lambda _task: self.give(size))
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,25 +288,66 @@ def _json_kind(value: Any) -> str:
 # transport
 
 
-async def read_frame(reader: asyncio.StreamReader, max_payload: int = MAX_RPC_FRAME) -> Frame | None:
+async def read_frame(
+    reader: asyncio.StreamReader,
+    max_payload: int = MAX_RPC_FRAME,
+    *,
+    timeout: float | None = None,
+    budget: ByteBudget | None = None,
+    sender: str = "worker",
+) -> Frame | None:
     """Read one frame; ``None`` on a clean end of stream before a frame starts.
 
+    Waiting for the first byte is unbounded (an idle connection is fine); from there the whole frame
+    must arrive within ``timeout`` seconds. With a ``budget``, the payload length is reserved from it
+    before the payload is read; the caller gives ``len(frame.payload)`` back when done with it.
+    ``sender="client"`` explains non-frame bytes as a wrong client rather than worker output.
+
     Raises:
-        ProtocolError: bad header, or the stream ends inside a frame.
+        ProtocolError: bad header, the stream ends inside a frame, the frame is not complete within
+            ``timeout``, or its payload does not fit the budget.
     """
     try:
-        head = await reader.readexactly(HEADER_SIZE)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise ProtocolError(f"short read: got {len(exc.partial)} of the {HEADER_SIZE} header bytes") from exc
-    header = decode_header(head, max_payload)
+        first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
+        return None
+    reserved = 0
     try:
-        options = decode_options(header, await reader.readexactly(header.options_size))
-        payload = await reader.readexactly(header.length) if header.length else b""
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError("short read: the stream ended inside a frame") from exc
+        async with asyncio.timeout(timeout):
+            try:
+                head = first + await reader.readexactly(HEADER_SIZE - 1)
+            except asyncio.IncompleteReadError as exc:
+                raise ProtocolError(
+                    f"short read: got {1 + len(exc.partial)} of the {HEADER_SIZE} header bytes"
+                ) from exc
+            header = decode_header(head, max_payload, sender=sender)
+            if budget is not None:
+                if not budget.take(header.length):
+                    raise ProtocolError(
+                        f"a frame of {header.length} bytes does not fit the RPC buffer budget "
+                        f"({budget.used} of {budget.total} bytes held by pending requests)"
+                    )
+                reserved = header.length
+            try:
+                options = decode_options(header, await reader.readexactly(header.options_size))
+                payload = await reader.readexactly(header.length) if header.length else b""
+            except asyncio.IncompleteReadError as exc:
+                raise ProtocolError("short read: the stream ended inside a frame") from exc
+    except BaseException as exc:
+        if budget is not None:
+            budget.give(reserved)
+        if isinstance(exc, TimeoutError):
+            raise ProtocolError(f"the frame was not complete within {timeout:g}s") from None
+        raise
     return Frame(payload, header.flags, options, header.byte10)
+
+
+def peer_name(conn: asyncio.StreamWriter | asyncio.BaseTransport | None) -> str:
+    """``host:port`` of a TCP client, ``unix socket`` for a unix one (from a writer or a transport)."""
+    name = conn.get_extra_info("peername") if conn is not None else None
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"[{name[0]}]:{name[1]}" if ":" in str(name[0]) else f"{name[0]}:{name[1]}"
+    return "unix socket"
 
 
 async def serve_connection(
@@ -285,15 +356,19 @@ async def serve_connection(
     dispatch: Dispatch,
     *,
     max_payload: int = MAX_RPC_FRAME,
+    frame_timeout: float | None = FRAME_TIMEOUT,
+    budget: ByteBudget | None = None,
+    warn: Callable[..., None] = log.warning,
 ) -> None:
-    """Serve one client connection until it closes or sends a malformed frame.
+    """Serve one client connection until it closes or sends a frame that cannot be served.
 
     Requests are executed concurrently (at most :data:`MAX_IN_FLIGHT` at once) and each reply carries
     its request's sequence id and method, in the request's codec (GOB ⇒ JSON). Any exception from
-    ``dispatch`` becomes an error reply with ``str(exc)``. A malformed frame is logged and closes this
-    connection; the requests it has in flight are cancelled.
+    ``dispatch`` becomes an error reply with ``str(exc)``. A malformed frame, one not complete within
+    ``frame_timeout``, or one whose payload does not fit ``budget`` is reported through ``warn`` and
+    closes this connection; the requests it has in flight are cancelled.
     """
-    peer = writer.get_extra_info("peername") or "unix socket"
+    peer = peer_name(writer)
     write_lock = asyncio.Lock()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     pending: set[asyncio.Task[None]] = set()
@@ -322,20 +397,29 @@ async def serve_connection(
         while True:
             await slots.acquire()
             try:
-                frame = await read_frame(reader, max_payload)
+                frame = await read_frame(
+                    reader, max_payload, timeout=frame_timeout, budget=budget, sender="client"
+                )
                 if frame is None:
                     slots.release()
                     break
-                req = parse(frame)
+                try:
+                    req = parse(frame)
+                except ProtocolError:
+                    if budget is not None:
+                        budget.give(len(frame.payload))
+                    raise
             except ProtocolError as exc:
                 slots.release()
-                log.warning("rpc client %s sent a malformed frame, closing its connection: %s", peer, exc)
+                warn("closing the connection of rpc client %s: %s", peer, exc)
                 for task in pending:
                     task.cancel()
                 break
             task = asyncio.create_task(answer(req), name=f"rpc {req.method} #{req.seq}")
             pending.add(task)
             task.add_done_callback(pending.discard)
+            if budget is not None:
+                budget.give_when_done(task, len(frame.payload))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
     except (ConnectionError, asyncio.IncompleteReadError):

@@ -51,7 +51,8 @@ class RequestError(Exception):
 
 
 class BadWorkerResponse(Exception):
-    """The worker's reply head is unusable (bad status, undecodable context); the client gets 500."""
+    """The worker's reply head is unusable (bad status or header, undecodable context); the client
+    gets ``internal_error_code``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +120,17 @@ class Head:
 _canon_cache: dict[str, str] = {}
 
 
+def is_token(name: str) -> bool:
+    """Whether ``name`` is an HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be."""
+    return bool(name) and all(ord(c) in _TOKEN for c in name)
+
+
 def canonical_header(name: str) -> str:
     """Go's ``CanonicalMIMEHeaderKey``: ``content-type`` -> ``Content-Type``; odd names unchanged."""
     hit = _canon_cache.get(name)
     if hit is not None:
         return hit
-    raw = name.encode("latin-1", "replace")
-    if not raw or any(b not in _TOKEN for b in raw):
+    if not is_token(name):
         out = name
     else:
         out = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
@@ -172,7 +177,7 @@ def parse_cookies(lines: Iterable[str]) -> dict[str, str]:
                 continue
             name, _, value = part.partition("=")
             name = name.strip(" \t")
-            if not name or any(ord(c) not in _TOKEN for c in name):
+            if not is_token(name):
                 continue
             if len(value) > 1 and value[0] == value[-1] == '"':
                 value = value[1:-1]
@@ -474,7 +479,8 @@ def decode_head(context: bytes, flags: int) -> Head | None:
     PHP libraries send. Status must be 100..599. Small heads are remembered (heads are immutable).
 
     Raises:
-        BadWorkerResponse: undecodable context or a status outside 100..599.
+        BadWorkerResponse: undecodable context, a status outside 100..599, a header name that is not
+            an HTTP token (``X:Y``, ``X Y``) or a header value with CR, LF or NUL.
     """
     if not context:
         return None
@@ -512,6 +518,11 @@ def _decode_head(context: bytes, proto: bool) -> Head:
                 pairs.extend((canon, str(v)) for v in values)
     if not 100 <= status <= 599:
         raise BadWorkerResponse(f"unknown status code from worker: {status}")
+    for name, value in pairs:
+        if not is_token(name):
+            raise BadWorkerResponse(f"invalid response header name from worker: {name!r}")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise BadWorkerResponse(f"response header {name} from worker has CR, LF or NUL in its value")
     trailers: tuple[str, ...] = ()
     if any(name == "Trailer" for name, _ in pairs):
         names = [t.strip() for name, v in pairs if name == "Trailer" for t in v.split(",")]

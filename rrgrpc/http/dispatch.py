@@ -150,7 +150,7 @@ class Dispatcher:
         except BadWorkerResponse as exc:
             log.warning("bad worker response", extra={"error": str(exc)})
             if resp is None:
-                return await send_plain(request, 500, str(exc))
+                return await self._error(request, exc)
         except NoFreeWorkers as exc:
             if resp is None:
                 return await self._error(request, exc, {"No-Workers": "true"})

@@ -3,7 +3,8 @@
 One ``web.Server`` with a single handler (no router, no Application): bundled access log and
 ``max_request_size`` outermost, then the configured middlewares in order, then the dispatcher.
 Listeners: ``address`` (plain; a redirect to HTTPS when ``ssl.redirect``) and ``ssl.address``
-(TLS, optional client certificates). Keep-alive is on. Shutdown closes the listeners, lets
+(TLS, optional client certificates), each an :class:`~rrgrpc.http.edge.EdgeServer` (connection cap,
+header and idle timeouts). Keep-alive is on. Shutdown closes the listeners, lets
 in-flight requests finish (bounded by ``pool.destroy_timeout``), then destroys the pool.
 """
 
@@ -28,6 +29,7 @@ from prometheus_client.registry import Collector
 from rrgrpc.errors import ConfigError
 from rrgrpc.http.convert import RequestOptions
 from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
+from rrgrpc.http.edge import EdgeLimits, EdgeServer
 from rrgrpc.http.middleware import (
     HttpMetrics,
     Middleware,
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rr.http")
 
 MB: Final = 1024 * 1024
-KEEPALIVE: Final = 75.0
 _CLIENT_AUTH: Final = {
     "no_client_certs": ssl.CERT_NONE,
     "request_client_cert": ssl.CERT_OPTIONAL,
@@ -192,9 +193,8 @@ class HttpPlugin(PoolBacked):
             finally:
                 if token is not None:
                     end_request(token)
-                if access or log.isEnabledFor(logging.DEBUG):
-                    log.log(
-                        logging.INFO if access else logging.DEBUG,
+                if access:
+                    log.info(
                         "http log",
                         extra={
                             "status": status,
@@ -218,11 +218,14 @@ class HttpPlugin(PoolBacked):
     async def _listen(self, server: web.Server, address: str, tls: ssl.SSLContext | None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         host, port = split_address(address)
+        handshake = float(self.http.read_header_timeout) if tls else None  # bounds a TLS client that stalls
         if host == "unix":
-            srv = await loop.create_unix_server(server, str(port), ssl=tls)
+            srv = await loop.create_unix_server(server, str(port), ssl=tls, ssl_handshake_timeout=handshake)
             self.addresses.append(f"unix://{port}")
             return srv
-        srv = await loop.create_server(server, host, int(port), ssl=tls, reuse_address=True, backlog=1024)
+        srv = await loop.create_server(
+            server, host, int(port), ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
+        )
         for sock in srv.sockets:
             bound = sock.getsockname()
             scheme = "https" if tls else "http"
@@ -233,14 +236,15 @@ class HttpPlugin(PoolBacked):
     @asynccontextmanager
     async def _serve(self, handler: Handler) -> AsyncIterator[None]:
         h = self.http
-        main = web.Server(handler, access_log=None, keepalive_timeout=KEEPALIVE)
+        limits = EdgeLimits(float(h.read_header_timeout), float(h.idle_timeout), h.max_connections)
+        main = EdgeServer(handler, limits, access_log=None)
         servers: list[tuple[web.Server, asyncio.Server]] = []
         try:
             if h.ssl is not None:
                 tls = self._tls
                 servers.append((main, await self._listen(main, h.ssl.address, tls)))
                 if h.address:
-                    plain = web.Server(_redirect_to(h.ssl.address), access_log=None) if h.ssl.redirect else main
+                    plain = EdgeServer(_redirect_to(h.ssl.address), limits, access_log=None) if h.ssl.redirect else main
                     servers.append((plain, await self._listen(plain, h.address, None)))
             else:
                 servers.append((main, await self._listen(main, h.address, None)))

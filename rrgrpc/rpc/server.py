@@ -1,11 +1,13 @@
 """RpcPlugin: the ``rpc.listen`` endpoint, routing ``Service.Method`` to every RPC provider.
 
 The plugin listens on ``tcp://host:port`` or ``unix://path`` (socket file mode 0600; a stale socket
-is removed, a live one or a non-socket file is an error). Each connection is served by
-:func:`rrgrpc.goridge.rpc.serve_connection`. Services are looked up at call time among
+is removed, a live one or a non-socket file is an error) and serves at most ``rpc.max_connections``
+at once (a new client takes the place of the oldest one that never sent a request, else it is
+refused), each by :func:`rrgrpc.goridge.rpc.serve_connection`, all sharing one
+:class:`~rrgrpc.goridge.rpc.ByteBudget` of ``rpc.max_buffer_size`` MB. Services are looked up at call time among
 ``peers.having(RpcProvider)`` (informer, resetter, metrics, status, ...), so roster order does not
 matter; the plugin itself provides ``rpc.Version`` and ``rpc.Config`` (the effective configuration
-as JSON bytes, secrets redacted).
+as JSON bytes, secrets redacted by position: :func:`redact`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import re
 import socket
 import stat
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from rrgrpc import RR_COMPAT_VERSION
+from rrgrpc.config.loader import KeyPath
+from rrgrpc.config.schema import LOADER_KEYS, SECTIONS
 from rrgrpc.errors import ConfigError, RRError
-from rrgrpc.goridge.relay import Address, parse_address
-from rrgrpc.goridge.rpc import serve_connection
+from rrgrpc.goridge.relay import Address, exposed_address, parse_address
+from rrgrpc.goridge.rpc import ByteBudget, peer_name, serve_connection
+from rrgrpc.logs import Throttle
 from rrgrpc.plugin import Peers, RpcMethod, RpcProvider
 
 if TYPE_CHECKING:
@@ -34,31 +40,56 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rr.rpc")
 
+MB: Final = 1024 * 1024
+
 REDACTED: Final = "<redacted>"
-#: A key whose name contains one of these words has its whole value replaced in ``rpc.Config``.
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|key|auth|credential", re.IGNORECASE)
-#: ``scheme://user:password@host`` inside any string value: the password is replaced.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+#: ``scheme://userinfo@host`` inside any string value: the userinfo (user:password, a DSN key) goes.
+_URL_USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+#: Sections whose meaning rrgrpc knows; the values of any other section are all redacted.
+_KNOWN_SECTIONS: Final = frozenset((*SECTIONS, *LOADER_KEYS))
 
 
 class RpcLookupError(RRError):
     """Unknown service or method; the text is Go ``net/rpc``'s."""
 
 
-def redact(value: Any) -> Any:
-    """A copy of a config tree with secrets replaced by ``"<redacted>"``.
+def redact(raw: Mapping[str, Any], interpolated: Mapping[KeyPath, str] | None = None) -> dict[str, Any]:
+    """A copy of a config tree safe to hand to any RPC client, redacted by position, not by name.
 
-    Values under keys containing password/passwd/secret/token/key/auth/credential (case-insensitive;
-    this covers TLS ``key`` paths, ``root_ca`` stays) are replaced whole, and passwords embedded in
-    URLs (``scheme://user:pass@host``) are replaced in every string.
+    * every value of every ``env`` map (any section), every ``otel.headers`` value, and the ``key``
+      of every ``tls``/``ssl`` block become ``"<redacted>"``;
+    * a value that came from ``${VAR}``/``$VAR`` interpolation is shown as written in the file
+      (``--db-password=${DB_PASS}``), never expanded;
+    * URL userinfo in any string (``redis://user:pass@host``, a Sentry DSN's key) becomes
+      ``<redacted>``;
+    * sections rrgrpc does not implement (``kv``, ``jobs``...) keep their shape, every string redacted.
     """
-    if isinstance(value, Mapping):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", value)
-    return value
+    written = interpolated or {}
+
+    def walk(node: Any, at: KeyPath) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v, (*at, k)) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [walk(v, (*at, i)) for i, v in enumerate(node)]
+        if _secret_position(at):
+            return REDACTED
+        if at in written:
+            node = written[at]
+        if isinstance(node, str):
+            return _URL_USERINFO.sub(rf"\g<head>{REDACTED}@", node)
+        return node
+
+    return {k: walk(v, (k,)) for k, v in raw.items()}
+
+
+def _secret_position(at: KeyPath) -> bool:
+    """Whether a scalar at path ``at`` is a secret by where it sits (see :func:`redact`)."""
+    if at[0] not in _KNOWN_SECTIONS:
+        return True
+    parent = at[-2] if len(at) >= 2 else None
+    if parent == "env" or at[:2] == ("otel", "headers"):
+        return True
+    return at[-1] == "key" and parent in ("tls", "ssl")
 
 
 class RpcPlugin:
@@ -71,10 +102,19 @@ class RpcPlugin:
         if cfg.rpc is None:
             raise ConfigError(f"{cfg.source}: rpc: the section is missing")
         self.listen: str = cfg.rpc.listen
+        self._max_connections = cfg.rpc.max_connections
+        self._frame_timeout = float(cfg.rpc.frame_timeout)
+        #: Request payloads held by all connections at once (frames being read, queued or executing).
+        self.budget = ByteBudget(cfg.rpc.max_buffer_size * MB)
+        self._refuse_log = Throttle(log)
+        self._evict_log = Throttle(log)
+        self._bad_client_log = Throttle(log)
         self._source = cfg.source
         self._raw: Mapping[str, Any] = cfg.raw
+        self._interpolated: Mapping[KeyPath, str] = cfg.interpolated
         self._peers: Peers | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        #: Open connections, oldest first.
+        self._connections: dict[asyncio.Task[Any], _Connection] = {}
         #: The address actually bound (``tcp://127.0.0.1:<port>`` when the config said port 0).
         self.address: str = self.listen
 
@@ -86,7 +126,7 @@ class RpcPlugin:
         return RR_COMPAT_VERSION
 
     async def _config(self, _arg: Any) -> bytes:
-        return msgspec.json.encode(redact(self._raw))
+        return msgspec.json.encode(redact(self._raw, self._interpolated))
 
     # -- routing ----------------------------------------------------------------------------
     def services(self) -> dict[str, Mapping[str, RpcMethod]]:
@@ -125,6 +165,12 @@ class RpcPlugin:
                 why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on: {exc.strerror or exc}"
                 raise ConfigError(f"{self._source}: rpc.listen: {self.listen} {why}") from None
             addr = Address("tcp", addr.host or "0.0.0.0", server.sockets[0].getsockname()[1])
+            if exposed := exposed_address(server):
+                log.warning(
+                    "rpc.listen listens on %s, reachable from other machines: anyone who connects can "
+                    "reset, add and remove workers; use 127.0.0.1 or unix:// unless that is intended",
+                    exposed,
+                )
         self.address = str(addr)
         log.info("rpc listening on %s", self.address)
         try:
@@ -141,18 +187,64 @@ class RpcPlugin:
                     os.unlink(addr.path)
             self._peers = None
 
+    def _make_room(self, peer: str) -> bool:
+        """At ``rpc.max_connections``: close the oldest connection that never completed a request
+        (a client that only holds a socket); ``False`` when every open connection is in use."""
+        victim = next((task for task, conn in self._connections.items() if not conn.used), None)
+        if victim is None:
+            return False
+        conn = self._connections.pop(victim)
+        self._evict_log(
+            "rpc client %s closed to make room for %s: %d connections are open (rpc.max_connections) "
+            "and it has sent no request since it connected",
+            conn.peer,
+            peer,
+            len(self._connections) + 1,
+        )
+        victim.cancel()
+        return True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_name(writer)
+        if len(self._connections) >= self._max_connections and not self._make_room(peer):
+            self._refuse_log(
+                "rpc client %s refused: %d connections are open (rpc.max_connections), all of them used",
+                peer,
+                len(self._connections),
+            )
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        conn = self._connections[task] = _Connection(peer)
+
+        async def dispatch(method: str, arg: Any) -> Any:
+            conn.used = True
+            return await self.dispatch(method, arg)
+
         try:
-            await serve_connection(reader, writer, self.dispatch)
+            await serve_connection(
+                reader,
+                writer,
+                dispatch,
+                frame_timeout=self._frame_timeout,
+                budget=self.budget,
+                warn=self._bad_client_log,
+            )
         except asyncio.CancelledError:
-            # Shutdown closed this connection. The task ends normally: asyncio's stream callback
-            # would otherwise log the cancellation of a connection handler as an error.
+            # Shutdown (or _make_room) closed this connection. The task ends normally: asyncio's
+            # stream callback would otherwise log the cancellation of a connection handler as an error.
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One client of the endpoint: who, and whether it has sent a complete request yet."""
+
+    peer: str
+    used: bool = False
 
 
 def _bind_unix(path: str, source: str) -> socket.socket:

@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import eventually, free_port, php_cmd, running_host
+from tests.helpers import eventually, free_port, php_cmd, running_host, self_signed_certificate
 
 pytestmark = pytest.mark.php
 
@@ -275,15 +274,10 @@ async def test_metrics_collectors_and_reset():
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, check=False,
-    )
-    if made.returncode != 0:
+    made = self_signed_certificate(tmp_path)
+    if made is None:
         pytest.skip("openssl cannot make a test certificate")
-    return cert, key
+    return made
 
 
 async def test_tls_listener_and_redirect(certificate):

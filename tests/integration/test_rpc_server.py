@@ -1,7 +1,8 @@
 """The RPC endpoint over real sockets, with fake providers behind a tiny Peers.
 
 Covers the golden transcript (rpc_client.json) byte for byte, gob requests from the Go CLI,
-pipelining, Go net/rpc error texts, malformed frames, unix sockets and rpc.Config redaction.
+pipelining, Go net/rpc error texts, malformed frames and unix sockets (rpc.Config redaction:
+tests/faults/test_rpc_config_secrets.py).
 """
 
 from __future__ import annotations
@@ -371,37 +372,6 @@ async def test_every_built_in_method_through_the_python_client() -> None:
         assert json.loads(base64.b64decode(await client.call("rpc.Config", True)))["rpc"] == {
             "listen": "tcp://127.0.0.1:0"
         }
-
-
-async def test_rpc_config_redacts_secrets_in_json_and_raw() -> None:
-    extra = {
-        "server": {
-            "command": "php worker.php",
-            "env": {"DB_PASSWORD": "hunter2", "APP_ENV": "prod", "API_TOKEN": "t0k"},
-        },
-        "grpc": {
-            "listen": "tcp://127.0.0.1:0",
-            "proto": ["a.proto"],
-            "tls": {"key": "/etc/tls/server.key", "cert": "/etc/tls/server.crt"},
-        },
-        "kv": {"redis": {"addrs": ["redis://app:s3cr3t@redis:6379/0"], "auth": {"user": "u"}}},
-    }
-    async with (
-        serving(listen="tcp://127.0.0.1:0", **extra) as rpc,
-        await RpcClient.connect(rpc.address) as client,
-    ):
-        async with asyncio.timeout(5):
-            as_json = json.loads(base64.b64decode(await client.call("rpc.Config", True)))
-            raw = await client.call("rpc.Config", b"", codec=Flag.CODEC_RAW)
-    assert json.loads(raw) == as_json
-    assert b"hunter2" not in raw and b"t0k" not in raw and b"s3cr3t" not in raw and b"server.key" not in raw
-    assert as_json["server"]["env"] == {
-        "DB_PASSWORD": "<redacted>",
-        "APP_ENV": "prod",
-        "API_TOKEN": "<redacted>",
-    }
-    assert as_json["grpc"]["tls"] == {"key": "<redacted>", "cert": "/etc/tls/server.crt"}
-    assert as_json["kv"]["redis"] == {"addrs": ["redis://app:<redacted>@redis:6379/0"], "auth": "<redacted>"}
 
 
 async def test_codecs_raw_proto_msgpack() -> None:

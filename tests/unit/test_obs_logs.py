@@ -128,3 +128,21 @@ async def test_plugin_lifespan_installs_and_removes(capsys):
 def test_bad_values_name_the_key(section, key):
     with pytest.raises(ConfigError, match=key):
         resolve(section)
+
+
+def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog):
+    import time
+
+    from rrgrpc.logs import Throttle
+
+    throttle = Throttle(logging.getLogger("test.throttle"), interval=0.2)
+    with caplog.at_level(logging.WARNING, logger="test.throttle"):
+        for i in range(5):
+            throttle("refused %d", i)
+        time.sleep(0.25)
+        throttle("refused %d", 5)
+        throttle("refused %d", 6)
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0",
+        "refused 5 (and 4 more like it in the last 0.2s)",
+    ]
