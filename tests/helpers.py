@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
@@ -49,6 +51,16 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
         await asyncio.sleep(interval)
 
 
+@pytest.fixture(params=["asyncio", "uvloop"], scope="module", name="event_loop_policy")
+def stock_and_uvloop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Import into a test module to run each of its tests on the stock loop and on uvloop (what
+    ``rr serve`` uses)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        return uvloop.EventLoopPolicy()  # type: ignore[no-any-return]
+    return asyncio.DefaultEventLoopPolicy()
+
+
 @asynccontextmanager
 async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> AsyncIterator[Any]:
     """Load a config dict (as if read from .rr.yaml), build the roster, run the Host until exit."""
@@ -73,4 +85,4 @@ async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 60)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "sys"]
+__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "stock_and_uvloop", "sys"]

@@ -45,6 +45,14 @@ class RelayClosed(ProtocolError):
     """The other side closed the relay (process exit or connection loss)."""
 
 
+class BadFrame(ProtocolError):
+    """The relay carried bytes that are not a frame; ``carried`` holds their start."""
+
+    def __init__(self, message: str, carried: bytes) -> None:
+        super().__init__(message)
+        self.carried = carried
+
+
 class Channel:
     """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
 
@@ -75,8 +83,9 @@ class Channel:
                 try:
                     decode_header(bytes(buf[:HEADER_SIZE]), max_frame)
                 except ProtocolError as exc:
-                    tail = bytes(buf[:300]).decode("utf-8", "replace")
-                    self._fail(ProtocolError(f"{self.name}: {exc}; the relay carried: {tail!r}"))
+                    carried = bytes(buf[:300])
+                    tail = carried.decode("utf-8", "replace")
+                    self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
                     return
             opt_end = HEADER_SIZE + 4 * (hl - 3)
             end = opt_end + length

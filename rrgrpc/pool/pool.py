@@ -43,13 +43,13 @@ from rrgrpc.goridge.relay import SocketRelayListener
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
-from rrgrpc.pool.worker import StopRequested, Worker
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
 
 MAX_BOOT_FAILURES: Final = 3
-MAX_STOP_RETRIES: Final = 10  # a request re-dispatched after this many {"stop":true} replies fails
+MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
 MAX_WORKERS: Final = 2048
 _STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
 _PING: Final = int(Stream.PING)
@@ -260,9 +260,10 @@ class Pool:
             frames.close()
 
     async def _first_reply(self, payload: Payload, info: str, timeout: float | None = None) -> tuple[Worker, Payload]:
-        """Take a worker and read its first reply frame; a worker asking to be stopped is replaced
-        and the request re-run on another one. ``timeout`` bounds the wait for a worker."""
-        for _ in range(MAX_STOP_RETRIES):
+        """Take a worker and read its first reply frame. A worker asking to be stopped is replaced,
+        and so is one that died without reading the request; the request then runs on another
+        worker. ``timeout`` bounds the wait for a worker."""
+        for _ in range(MAX_DISPATCHES):
             # the common case (an idle worker, no tracing) takes it without a coroutine
             w = self._take_idle() if self._tracer is None else None
             if w is None:
@@ -271,7 +272,9 @@ class Pool:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
                 self._retire(w, WorkerState.INVALID)
-        raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+            except NotDelivered as exc:  # already killed and replaced by _roundtrip
+                self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
+        raise WorkerError(f"{MAX_DISPATCHES} workers in a row asked to be stopped or died instead of answering")
 
     async def reset(self) -> None:
         """Replace every worker, one at a time: start the new one, then retire an old one.
@@ -286,8 +289,7 @@ class Pool:
                 for w in old:
                     if self._closing:
                         return
-                    new = await self._spawn_with_retries()
-                    self._add(new)
+                    await self._grow()
                     self._workers.pop(w.pid, None)
                     if w.state is WorkerState.WORKING:
                         w.state = WorkerState.INVALID  # retired when it answers
@@ -303,7 +305,7 @@ class Pool:
         if self._target >= MAX_WORKERS:
             raise BootError(f"maximum of {MAX_WORKERS} workers reached")
         self._target += 1
-        self._add(await self._spawn_with_retries())
+        await self._grow()
 
     async def remove_worker(self) -> None:
         """Remove one worker (an idle one if any); the last worker is never removed."""
@@ -362,6 +364,9 @@ class Pool:
         while idle:
             w = idle.popleft()
             if w.state is WorkerState.READY:
+                if w.channel is not None and w.channel.broken is not None:
+                    self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
+                    continue
                 w.state = WorkerState.WORKING
                 return w
         return None
@@ -476,9 +481,6 @@ class Pool:
             if w.ttl_expired:
                 raise ExecTTLExceeded(f"worker {w.pid} did not answer within exec_ttl ({ttl:g}s) and was killed") from exc
             raise
-        except (RuntimeError, OSError) as exc:  # writing to a closed pipe
-            self._lost(w)
-            raise WorkerLost(f"worker {w.pid} relay is closed: {exc}") from exc
         finally:
             if handle is not None:
                 handle.cancel()
@@ -537,8 +539,8 @@ class Pool:
         return w
 
     async def _spawn_with_retries(self) -> Worker:
+        """A new worker, retried after boot failures; the caller counts it in ``_spawning``."""
         while True:
-            self._spawning += 1
             try:
                 w = await self._spawn()
             except BootError as exc:
@@ -549,10 +551,17 @@ class Pool:
                     raise
                 await asyncio.sleep(0.1 * 2**self._boot_failures)
                 continue
-            finally:
-                self._spawning -= 1
             self._boot_failures = 0
             return w
+
+    async def _grow(self) -> None:
+        """Spawn one worker into the pool, counted in ``_spawning`` until it is added."""
+        self._spawning += 1
+        try:
+            w = await self._spawn_with_retries()
+        finally:
+            self._spawning -= 1
+        self._add(w)
 
     def _add(self, w: Worker) -> None:
         if self._closing:
@@ -569,13 +578,17 @@ class Pool:
         for _ in range(max(0, missing)):
             if self._closing or self._failed is not None:
                 return
+            self._spawning += 1  # now, not when the task starts: a second call must see it
             self._spawn_task(self._replace())
 
     async def _replace(self) -> None:
         try:
-            self._add(await self._spawn_with_retries())
+            w = await self._spawn_with_retries()
         except BootError:
-            pass  # _fail() already recorded it and woke the supervisor
+            return  # _fail() already recorded it and woke the supervisor
+        finally:
+            self._spawning -= 1
+        self._add(w)
 
     def _fail(self, exc: BootError) -> None:
         self._failed = BootError(f"{self.name} pool failed: {exc}")

@@ -1,0 +1,155 @@
+"""Fault injection against the pool under load: real PHP workers behind real gRPC and HTTP servers.
+
+Each scenario runs ``rr``'s gRPC and HTTP plugins with tests/php/fault.php workers, drives
+concurrent client load over a real grpcio channel and real aiohttp client, injects one fault, and
+then asserts what was sent, what failed (with which code), that nothing else failed, nothing was
+lost (every request got an answer), and that the pool is back to its size with ready workers.
+Every scenario prints one row of the fault table (run with ``-s`` to see it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from tests.helpers import eventually, free_port, php_cmd, running_host
+from tests.integration.test_grpc import ECHO_PROTO, Echo, PingRequest, grpc_target
+
+pytestmark = pytest.mark.php
+
+CLIENT_BOUND = 20.0  # seconds a single request may take before the client counts it lost
+
+
+@dataclass
+class Rig:
+    host: Any
+    grpc: Any
+    http: Any
+    echo: Echo
+    url: str
+    session: aiohttp.ClientSession
+
+    def plugin(self, name: str) -> Any:
+        return self.grpc if name == "grpc" else self.http
+
+    def pids(self, name: str) -> set[int]:
+        return {w.pid for w in self.plugin(name).workers()}
+
+    async def recovered(self, size: int, timeout: float = 15.0) -> bool:
+        """Both pools are back to ``size`` live workers, all ready."""
+
+        def check() -> bool:
+            return all(
+                len(ws := self.plugin(n).workers()) == size and all(w.status_str == "ready" for w in ws)
+                for n in ("grpc", "http")
+            )
+
+        try:
+            await eventually(check, timeout)
+        except AssertionError:
+            states = {n: [(w.pid, w.status_str) for w in self.plugin(n).workers()] for n in ("grpc", "http")}
+            raise AssertionError(f"pools not back to {size} ready workers within {timeout}s: {states}") from None
+        return True
+
+
+@asynccontextmanager
+async def rig(workers: int = 4, *, env: dict[str, str] | None = None, **pool: Any) -> AsyncIterator[Rig]:
+    """rr with gRPC and HTTP plugins over fault.php workers, a grpcio channel and an aiohttp session."""
+    port = free_port()
+    pool_section = {"num_workers": workers, "allocate_timeout": "10s", "destroy_timeout": "5s", **pool}
+    raw = {
+        "version": "3",
+        "server": {"command": php_cmd("fault.php"), "env": env or {}},
+        "grpc": {"listen": "tcp://127.0.0.1:0", "proto": [str(ECHO_PROTO)], "pool": dict(pool_section)},
+        "http": {"address": f"127.0.0.1:{port}", "pool": dict(pool_section)},
+    }
+    async with running_host(raw) as host:
+        plugins = {p.name: p for p in host.plugins}
+        async with grpc.aio.insecure_channel(grpc_target(plugins["grpc"].address)) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 10)
+            async with aiohttp.ClientSession() as session:
+                yield Rig(host, plugins["grpc"], plugins["http"], Echo(channel), f"http://127.0.0.1:{port}", session)
+
+
+@dataclass
+class Tally:
+    """What a scenario sent and what came back, per code (gRPC status name or HTTP status)."""
+
+    scenario: str
+    sent: int = 0
+    ok: int = 0
+    failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    lost: int = 0
+    texts: list[str] = field(default_factory=list)
+
+    def row(self, recovered: bool) -> str:
+        codes = ", ".join(f"{k}×{v}" for k, v in sorted(self.failed.items())) or "-"
+        return f"| {self.scenario} | {self.sent} | {self.ok} | {sum(self.failed.values())} ({codes}) | {self.lost} | {'yes' if recovered else 'NO'} |"
+
+
+async def grpc_call(r: Rig, t: Tally, msg: str, timeout: float = CLIENT_BOUND) -> None:
+    t.sent += 1
+    try:
+        reply = await r.echo.Ping(PingRequest(msg=msg), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED and timeout >= CLIENT_BOUND:
+            t.lost += 1
+        else:
+            t.failed[f"grpc {exc.code().name}"] += 1
+            t.texts.append(exc.details() or "")
+        return
+    assert reply.msg == msg
+    t.ok += 1
+
+
+async def http_call(r: Rig, t: Tally, path: str) -> None:
+    t.sent += 1
+    try:
+        async with asyncio.timeout(CLIENT_BOUND):
+            async with r.session.get(f"{r.url}/{path}") as resp:
+                text = await resp.text()
+    except TimeoutError:
+        t.lost += 1
+        return
+    if resp.status == 200 and text.startswith("ok "):
+        t.ok += 1
+    else:
+        t.failed[f"http {resp.status}"] += 1
+        t.texts.append(text)
+
+
+async def load(r: Rig, t: Tally, n: int, concurrency: int = 8, path: Callable[[int], str] = lambda i: f"req-{i}") -> None:
+    """``n`` gRPC calls and ``n`` HTTP requests, ``concurrency`` of each in flight at a time."""
+    sem = asyncio.Semaphore(2 * concurrency)
+
+    async def one(call: Awaitable[None]) -> None:
+        async with sem:
+            await call
+
+    calls = [one(grpc_call(r, t, path(i))) for i in range(n)] + [one(http_call(r, t, path(i))) for i in range(n)]
+    await asyncio.gather(*calls)
+
+
+def report(t: Tally, recovered: bool) -> None:
+    print("\n" + t.row(recovered))
+
+
+# -------------------------------------------------------------------------------- the scenarios
+
+
+async def test_exit_after_n_loses_no_request() -> None:
+    """A worker that exit(0)s after 50 answers (a PHP memory guard) costs no request."""
+    t = Tally("exit(0) after 50 requests, 4 workers, 400 gRPC + 400 HTTP")
+    async with rig(4, env={"FAULT_EXIT_AFTER": "50"}) as r:
+        await load(r, t, 400)
+        recovered = await r.recovered(4)
+    report(t, recovered)
+    assert (t.sent, t.ok, dict(t.failed), t.lost) == (800, 800, {}, 0), t.texts[:3]
