@@ -34,6 +34,7 @@ from rrgrpc.errors import (
     ExecTTLExceeded,
     NoFreeWorkers,
     PoolClosed,
+    PoolError,
     QueueFull,
     WorkerError,
     WorkerLost,
@@ -280,24 +281,45 @@ class Pool:
         """Replace every worker, one at a time: start the new one, then retire an old one.
 
         Capacity never drops, so a reset under load fails no request (RoadRunner stops all workers
-        first). Old workers that are busy finish their request; reset_timeout bounds the whole.
+        first). Old workers that are busy finish their request; an idle one that does not stop
+        within destroy_timeout is killed. When reset_timeout ends the wait, the old workers still
+        there (hung) are killed, by pid, and the reset completes.
+
+        Raises:
+            PoolError: reset_timeout passed before the new workers were started.
         """
         async with self._reset_lock:
             old = list(self._workers.values())
+            limit = self.cfg.reset_timeout or 60
             self._log.info("resetting workers", extra={"plugin": self.name, "workers": len(old)})
-            async with asyncio.timeout(self.cfg.reset_timeout or 60):
+            started = 0
+            try:
+                async with asyncio.timeout(limit):
+                    for w in old:
+                        if self._closing:
+                            return
+                        await self._grow()
+                        started += 1
+                        self._workers.pop(w.pid, None)
+                        if w.state is WorkerState.WORKING:
+                            w.state = WorkerState.INVALID  # retired when it answers
+                        elif w.state is WorkerState.READY:
+                            self._retire(w, WorkerState.STOPPING, self.cfg.destroy_timeout or 60)
+                    while any(w.pid in self._procs for w in old):
+                        self._changed.clear()
+                        await self._changed.wait()
+            except TimeoutError:
+                if started < len(old):
+                    raise PoolError(
+                        f"{self.name} pool: reset_timeout ({limit:g}s) passed with {started} of {len(old)} new workers started"
+                    ) from None
                 for w in old:
-                    if self._closing:
-                        return
-                    await self._grow()
-                    self._workers.pop(w.pid, None)
-                    if w.state is WorkerState.WORKING:
-                        w.state = WorkerState.INVALID  # retired when it answers
-                    elif w.state is WorkerState.READY:
-                        self._retire(w, WorkerState.STOPPING)
-                while any(w.pid in self._procs for w in old):
-                    self._changed.clear()
-                    await self._changed.wait()
+                    if w.pid in self._procs:
+                        self._log.warning(
+                            "reset: worker %d (%s) did not stop within reset_timeout (%gs); killing it",
+                            w.pid, w.state.wire_name, limit, extra={"pid": w.pid},
+                        )
+                        self._lost(w)
 
     async def add_worker(self) -> None:
         if self.debug:
@@ -599,11 +621,11 @@ class Pool:
         self._changed.set()
         self._alarm.set()
 
-    def _retire(self, w: Worker, state: WorkerState) -> None:
+    def _retire(self, w: Worker, state: WorkerState, grace: float | None = None) -> None:
         """Stop a worker gracefully in the background and keep the pool at its size."""
         w.state = state
         self._workers.pop(w.pid, None)
-        self._spawn_task(w.stop())
+        self._spawn_task(w.stop() if grace is None else w.stop(grace))
         self._ensure_capacity()
 
     def _lost(self, w: Worker) -> None:

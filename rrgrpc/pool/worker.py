@@ -153,7 +153,7 @@ class _Process:
         if not self.exited.done():
             self.exited.set_result(code)
         if self.worker.channel is not None:
-            self.worker.channel.feed_eof(f"closed: the worker process exited with code {code}")
+            self.worker.channel.feed_eof(f"closed: the worker process {exit_text(code)}")
 
     def _drain(self, fd: int) -> None:
         while self._fds[fd] >= 0:
@@ -249,12 +249,16 @@ class Worker:
                     done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     if claim not in done:
                         claim.cancel()
-                        raise ProtocolError(f"worker {w.pid} exited with {proc.exited.result()} before connecting to the relay")
+                        raise ProtocolError(f"worker {w.pid} {exit_text(proc.exited.result())} before connecting to the relay")
                     w.channel = claim.result()
                     pid = w.pid
         except (ProtocolError, TimeoutError) as exc:
             await w.kill()
             raise BootError(w._boot_failure(exc, argv, timeout)) from exc
+        except asyncio.CancelledError:  # the spawner gave up (reset_timeout, shutdown)
+            w.kill_now()
+            proc.close()
+            raise
         if pid != w.pid:
             log.debug("worker reported pid %d for process %d (wrapper command?)", pid, w.pid)
         w.state = WorkerState.READY
@@ -268,7 +272,7 @@ class Worker:
             reason = str(exc)
         code = self.proc.exited.result() if self.proc and self.proc.exited.done() else None
         tail = f"; stderr: {' | '.join(self._stderr_summary())}" if self._stderr_tail else ""
-        exited = f"; exit code {code}" if code is not None else ""
+        exited = f"; the worker {exit_text(code)}" if code is not None and exit_text(code) not in reason else ""
         return f"worker {cmd!r} failed to start: {reason}{exited}{tail}"
 
     def _stderr_summary(self) -> list[str]:
@@ -318,9 +322,7 @@ class Worker:
                 except TimeoutError:
                     pass
                 if self.sent and proc.exited.done() and proc.unread_at_exit >= self.sent:
-                    raise NotDelivered(
-                        f"worker {self.pid} exited with code {proc.exited.result()} before reading the request"
-                    ) from exc
+                    raise NotDelivered(f"worker {self.pid} {exit_text(proc.exited.result())} before reading the request") from exc
             raise WorkerLost(self._lost_reason(exc)) from exc
         self.sent = 0
         return self._reply(frame)
@@ -344,7 +346,7 @@ class Worker:
             return f"worker {self.pid} killed: exec_ttl reached"
         code = self.proc.exited.result() if self.proc and self.proc.exited.done() else None
         if code is not None:
-            return f"worker {self.pid} exited with code {code} mid-request"
+            return f"worker {self.pid} {exit_text(code)} mid-request"
         return f"worker {self.pid} relay broke mid-request: {exc}"
 
     def _bad_frame(self, exc: BadFrame) -> str:
@@ -416,6 +418,16 @@ class Worker:
     def close_transport(self) -> None:
         if self.proc is not None and self.proc.exited.done():
             self.proc.close()
+
+
+def exit_text(code: int) -> str:
+    """How a process ended: "exited with code 3" or "was killed by SIGKILL"."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def run_as(user: str) -> dict[str, Any]:

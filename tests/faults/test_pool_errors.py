@@ -1,0 +1,114 @@
+"""Workers that fail in telling ways: each failure gives one clear line (pid, exit code, cause), never a repr.
+
+Pool-level, against real PHP processes, on the stock loop and on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
+from rrgrpc.errors import BootError, WorkerLost
+from rrgrpc.goridge.frame import Flag
+from rrgrpc.pool import Payload, open_pool
+from tests.helpers import PHP, eventually, php_cmd, stock_and_uvloop
+
+pytestmark = pytest.mark.php
+event_loop_policy = stock_and_uvloop  # every test here runs on both loops
+
+
+def pool_cfg(n: int, **kw: object) -> PoolConfig:
+    kw.setdefault("allocate_timeout", 10.0)
+    return PoolConfig(num_workers=n, supervisor=SupervisorConfig(watch_tick=0.05), **kw)  # type: ignore[arg-type]
+
+
+def ping(text: str) -> Payload:
+    return Payload(b"{}", text.encode(), Flag.CODEC_JSON)
+
+
+def assert_one_clear_line(text: str) -> None:
+    assert "\n" not in text and "Traceback" not in text and "Transport" not in text and " object at 0x" not in text, text
+
+
+async def test_boot_failure_shows_the_php_fatal_line(tmp_path: Path) -> None:
+    """An uncaught exception at boot: the error carries PHP's fatal line, even under a long stack trace."""
+    script = tmp_path / "worker.php"
+    calls = "".join(f"function f{i}() {{ f{i + 1}(); }}\n" for i in range(8))
+    script.write_text(f"<?php\n{calls}function f8() {{ throw new Exception('boom'); }}\nf0();\n")
+    with pytest.raises(BootError) as err:
+        async with open_pool("grpc", pool_cfg(1), ServerConfig(command=[PHP or "php", str(script)]), mode="grpc"):
+            pass
+    text = str(err.value)
+    assert f"PHP Fatal error:  Uncaught Exception: boom in {script}:10" in text
+    assert "exited with code 255" in text
+    assert_one_clear_line(text)
+
+
+async def test_worker_dying_in_the_handshake_gives_one_clear_line() -> None:
+    """A worker that exits at once, racing the pid handshake: a BootError naming the exit code, every time."""
+    for _ in range(8):
+        with pytest.raises(BootError) as err:
+            cmd = [PHP or "php", "-r", 'fwrite(STDERR, "bye\\n"); exit(7);']
+            async with open_pool("grpc", pool_cfg(1), ServerConfig(command=cmd), mode="grpc"):
+                pass
+        assert "exited with code 7" in str(err.value) and "bye" in str(err.value)
+        assert_one_clear_line(str(err.value))
+
+
+async def test_text_on_stdout_mid_request_fails_it_at_once() -> None:
+    """A worker prints to stdout mid-request (then sleeps 30 s): that request fails at once, naming the
+    worker and the text, the worker is replaced, and the next request is served."""
+    async with open_pool("http", pool_cfg(1), ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+        pid = pool.workers()[0].pid
+        with pytest.raises(WorkerLost) as err:
+            await pool.exec(ping("print-now"), timeout=10)  # well before PHP's 30 s sleep ends
+        text = str(err.value)
+        assert f"worker {pid} wrote text to stdout" in text and "debug output from PHP" in text
+        assert_one_clear_line(text)
+        reply = await pool.exec(ping("next"), timeout=10)
+        assert reply.body == b"next"
+        await eventually(lambda: [(s.pid != pid, s.status_str) for s in pool.workers()] == [(True, "ready")])
+
+
+async def test_reset_kills_a_hung_idle_worker_and_completes(caplog: pytest.LogCaptureFixture) -> None:
+    """rr reset with one SIGSTOPped idle worker: killed after destroy_timeout, the reset completes."""
+    cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=20.0)
+    async with open_pool("grpc", cfg, ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+        old = {s.pid for s in pool.workers()}
+        hung = min(old)
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            with caplog.at_level(logging.WARNING):
+                await pool.reset()
+        finally:
+            if hung in {s.pid for s in pool.workers()}:
+                os.kill(hung, signal.SIGCONT)
+        states = pool.workers()
+        assert len(states) == 2 and not old & {s.pid for s in states}
+        assert all(s.status_str == "ready" for s in states)
+        assert f"worker {hung} did not stop within 1s, killing it" in caplog.text
+        assert (await pool.exec(ping("after"), timeout=10)).body == b"after"
+
+
+async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker SIGSTOPped mid-request never finishes it: reset_timeout kills it (by pid) and the reset
+    completes; its request fails naming the signal; nothing else fails."""
+    cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=1.0)
+    async with open_pool("grpc", cfg, ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+        stuck = asyncio.create_task(pool.exec(ping("sleep:300 stuck"), timeout=20))
+        busy = await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "working"])
+        os.kill(busy[0], signal.SIGSTOP)
+        with caplog.at_level(logging.WARNING):
+            await pool.reset()
+        with pytest.raises(WorkerLost) as err:
+            await stuck
+        assert str(err.value) == f"worker {busy[0]} was killed by SIGKILL mid-request"
+        assert f"reset: worker {busy[0]} (invalid) did not stop within reset_timeout (1s); killing it" in caplog.text
+        await eventually(lambda: len(pool.workers()) == 2 and busy[0] not in {s.pid for s in pool.workers()})
+        assert (await pool.exec(ping("after"), timeout=10)).body == b"after"
