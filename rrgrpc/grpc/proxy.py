@@ -81,7 +81,9 @@ _EXTRACTED = frozenset(_INJECTED)  # and jaeger's "uberctx-" baggage keys
 class Executor(Protocol):
     """What the proxy needs from the pool."""
 
-    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload: ...
+    async def exec(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
+    ) -> Payload: ...
 
 
 class GrpcMetrics:
@@ -336,7 +338,9 @@ class Proxy:
             timeout=remaining,
         )
         try:
-            raw = await self._executor().exec(Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full)
+            raw = await self._executor().exec(
+                Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full, alive=lambda: not context.done()
+            )
         except (PoolError, TimeoutError) as exc:
             log.warning("%s: %s: %s", full, type(exc).__name__, exc)
             return Reply(failure=failure_from_exception(exc))

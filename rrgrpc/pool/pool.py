@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -36,6 +36,7 @@ from rrgrpc.errors import (
     PoolClosed,
     PoolError,
     QueueFull,
+    RequestDropped,
     WorkerError,
     WorkerLost,
 )
@@ -48,6 +49,8 @@ from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
+
+Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
 
 MAX_BOOT_FAILURES: Final = 3
 MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
@@ -147,6 +150,7 @@ class Pool:
         self._last_no_workers = 0.0
         self._last_scale_up = 0.0
         self._tracer: trace.Tracer | None = None
+        self._dropped = 0  # requests whose caller went away before a worker was taken for them
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -235,15 +239,21 @@ class Pool:
     def ready(self) -> bool:
         return not self._closing and self._failed is None and (self.debug or bool(self._workers))
 
-    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload:
-        """Run one request on a worker and return its reply (see the module docstring)."""
-        if timeout is None:
-            return await self._exec(payload, info)
-        async with asyncio.timeout(timeout):
-            return await self._exec(payload, info)
+    async def exec(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Alive | None = None
+    ) -> Payload:
+        """Run one request on a worker and return its reply (see the module docstring).
 
-    async def _exec(self, payload: Payload, info: str) -> Payload:
-        w, reply = await self._first_reply(payload, info)
+        ``alive`` tells whether anybody still waits for the answer; a request found dead when a
+        worker is taken for it is dropped (RequestDropped), never executed.
+        """
+        if timeout is None:
+            return await self._exec(payload, info, alive)
+        async with asyncio.timeout(timeout):
+            return await self._exec(payload, info, alive)
+
+    async def _exec(self, payload: Payload, info: str, alive: Alive | None) -> Payload:
+        w, reply = await self._first_reply(payload, info, alive)
         if reply.stream & _STREAM:
             self._spawn_task(self._drain_stream(w))
             raise WorkerError("streaming is not supported")
@@ -251,16 +261,20 @@ class Pool:
         return reply
 
     @asynccontextmanager
-    async def stream(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> AsyncIterator[AsyncIterator[Payload]]:
+    async def stream(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Alive | None = None
+    ) -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
-        w, first = await self._first_reply(payload, info, timeout)
+        w, first = await self._first_reply(payload, info, alive, timeout)
         frames = _StreamFrames(self, w, first)
         try:
             yield frames
         finally:
             frames.close()
 
-    async def _first_reply(self, payload: Payload, info: str, timeout: float | None = None) -> tuple[Worker, Payload]:
+    async def _first_reply(
+        self, payload: Payload, info: str, alive: Alive | None, timeout: float | None = None
+    ) -> tuple[Worker, Payload]:
         """Take a worker and read its first reply frame. A worker asking to be stopped is replaced,
         and so is one that died without reading the request; the request then runs on another
         worker. ``timeout`` bounds the wait for a worker."""
@@ -269,6 +283,10 @@ class Pool:
             w = self._take_idle() if self._tracer is None else None
             if w is None:
                 w = await self._take_traced(timeout)
+            if alive is not None and not alive():
+                self._give(w)
+                self._dropped += 1
+                raise RequestDropped(f"{self.name} pool: the client went away while the request waited for a worker")
             try:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
@@ -355,7 +373,7 @@ class Pool:
 
     def activity(self) -> Activity:
         busy = {w.pid: (w.exec_info, w.exec_started) for w in self._procs.values() if w.state is WorkerState.WORKING}
-        return Activity(queue=len(self._waiters), busy=busy)
+        return Activity(queue=len(self._waiters), busy=busy, dropped=self._dropped)
 
     # -- taking and releasing -----------------------------------------------------------------
     async def _take_traced(self, timeout: float | None = None) -> Worker:
@@ -415,7 +433,8 @@ class Pool:
         expiry = loop.call_later(timeout, self._allocate_expired, fut) if timeout else None
         try:
             return await fut
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
+            self._dropped += 1
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._give(fut.result())  # handed over just as the caller gave up
             raise

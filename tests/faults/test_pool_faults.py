@@ -14,6 +14,7 @@ import collections
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -61,8 +62,9 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(workers: int = 4, *, env: dict[str, str] | None = None, **pool: Any) -> AsyncIterator[Rig]:
-    """rr with gRPC and HTTP plugins over fault.php workers, a grpcio channel and an aiohttp session."""
+async def rig(workers: int = 4, *, env: dict[str, str] | None = None, metrics: str = "", **pool: Any) -> AsyncIterator[Rig]:
+    """rr with gRPC and HTTP plugins over fault.php workers, a grpcio channel and an aiohttp session
+    (and the metrics plugin on ``metrics``, host:port, when given)."""
     port = free_port()
     pool_section = {"num_workers": workers, "allocate_timeout": "10s", "destroy_timeout": "5s", **pool}
     raw = {
@@ -71,6 +73,8 @@ async def rig(workers: int = 4, *, env: dict[str, str] | None = None, **pool: An
         "grpc": {"listen": "tcp://127.0.0.1:0", "proto": [str(ECHO_PROTO)], "pool": dict(pool_section)},
         "http": {"address": f"127.0.0.1:{port}", "pool": dict(pool_section)},
     }
+    if metrics:
+        raw["metrics"] = {"address": metrics}
     async with running_host(raw) as host:
         plugins = {p.name: p for p in host.plugins}
         async with grpc.aio.insecure_channel(grpc_target(plugins["grpc"].address)) as channel:
@@ -153,3 +157,53 @@ async def test_exit_after_n_loses_no_request() -> None:
         recovered = await r.recovered(4)
     report(t, recovered)
     assert (t.sent, t.ok, dict(t.failed), t.lost) == (800, 800, {}, 0), t.texts[:3]
+
+
+def logged(path: Path) -> list[str]:
+    """The request markers the PHP workers logged, in the order they received them."""
+    return [line.split()[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def abandoned_http(r: Rig, marker: str, after: float) -> None:
+    """Send a GET over a raw socket and close the connection ``after`` seconds later, unanswered."""
+    port = int(r.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /{marker} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(after)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_requests_abandoned_while_queued_never_run(tmp_path: Path) -> None:
+    """Behind one busy worker per pool: gRPC calls whose deadline passes, gRPC calls the client cancels
+    and HTTP requests whose client disconnects, all while queued, never reach PHP; fresh requests
+    sent afterwards run right after the slow ones."""
+    log = tmp_path / "requests.log"
+    t = Tally("client gone while queued: 4 deadlines + 4 cancels (gRPC), 8 disconnects (HTTP)")
+    metrics = f"127.0.0.1:{free_port()}"
+    async with rig(1, env={"FAULT_LOG": str(log)}, metrics=metrics) as r:
+        slow = [
+            asyncio.create_task(grpc_call(r, t, "req-slow sleep:1500")),
+            asyncio.create_task(http_call(r, t, "req-slow/sleep:1500")),
+        ]
+        await eventually(lambda: logged(log).count("req-slow") == 2)
+        deadlines = [grpc_call(r, t, f"req-deadline-{i}", timeout=0.3) for i in range(4)]
+        cancels = [r.echo.Ping(PingRequest(msg=f"req-cancel-{i}"), timeout=10) for i in range(4)]
+        await asyncio.gather(*deadlines, *(abandoned_http(r, f"req-gone-{i}", 0.3) for i in range(8)), asyncio.sleep(0.3))
+        for call in cancels:
+            call.cancel()
+        t.sent += len(cancels)
+        t.failed["grpc CANCELLED (by the client)"] += len(cancels)
+        t.sent += 8
+        t.failed["http - (client disconnected)"] += 8
+        await asyncio.gather(grpc_call(r, t, "req-fresh"), http_call(r, t, "req-fresh"), *slow)
+        recovered = await r.recovered(1)
+        async with r.session.get(f"http://{metrics}/metrics") as resp:
+            exposition = await resp.text()
+        dropped = [line for line in exposition.splitlines() if "_requests_dropped_total" in line and line[0] != "#"]
+    report(t, recovered)
+    expected = {"grpc DEADLINE_EXCEEDED": 4, "grpc CANCELLED (by the client)": 4, "http - (client disconnected)": 8}
+    assert (t.sent, t.ok, dict(t.failed), t.lost) == (20, 4, expected, 0), t.texts[:3]
+    assert sorted(logged(log)) == ["req-fresh", "req-fresh", "req-slow", "req-slow"]
+    assert sorted(dropped) == ["rr_grpc_requests_dropped_total 8.0", "rr_http_requests_dropped_total 8.0"]
