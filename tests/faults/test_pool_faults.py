@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -104,7 +106,7 @@ async def grpc_call(r: Rig, t: Tally, msg: str, timeout: float = CLIENT_BOUND) -
     try:
         reply = await r.echo.Ping(PingRequest(msg=msg), timeout=timeout)
     except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED and timeout >= CLIENT_BOUND:
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED and timeout >= CLIENT_BOUND and "exec_ttl" not in (exc.details() or ""):
             t.lost += 1
         else:
             t.failed[f"grpc {exc.code().name}"] += 1
@@ -207,3 +209,104 @@ async def test_requests_abandoned_while_queued_never_run(tmp_path: Path) -> None
     assert (t.sent, t.ok, dict(t.failed), t.lost) == (20, 4, expected, 0), t.texts[:3]
     assert sorted(logged(log)) == ["req-fresh", "req-fresh", "req-slow", "req-slow"]
     assert sorted(dropped) == ["rr_grpc_requests_dropped_total 8.0", "rr_http_requests_dropped_total 8.0"]
+
+
+# -------------------------------------------------------------- one victim request per pool, under load
+
+Inject = Callable[[Rig, dict[str, int]], Awaitable[None]]
+
+
+async def under_load(r: Rig, t: Tally, log: Path, victim: str, inject: Inject, n: int = 200) -> None:
+    """Load both pools; send one victim request per pool (``victim`` holds its commands for
+    fault.php); once PHP has logged both, ``inject`` the fault given {"grpc": pid, "http": pid} of
+    the workers running them; wait for every request to be answered."""
+    loader = asyncio.create_task(load(r, t, n, path=lambda i: f"req-{i}/sleep:2"))
+    victims = [
+        asyncio.create_task(grpc_call(r, t, f"req-victim-grpc {victim}")),
+        asyncio.create_task(http_call(r, t, f"req-victim-http/{victim}")),
+    ]
+
+    def pids() -> dict[str, int]:
+        lines = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+        found = {marker.rsplit("-", 1)[1]: int(pid) for pid, marker in lines if marker.startswith("req-victim-")}
+        return found if len(found) == 2 else {}
+
+    await inject(r, await eventually(pids, 10))
+    await asyncio.gather(loader, *victims)
+
+
+def kill(sig: signal.Signals) -> Inject:
+    async def inject(r: Rig, pids: dict[str, int]) -> None:
+        for pid in pids.values():
+            os.kill(pid, sig)
+
+    return inject
+
+
+def pause(seconds: float) -> Inject:
+    async def inject(r: Rig, pids: dict[str, int]) -> None:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(seconds)
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)
+
+    return inject
+
+
+async def nothing(r: Rig, pids: dict[str, int]) -> None:
+    pass
+
+
+async def reset_both(r: Rig, pids: dict[str, int]) -> None:
+    await asyncio.gather(r.grpc.reset(), r.http.reset())
+
+
+async def hang_then_reset(r: Rig, pids: dict[str, int]) -> None:
+    for pid in pids.values():
+        os.kill(pid, signal.SIGSTOP)
+    await reset_both(r, pids)
+
+
+ONE_EACH = 1  # one victim request per pool
+
+
+@pytest.mark.parametrize(
+    ("scenario", "victim", "inject", "pool", "failed", "text"),
+    [
+        ("kill -9 of a busy worker", "sleep:3000", kill(signal.SIGKILL), {},
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request"),
+        ("SIGSTOP 1 s of a busy worker, no exec_ttl", "sleep:100", pause(1.0), {}, {}, ""),
+        ("SIGSTOP of a busy worker, exec_ttl 2s", "sleep:500", kill(signal.SIGSTOP), {"supervisor": {"exec_ttl": "2s"}},
+         {"grpc DEADLINE_EXCEEDED": ONE_EACH, "http 500": ONE_EACH}, "did not answer within exec_ttl (2s)"),
+        ("exit(5) mid-request", "exit-now", nothing, {},
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "exited with code 5 mid-request"),
+        ("text on stdout mid-request", "print-now", nothing, {},
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "wrote text to stdout instead of a reply frame: 'debug output from PHP"),
+        ("rr reset under load", "sleep:100", reset_both, {}, {}, ""),
+        ("rr reset with a worker SIGSTOPped mid-request", "sleep:300", hang_then_reset,
+         {"reset_timeout": "3s", "destroy_timeout": "1s"},
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request"),
+    ],
+    ids=["kill9", "sigstop", "sigstop-exec-ttl", "exit-mid-request", "stdout-garbage", "reset", "reset-hung"],
+)
+async def test_fault_under_load(
+    tmp_path: Path, scenario: str, victim: str, inject: Inject, pool: dict[str, Any], failed: dict[str, int], text: str
+) -> None:
+    """200 gRPC + 200 HTTP requests on 4 workers per pool, plus one victim request per pool hit by
+    the fault: only the victims fail (with the codes given), nothing is lost, the pools recover."""
+    log = tmp_path / "requests.log"
+    t = Tally(f"{scenario}, 4 workers, 200 gRPC + 200 HTTP + 1 victim each")
+    async with rig(4, env={"FAULT_LOG": str(log)}, **pool) as r:
+        before = r.pids("grpc") | r.pids("http")
+        await under_load(r, t, log, victim, inject)
+        recovered = await r.recovered(4)
+        after = r.pids("grpc") | r.pids("http")
+    report(t, recovered)
+    assert (t.sent, t.ok + sum(failed.values()), dict(t.failed), t.lost) == (402, 402, failed, 0), t.texts
+    grpc_texts = [x for x in t.texts if x]
+    assert all(text in x for x in grpc_texts) and len(grpc_texts) == failed.get("grpc INTERNAL", 0) + failed.get(
+        "grpc DEADLINE_EXCEEDED", 0
+    ), grpc_texts
+    if inject is reset_both or inject is hang_then_reset:
+        assert not before & after, "every worker was replaced"
