@@ -53,6 +53,26 @@ class BadFrame(ProtocolError):
         self.carried = carried
 
 
+def transport_writer(transport: asyncio.WriteTransport, name: str) -> Callable[[bytes], None]:
+    """A write function for a Channel that raises RelayClosed, never a transport repr or a silent drop.
+
+    A closed transport drops writes silently (asyncio) or raises RuntimeError naming itself (uvloop);
+    a write that hits EPIPE closes the transport on the spot and drops the bytes.
+    """
+
+    def write(data: bytes) -> None:
+        if transport.is_closing():
+            raise RelayClosed(f"{name}: relay closed")
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as exc:
+            raise RelayClosed(f"{name}: relay closed: the write failed ({type(exc).__name__})") from None
+        if transport.is_closing():
+            raise RelayClosed(f"{name}: relay closed by the other side")
+
+    return write
+
+
 class Channel:
     """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
 
@@ -145,7 +165,8 @@ class _ChannelProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
-        self.channel = Channel(self.transport.write, self.listener.max_frame, name=f"relay {self.listener.address}")
+        name = f"relay {self.listener.address}"
+        self.channel = Channel(transport_writer(self.transport, name), self.listener.max_frame, name=name)
         self.listener._accepted(self)
 
     def data_received(self, data: bytes) -> None:

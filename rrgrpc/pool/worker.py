@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from rrgrpc.errors import BootError, ProtocolError, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Flag, Frame, Stream, encode, encode_data
-from rrgrpc.goridge.relay import BadFrame, Channel, RelayClosed, SocketRelayListener, handshake
+from rrgrpc.goridge.relay import BadFrame, Channel, SocketRelayListener, handshake, transport_writer
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import WorkerState
 
@@ -88,25 +88,14 @@ class _Process:
         self.probe = os.dup(stdin)
         self.stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(stdin, "wb", 0))
         if self.pipes_relay:
-            self.worker.channel = Channel(self.write, max_frame, name=f"worker {self.popen.pid}")
+            name = f"worker {self.popen.pid}"
+            self.worker.channel = Channel(transport_writer(self.stdin, name), max_frame, name=name)
         for fd, end in ((1, stdout), (2, stderr)):
             self._fds[fd] = end
             transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
             self._readers.append(transport)
         self._pidfd = os.pidfd_open(self.popen.pid)
         loop.add_reader(self._pidfd, self._reap)
-
-    def write(self, data: bytes) -> None:
-        """Write to the worker's stdin; RelayClosed when it can take no more (never a transport repr)."""
-        t = self.stdin
-        if t is None or t.is_closing():
-            raise RelayClosed(f"worker {self.popen.pid}: relay closed: the worker's stdin is closed")
-        try:
-            t.write(data)
-        except (RuntimeError, OSError) as exc:
-            raise RelayClosed(f"worker {self.popen.pid}: relay closed: writing to its stdin failed ({type(exc).__name__})") from None
-        if t.is_closing():  # the write hit EPIPE: the transport dropped the bytes and closed
-            raise RelayClosed(f"worker {self.popen.pid}: relay closed: the worker closed its stdin")
 
     def unread(self) -> int:
         """Bytes written to the worker's stdin that it has not read (-1 when unknown)."""

@@ -17,7 +17,7 @@ from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
 from rrgrpc.errors import BootError, WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import PHP, eventually, php_cmd, stock_and_uvloop
+from tests.helpers import PHP, eventually, free_port, php_cmd, stock_and_uvloop
 
 pytestmark = pytest.mark.php
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
@@ -112,3 +112,23 @@ async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest
         assert f"reset: worker {busy[0]} (invalid) did not stop within reset_timeout (1s); killing it" in caplog.text
         await eventually(lambda: len(pool.workers()) == 2 and busy[0] not in {s.pid for s in pool.workers()})
         assert (await pool.exec(ping("after"), timeout=10)).body == b"after"
+
+
+async def test_socket_relay_worker_exiting_between_requests_never_leaks_a_repr() -> None:
+    """tcp relay, workers exit(0) after every answer: a request racing an exit either runs elsewhere
+    or fails as WorkerLost naming pid and exit code; no transport repr, no other exception."""
+    server = ServerConfig(command=php_cmd("fault.php"), relay=f"tcp://127.0.0.1:{free_port()}", env={"FAULT_EXIT_AFTER": "1"})
+    async with open_pool("grpc", pool_cfg(2), server, mode="grpc") as pool:
+        ok, lost = 0, []
+        for i in range(30):
+            try:
+                reply = await pool.exec(ping(f"r{i}"), timeout=10)
+            except WorkerLost as exc:
+                lost.append(str(exc))
+                continue
+            assert reply.body == f"r{i}".encode()
+            ok += 1
+        assert ok + len(lost) == 30 and ok > 0
+        for text in lost:
+            assert_one_clear_line(text)
+            assert "exited with code 0" in text or "is gone" in text, text
