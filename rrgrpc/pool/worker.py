@@ -1,8 +1,12 @@
 """One PHP worker process: spawn, pid handshake, exec, stop, kill, reaping and the stderr pump.
 
-Frames to the worker go to its stdin (pipes relay) or to its socket connection; frames from it are
-parsed by a :class:`~rrgrpc.goridge.relay.Channel` as they arrive. Worker stderr is logged line by
-line with the worker's pid (and the trace id of the request it is executing, when there is one).
+The process gets real pipes on stdin/stdout/stderr, no other descriptor of rr, and a session of
+its own; its exit is watched through a pidfd. Frames to the worker go to its stdin (pipes relay) or
+to its socket connection; frames from it are parsed by a :class:`~rrgrpc.goridge.relay.Channel` as
+they arrive. A request the worker provably never read (the write failed, or the whole frame was
+still in its stdin pipe when it exited) raises :class:`NotDelivered`, so the pool runs it
+elsewhere. Worker stderr is logged line by line with the worker's pid (and the trace id of the
+request it is executing, when there is one).
 """
 
 from __future__ import annotations
@@ -63,9 +67,12 @@ class _Process:
 
     Real pipes, not socketpairs: PHP applies ``default_socket_timeout`` (60 s) to reads from a
     socket, so an idle worker blocked on a socket stdin gives up after a minute. stdout feeds the
-    relay channel (pipes relay) or the log; stderr feeds the log line by line. ``probe`` is a dup of
-    the stdin write end (the write transport closes its own when the reader goes): ``FIONREAD`` on
-    it tells how many bytes the worker has not read, taken as ``unread_at_exit`` when it exits.
+    relay channel (pipes relay) or the log; stderr feeds the log line by line.
+
+    The transports close their descriptors on their own (the stdin writer as soon as the worker is
+    gone), so rr keeps dups of its ends until :meth:`close`: ``FIONREAD`` on the stdin dup tells how
+    many bytes the worker has not read (taken as ``unread_at_exit`` when it exits), and the output
+    dups let the exit handler read what the worker wrote last, with no descriptor number reused.
     """
 
     def __init__(self, worker: Worker, popen: subprocess.Popen[bytes], pipes_relay: bool) -> None:
@@ -74,9 +81,8 @@ class _Process:
         self.pipes_relay = pipes_relay
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.stdin: asyncio.WriteTransport | None = None
-        self.probe = -1
         self.unread_at_exit = -1
-        self._fds = {1: -1, 2: -1}  # the read ends while their transports are open
+        self._dups = {0: -1, 1: -1, 2: -1}
         self._readers: list[asyncio.BaseTransport] = []
         self._err = bytearray()
         self._out = bytearray()
@@ -85,13 +91,12 @@ class _Process:
     async def connect(self, stdin: int, stdout: int, stderr: int, max_frame: int) -> None:
         """Attach the parent's pipe ends to the loop and start watching the exit."""
         loop = asyncio.get_running_loop()
-        self.probe = os.dup(stdin)
+        self._dups = {0: os.dup(stdin), 1: os.dup(stdout), 2: os.dup(stderr)}
         self.stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(stdin, "wb", 0))
         if self.pipes_relay:
             name = f"worker {self.popen.pid}"
             self.worker.channel = Channel(transport_writer(self.stdin, name), max_frame, name=name)
         for fd, end in ((1, stdout), (2, stderr)):
-            self._fds[fd] = end
             transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
             self._readers.append(transport)
         self._pidfd = os.pidfd_open(self.popen.pid)
@@ -99,9 +104,9 @@ class _Process:
 
     def unread(self) -> int:
         """Bytes written to the worker's stdin that it has not read (-1 when unknown)."""
-        if self.probe < 0:
+        if self._dups[0] < 0:
             return -1
-        n = struct.unpack("i", fcntl.ioctl(self.probe, termios.FIONREAD, b"\0\0\0\0"))[0]
+        n = struct.unpack("i", fcntl.ioctl(self._dups[0], termios.FIONREAD, b"\0\0\0\0"))[0]
         return int(n) + (self.stdin.get_write_buffer_size() if self.stdin is not None else 0)
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
@@ -119,7 +124,6 @@ class _Process:
             buf.clear()
 
     def pipe_connection_lost(self, fd: int) -> None:
-        self._fds[fd] = -1
         if fd == 1 and self.pipes_relay and self.worker.channel is not None:
             self.worker.channel.feed_eof("closed: the worker closed its stdout")
         buf = self._err if fd == 2 else self._out
@@ -145,9 +149,9 @@ class _Process:
             self.worker.channel.feed_eof(f"closed: the worker process {exit_text(code)}")
 
     def _drain(self, fd: int) -> None:
-        while self._fds[fd] >= 0:
+        while self._dups[fd] >= 0:
             try:
-                data = os.read(self._fds[fd], 65536)
+                data = os.read(self._dups[fd], 65536)
             except OSError:  # BlockingIOError: nothing more for now
                 return
             if not data:
@@ -159,10 +163,10 @@ class _Process:
         for t in (self.stdin, *self._readers):
             if t is not None:
                 t.close()
-        self._fds = {1: -1, 2: -1}
-        if self.probe >= 0:
-            os.close(self.probe)
-            self.probe = -1
+        for fd in self._dups.values():
+            if fd >= 0:
+                os.close(fd)
+        self._dups = {0: -1, 1: -1, 2: -1}
 
 
 class Worker:
