@@ -45,7 +45,7 @@ from rrgrpc.goridge.relay import SocketRelayListener
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
-from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker, exit_text
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
@@ -284,7 +284,7 @@ class Pool:
             if w is None:
                 w = await self._take_traced(timeout)
             if alive is not None and not alive():
-                self._give(w)
+                self._release(w)
                 self._dropped += 1
                 raise RequestDropped(f"{self.name} pool: the client went away while the request waited for a worker")
             try:
@@ -661,8 +661,12 @@ class Pool:
         self._procs.pop(w.pid, None)
         self._psutil.pop(w.pid, None)
         if w.state in (WorkerState.READY, WorkerState.INACTIVE) and w.pid in self._workers:
-            code = w.proc.exited.result() if w.proc else None
-            self._log.warning("worker exited while idle (code %s); replacing it", code, extra={"pid": w.pid})
+            code = w.proc.exited.result() if w.proc else -1
+            # exit(0) between requests is a PHP memory guard doing its job, not a fault
+            self._log.log(
+                logging.INFO if code == 0 else logging.WARNING,
+                "worker %d %s while idle; replacing it", w.pid, exit_text(code), extra={"pid": w.pid},
+            )
             w.state = WorkerState.ERRORED
             self._workers.pop(w.pid, None)
             self._ensure_capacity()

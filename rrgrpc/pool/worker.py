@@ -230,7 +230,12 @@ class Worker:
                 os.close(fd)
         w.pid = popen.pid
         w.proc = proc = _Process(w, popen, listener is None)
-        await proc.connect(*ours, max_frame)
+        try:
+            await proc.connect(*ours, max_frame)
+        except OSError as exc:  # no pidfd (Linux < 5.3) or out of descriptors: never leave it running
+            popen.kill()
+            proc.close()
+            raise BootError(f"cannot attach to worker {w.pid}: {exc}") from exc
         try:
             async with asyncio.timeout(timeout):
                 if listener is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
-from rrgrpc.errors import BootError, WorkerLost
+from rrgrpc.errors import BootError, RequestDropped, WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
 from tests.helpers import PHP, eventually, free_port, php_cmd, stock_and_uvloop
@@ -99,7 +99,7 @@ async def test_reset_kills_a_hung_idle_worker_and_completes(caplog: pytest.LogCa
 async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest.LogCaptureFixture) -> None:
     """A worker SIGSTOPped mid-request never finishes it: reset_timeout kills it (by pid) and the reset
     completes; its request fails naming the signal; nothing else fails."""
-    cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=1.0)
+    cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=3.0)  # room to start 2 workers on a busy machine
     async with open_pool("grpc", cfg, ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
         stuck = asyncio.create_task(pool.exec(ping("sleep:300 stuck"), timeout=20))
         busy = await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "working"])
@@ -109,7 +109,7 @@ async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest
         with pytest.raises(WorkerLost) as err:
             await stuck
         assert str(err.value) == f"worker {busy[0]} was killed by SIGKILL mid-request"
-        assert f"reset: worker {busy[0]} (invalid) did not stop within reset_timeout (1s); killing it" in caplog.text
+        assert f"reset: worker {busy[0]} (invalid) did not stop within reset_timeout (3s); killing it" in caplog.text
         await eventually(lambda: len(pool.workers()) == 2 and busy[0] not in {s.pid for s in pool.workers()})
         assert (await pool.exec(ping("after"), timeout=10)).body == b"after"
 
@@ -132,3 +132,18 @@ async def test_socket_relay_worker_exiting_between_requests_never_leaks_a_repr()
         for text in lost:
             assert_one_clear_line(text)
             assert "exited with code 0" in text or "is gone" in text, text
+
+
+@pytest.mark.parametrize("debug", [False, True])
+async def test_a_request_dead_when_its_worker_is_taken_is_dropped(tmp_path: Path, debug: bool) -> None:
+    """exec(alive=...) false when the worker is taken: RequestDropped, PHP never sees it, the worker
+    serves the next request (debug mode: the fresh worker is retired, none is left behind)."""
+    log = tmp_path / "requests.log"
+    server = ServerConfig(command=php_cmd("fault.php"), env={"FAULT_LOG": str(log)})
+    async with open_pool("grpc", pool_cfg(1, debug=debug), server, mode="grpc") as pool:
+        with pytest.raises(RequestDropped, match="the client went away while the request waited for a worker"):
+            await pool.exec(ping("req-dead"), timeout=10, alive=lambda: False)
+        assert (await pool.exec(ping("req-alive"), timeout=10, alive=lambda: True)).body == b"req-alive"
+        assert pool.activity().dropped == 1
+        await eventually(lambda: len(pool.workers()) == (0 if debug else 1))
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["req-alive"]
