@@ -7,11 +7,12 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,27 @@ def stock_and_uvloop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoo
     return asyncio.DefaultEventLoopPolicy()
 
 
+@pytest.fixture(autouse=True, name="no_leftover_workers")
+def no_leftover_workers_fixture() -> Iterator[None]:
+    """Import into a test module to fail each of its tests that leaves a PHP process of this test
+    run alive (a SIGSTOPped worker nobody killed, say)."""
+    yield
+    deadline = time.monotonic() + 10
+    while left := [p for p in psutil.Process().children(recursive=True) if _is_live_php(p)]:
+        if time.monotonic() > deadline:
+            for p in left:
+                p.kill()
+            raise AssertionError(f"PHP processes left running: {[(p.pid, p.status()) for p in left]}")
+        time.sleep(0.05)
+
+
+def _is_live_php(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE and "php" in p.name()
+    except psutil.NoSuchProcess:
+        return False
+
+
 @asynccontextmanager
 async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> AsyncIterator[Any]:
     """Load a config dict (as if read from .rr.yaml), build the roster, run the Host until exit."""
@@ -85,4 +107,4 @@ async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 60)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "stock_and_uvloop", "sys"]
+__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "stock_and_uvloop", "no_leftover_workers_fixture", "sys"]

@@ -368,7 +368,7 @@ class Worker:
 
     async def wait(self) -> int:
         assert self.proc is not None
-        return await self.proc.exited
+        return await asyncio.shield(self.proc.exited)  # a caller giving up must not cancel the exit itself
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Ask the worker to stop (stop control frame); SIGKILL it after ``grace`` seconds."""
@@ -405,7 +405,7 @@ class Worker:
         if self.proc is not None:
             try:
                 async with asyncio.timeout(5):
-                    await self.proc.exited
+                    await asyncio.shield(self.proc.exited)
             except TimeoutError:
                 self._log.error("worker did not exit after SIGKILL", extra={"pid": self.pid})
         if self.proc is not None:

@@ -13,10 +13,11 @@ from rrgrpc.errors import BootError, ExecTTLExceeded, NoFreeWorkers, QueueFull, 
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
 from rrgrpc.pool.state import WorkerState
-from tests.helpers import ROOT, eventually, free_port, php_cmd, stock_and_uvloop
+from tests.helpers import ROOT, eventually, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
 
 pytestmark = pytest.mark.php
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
+leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 
 
 def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerConfig:

@@ -23,10 +23,11 @@ import aiohttp
 import grpc
 import pytest
 
-from tests.helpers import eventually, free_port, php_cmd, running_host
+from tests.helpers import eventually, free_port, no_leftover_workers_fixture, php_cmd, running_host
 from tests.integration.test_grpc import ECHO_PROTO, Echo, PingRequest, grpc_target
 
 pytestmark = pytest.mark.php
+leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 
 CLIENT_BOUND = 20.0  # seconds a single request may take before the client counts it lost
 

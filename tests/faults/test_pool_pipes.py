@@ -15,9 +15,10 @@ import pytest
 from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import PHP, ROOT, free_port, php_cmd, stock_and_uvloop
+from tests.helpers import PHP, ROOT, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
 
 pytestmark = pytest.mark.php
+leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
 
 
