@@ -6,6 +6,10 @@ retired and replaced (max_jobs, TTL, memory, a stop request), or killed and repl
 broken relay, exec_ttl). The reply wait is cancel-safe: when the caller goes away mid-exec, the
 exchange is finished in the background and the worker returns to the pool, never stranded.
 
+No request is lost and none runs for nobody: a request the worker provably never read (it died
+first) runs on another worker; a request whose caller went away while it waited (its task was
+cancelled, or its ``alive`` check fails when a worker is taken) is dropped and counted, never run.
+
 Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
 until the pool is back at its size. A boot that fails ``MAX_BOOT_FAILURES`` times in a row fails
 the pool with the cause instead of respawning forever.
