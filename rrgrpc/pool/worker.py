@@ -1,7 +1,7 @@
 """One PHP worker process: spawn, pid handshake, exec, stop, kill, reaping and the stderr pump.
 
 The process gets real pipes on stdin/stdout/stderr, no other descriptor of rr, and a session of
-its own; its exit is watched through a pidfd. Frames to the worker go to its stdin (pipes relay) or
+its own; its exit is watched through a pidfd (a waiting thread where there is none). Frames to the worker go to its stdin (pipes relay) or
 to its socket connection; frames from it are parsed by a :class:`~rrgrpc.goridge.relay.Channel` as
 they arrive. A request the worker provably never read (the write failed, or the whole frame was
 still in its stdin pipe when it exited) raises :class:`NotDelivered`, so the pool runs it
@@ -21,6 +21,7 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -99,8 +100,17 @@ class _Process:
         for fd, end in ((1, stdout), (2, stderr)):
             transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
             self._readers.append(transport)
-        self._pidfd = os.pidfd_open(self.popen.pid)
-        loop.add_reader(self._pidfd, self._reap)
+        try:
+            self._pidfd = os.pidfd_open(self.popen.pid)
+        except (AttributeError, OSError):  # no pidfd (macOS, Linux < 5.3): a waiting thread, as
+            # asyncio's ThreadedChildWatcher does
+            threading.Thread(target=self._wait, args=(loop,), name=f"wait {self.popen.pid}", daemon=True).start()
+        else:
+            loop.add_reader(self._pidfd, self._reap)
+
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.popen.wait()
+        loop.call_soon_threadsafe(self._reap)
 
     def unread(self) -> int:
         """Bytes written to the worker's stdin that it has not read (-1 when unknown)."""
@@ -135,9 +145,10 @@ class _Process:
         code = self.popen.poll()
         if code is None:
             return
-        asyncio.get_running_loop().remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = -1
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
         self.unread_at_exit = self.unread()
         # what the process wrote before it exited is read now, before the exit is told: a reply
         # frame (or a PHP fatal line) must never lose the race against the exit notice
@@ -232,7 +243,7 @@ class Worker:
         w.proc = proc = _Process(w, popen, listener is None)
         try:
             await proc.connect(*ours, max_frame)
-        except OSError as exc:  # no pidfd (Linux < 5.3) or out of descriptors: never leave it running
+        except OSError as exc:  # out of descriptors, say: never leave it running
             popen.kill()
             proc.close()
             raise BootError(f"cannot attach to worker {w.pid}: {exc}") from exc

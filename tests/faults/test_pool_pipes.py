@@ -1,4 +1,5 @@
-"""What a worker process gets from rr: real pipes (so PHP socket timeouts never apply) and no other descriptor.
+"""What a worker process gets from rr: real pipes (so PHP socket timeouts never apply), no other
+descriptor, and an exit that is seen with or without pidfd.
 
 Run on the stock loop and on uvloop (what ``rr serve`` uses): uvloop's own subprocess support
 gives children socketpairs and leaks descriptors, which is why workers are spawned by the pool.
@@ -13,9 +14,18 @@ import stat
 import pytest
 
 from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
+from rrgrpc.errors import WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import PHP, ROOT, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
+from tests.helpers import (
+    PHP,
+    ROOT,
+    eventually,
+    free_port,
+    no_leftover_workers_fixture,
+    php_cmd,
+    stock_and_uvloop,
+)
 
 pytestmark = pytest.mark.php
 leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
@@ -71,3 +81,14 @@ async def test_workers_inherit_no_descriptor_of_rr(relay: str) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_exits_are_seen_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where os.pidfd_open does not exist (macOS), a waiting thread reports the exit: a crash
+    mid-request still fails with the exit code and the worker is replaced."""
+    monkeypatch.delattr(os, "pidfd_open")
+    async with open_pool("grpc", pool_cfg(1), ServerConfig(command=php_cmd("crash.php")), mode="grpc") as pool:
+        pid = pool.workers()[0].pid
+        with pytest.raises(WorkerLost, match=f"worker {pid} exited with code 3 mid-request"):
+            await pool.exec(Payload(b"{}", b"x", Flag.CODEC_JSON), timeout=10)
+        await eventually(lambda: [(s.pid != pid, s.status_str) for s in pool.workers()] == [(True, "ready")])
