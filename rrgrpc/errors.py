@@ -35,6 +35,10 @@ class PoolClosed(PoolError):
     """The pool is stopping (or was destroyed) and takes no more requests."""
 
 
+class RequestDropped(PoolError):
+    """The caller went away (client disconnected, deadline passed) before a worker took the request."""
+
+
 class ExecTTLExceeded(PoolError):
     """The worker did not answer within exec_ttl (or the caller's deadline); it was killed."""
 

@@ -5,9 +5,9 @@ platform collectors (RoadRunner registers Go's process and runtime collectors), 
 ``ProvidesMetrics`` peer hands over (``rr_grpc_request_total`` ...), one worker collector per
 ``HasWorkers`` peer with RoadRunner's names (``rr_<plugin>_total_workers``,
 ``rr_<plugin>_workers_memory_bytes``, ``rr_<plugin>_worker_state{state,pid}``,
-``rr_<plugin>_worker_memory_bytes{pid}``, ``rr_<plugin>_workers_ready|working|invalid`` and, unless the
-peer already exports it, ``rr_<plugin>_requests_queue``), and the collectors predeclared under
-``metrics.collect``. It then serves the text exposition on ``metrics.address`` (any path, as
+``rr_<plugin>_worker_memory_bytes{pid}``, ``rr_<plugin>_workers_ready|working|invalid``,
+``rr_<plugin>_requests_dropped_total`` and, unless the peer already exports it,
+``rr_<plugin>_requests_queue``), and the collectors predeclared under ``metrics.collect``. It then serves the text exposition on ``metrics.address`` (any path, as
 RoadRunner's promhttp handler does).
 
 The RPC service ``metrics`` (Declare/Add/Sub/Observe/Set/Unregister) follows RoadRunner's semantics and
@@ -31,13 +31,13 @@ import msgspec
 import prometheus_client
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
-from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.obs import parse_host_port, serve_app
 from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics
-from rrgrpc.pool.state import WorkerState
+from rrgrpc.pool.state import Activity, WorkerState
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
@@ -258,6 +258,7 @@ class WorkersCollector(Collector):
                 "workers_ready",
                 "workers_working",
                 "workers_invalid",
+                "requests_dropped",
             )
         ]
         if self._with_queue:
@@ -302,11 +303,17 @@ class WorkersCollector(Collector):
             f"{ns}_total_workers", "Total number of workers used by the plugin", value=len(workers)
         )
         yield GaugeMetricFamily(f"{ns}_workers_memory_bytes", "Memory usage by workers", value=total_memory)
+        try:
+            activity = self._plugin.activity()
+        except Exception:
+            activity = Activity()
+        yield CounterMetricFamily(
+            f"{ns}_requests_dropped",
+            "Requests dropped unexecuted: their client went away while they waited for a worker",
+            value=activity.dropped,
+        )
         if self._with_queue:
-            try:
-                queue = self._plugin.activity().queue
-            except Exception:
-                queue = 0
+            queue = activity.queue
             yield GaugeMetricFamily(
                 f"{ns}_requests_queue", "Total number of queued requests waiting for a worker", value=queue
             )

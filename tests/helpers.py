@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
@@ -73,6 +76,37 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path] | None:
         capture_output=True, check=False,
     )
     return (cert, key) if made.returncode == 0 else None
+
+
+@pytest.fixture(params=["asyncio", "uvloop"], scope="module", name="event_loop_policy")
+def stock_and_uvloop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Import into a test module to run each of its tests on the stock loop and on uvloop (what
+    ``rr serve`` uses)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        return uvloop.EventLoopPolicy()  # type: ignore[no-any-return]
+    return asyncio.DefaultEventLoopPolicy()
+
+
+@pytest.fixture(autouse=True, name="no_leftover_workers")
+def no_leftover_workers_fixture() -> Iterator[None]:
+    """Import into a test module to fail each of its tests that leaves a PHP process of this test
+    run alive (a SIGSTOPped worker nobody killed, say)."""
+    yield
+    deadline = time.monotonic() + 10
+    while left := [p for p in psutil.Process().children(recursive=True) if _is_live_php(p)]:
+        if time.monotonic() > deadline:
+            for p in left:
+                p.kill()
+            raise AssertionError(f"PHP processes left running: {[(p.pid, p.status()) for p in left]}")
+        time.sleep(0.05)
+
+
+def _is_live_php(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE and "php" in p.name()
+    except psutil.NoSuchProcess:
+        return False
 
 
 @asynccontextmanager
@@ -149,5 +183,5 @@ async def run_in_terminal(argv: list[str], cwd: Path, *, until: bytes, keys: byt
 
 __all__ = [
     "ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree",
-    "run_in_terminal", "self_signed_certificate", "sys",
+    "run_in_terminal", "self_signed_certificate", "stock_and_uvloop", "no_leftover_workers_fixture", "sys",
 ]

@@ -46,6 +46,34 @@ class RelayClosed(ProtocolError):
     """The other side closed the relay (process exit or connection loss)."""
 
 
+class BadFrame(ProtocolError):
+    """The relay carried bytes that are not a frame; ``carried`` holds their start."""
+
+    def __init__(self, message: str, carried: bytes) -> None:
+        super().__init__(message)
+        self.carried = carried
+
+
+def transport_writer(transport: asyncio.WriteTransport, name: str) -> Callable[[bytes], None]:
+    """A write function for a Channel that raises RelayClosed, never a transport repr or a silent drop.
+
+    A closed transport drops writes silently (asyncio) or raises RuntimeError naming itself (uvloop);
+    a write that hits EPIPE closes the transport on the spot and drops the bytes.
+    """
+
+    def write(data: bytes) -> None:
+        if transport.is_closing():
+            raise RelayClosed(f"{name}: relay closed")
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as exc:
+            raise RelayClosed(f"{name}: relay closed: the write failed ({type(exc).__name__})") from None
+        if transport.is_closing():
+            raise RelayClosed(f"{name}: relay closed by the other side")
+
+    return write
+
+
 class Channel:
     """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
 
@@ -76,8 +104,9 @@ class Channel:
                 try:
                     decode_header(bytes(buf[:HEADER_SIZE]), max_frame)
                 except ProtocolError as exc:
-                    tail = bytes(buf[:300]).decode("utf-8", "replace")
-                    self._fail(ProtocolError(f"{self.name}: {exc}; the relay carried: {tail!r}"))
+                    carried = bytes(buf[:300])
+                    tail = carried.decode("utf-8", "replace")
+                    self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
                     return
             opt_end = HEADER_SIZE + 4 * (hl - 3)
             end = opt_end + length
@@ -137,7 +166,8 @@ class _ChannelProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
-        self.channel = Channel(self.transport.write, self.listener.max_frame, name=f"relay {self.listener.address}")
+        name = f"relay {self.listener.address}"
+        self.channel = Channel(transport_writer(self.transport, name), self.listener.max_frame, name=name)
         self.listener._accepted(self)
 
     def data_received(self, data: bytes) -> None:

@@ -81,7 +81,9 @@ _EXTRACTED = frozenset(_INJECTED)  # and jaeger's "uberctx-" baggage keys
 class Executor(Protocol):
     """What the proxy needs from the pool."""
 
-    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload: ...
+    async def exec(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
+    ) -> Payload: ...
 
 
 class GrpcMetrics:
@@ -338,7 +340,9 @@ class Proxy:
             timeout=remaining,
         )
         try:
-            raw = await self._executor().exec(Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full)
+            raw = await self._executor().exec(
+                Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full, alive=lambda: not context.done()
+            )
         except (PoolError, TimeoutError) as exc:
             failure = failure_from_exception(exc)
             log.warning("%s: %s: %s", full, go_code_name(failure.code), failure.message)

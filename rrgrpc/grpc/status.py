@@ -39,6 +39,7 @@ from rrgrpc.errors import (
     NoFreeWorkers,
     PoolClosed,
     QueueFull,
+    RequestDropped,
     WorkerError,
     WorkerLost,
 )
@@ -162,7 +163,7 @@ def parse_reply(reply: Payload) -> Reply:
 def failure_from_exception(exc: BaseException) -> Failure:
     """Map a pool failure to a status (ARCHITECTURE §2.11 decision 3).
 
-    NoFreeWorkers/QueueFull -> RESOURCE_EXHAUSTED; ExecTTLExceeded and the caller's deadline
+    NoFreeWorkers/QueueFull -> RESOURCE_EXHAUSTED; RequestDropped -> CANCELLED; ExecTTLExceeded and the caller's deadline
     (TimeoutError) -> DEADLINE_EXCEEDED; PoolClosed/BootError -> UNAVAILABLE; WorkerLost ->
     INTERNAL saying the worker crashed; WorkerError -> the legacy ``code|:|message`` text or
     INTERNAL with the worker's message; anything else -> INTERNAL.
@@ -170,6 +171,8 @@ def failure_from_exception(exc: BaseException) -> Failure:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, NoFreeWorkers | QueueFull):
         return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"no free PHP worker: {text}")
+    if isinstance(exc, RequestDropped):
+        return Failure(grpc.StatusCode.CANCELLED, f"request dropped: {text}")
     if isinstance(exc, ExecTTLExceeded):
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, f"worker exec_ttl exceeded: {text}")
     if isinstance(exc, TimeoutError):

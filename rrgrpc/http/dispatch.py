@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
 from multidict import CIMultiDict
 
-from rrgrpc.errors import NoFreeWorkers, PoolError
+from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
 from rrgrpc.http.convert import (
     BadWorkerResponse,
@@ -50,7 +50,7 @@ class StreamingPool(Protocol):
     debug: bool
 
     def stream(
-        self, payload: Payload, *, timeout: float | None = None, info: str = ""
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
 
 
@@ -131,7 +131,8 @@ class Dispatcher:
     async def _serve(self, request: web.BaseRequest, payload: Payload) -> web.StreamResponse:
         resp: web.StreamResponse | None = None
         try:
-            async with self.pool.stream(payload, info=f"{request.method} {request.path}") as frames:
+            alive = lambda: not _client_gone(request)  # noqa: E731 -- aiohttp does not cancel the handler
+            async with self.pool.stream(payload, info=f"{request.method} {request.path}", alive=alive) as frames:
                 async for frame in frames:
                     streaming = bool(frame.stream & _STREAM)
                     if resp is None:
@@ -154,6 +155,8 @@ class Dispatcher:
         except NoFreeWorkers as exc:
             if resp is None:
                 return await self._error(request, exc, {"No-Workers": "true"})
+        except RequestDropped:  # the client left while queued: nobody to answer (nginx's 499)
+            return web.Response(status=499)
         except (PoolError, TimeoutError) as exc:
             log.warning("worker error: %s", exc)
             if resp is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
@@ -79,7 +79,7 @@ class _WorkerStats(Collector):
     def __init__(self, plugin: HttpPlugin) -> None:
         self.plugin = plugin
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         workers = self.plugin.workers()
         total = GaugeMetricFamily("rr_http_total_workers", "Total number of workers used by the HTTP plugin")
         total.add_metric([], len(workers))
@@ -104,6 +104,8 @@ class _WorkerStats(Collector):
             ("invalid", "HTTP workers currently in invalid,killing,destroyed,errored,inactive states"),
         ):
             yield GaugeMetricFamily(f"rr_http_workers_{key}", help_text, value=counts[key])
+        dropped = self.plugin.activity().dropped
+        yield CounterMetricFamily("rr_http_requests_dropped", "Requests dropped unexecuted: the client left while queued", value=dropped)
 
 
 class HttpPlugin(PoolBacked):

@@ -6,6 +6,10 @@ retired and replaced (max_jobs, TTL, memory, a stop request), or killed and repl
 broken relay, exec_ttl). The reply wait is cancel-safe: when the caller goes away mid-exec, the
 exchange is finished in the background and the worker returns to the pool, never stranded.
 
+No request is lost and none runs for nobody: a request the worker provably never read (it died
+first) runs on another worker; a request whose caller went away while it waited (its task was
+cancelled, or its ``alive`` check fails when a worker is taken) is dropped and counted, never run.
+
 Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
 until the pool is back at its size. A boot that fails ``MAX_BOOT_FAILURES`` times in a row fails
 the pool with the cause instead of respawning forever.
@@ -20,7 +24,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -34,7 +38,9 @@ from rrgrpc.errors import (
     ExecTTLExceeded,
     NoFreeWorkers,
     PoolClosed,
+    PoolError,
     QueueFull,
+    RequestDropped,
     WorkerError,
     WorkerLost,
 )
@@ -43,13 +49,15 @@ from rrgrpc.goridge.relay import SocketRelayListener
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
-from rrgrpc.pool.worker import StopRequested, Worker
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker, exit_text
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
 
+Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
+
 MAX_BOOT_FAILURES: Final = 3
-MAX_STOP_RETRIES: Final = 10  # a request re-dispatched after this many {"stop":true} replies fails
+MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
 MAX_WORKERS: Final = 2048
 _STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
 _PING: Final = int(Stream.PING)
@@ -149,6 +157,7 @@ class Pool:
         self._last_no_workers = 0.0
         self._last_scale_up = 0.0
         self._tracer: trace.Tracer | None = None
+        self._dropped = 0  # requests whose caller went away before a worker was taken for them
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -241,15 +250,21 @@ class Pool:
     def ready(self) -> bool:
         return not self._closing and self._failed is None and (self.debug or bool(self._workers))
 
-    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload:
-        """Run one request on a worker and return its reply (see the module docstring)."""
-        if timeout is None:
-            return await self._exec(payload, info)
-        async with asyncio.timeout(timeout):
-            return await self._exec(payload, info)
+    async def exec(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Alive | None = None
+    ) -> Payload:
+        """Run one request on a worker and return its reply (see the module docstring).
 
-    async def _exec(self, payload: Payload, info: str) -> Payload:
-        w, reply = await self._first_reply(payload, info)
+        ``alive`` tells whether anybody still waits for the answer; a request found dead when a
+        worker is taken for it is dropped (RequestDropped), never executed.
+        """
+        if timeout is None:
+            return await self._exec(payload, info, alive)
+        async with asyncio.timeout(timeout):
+            return await self._exec(payload, info, alive)
+
+    async def _exec(self, payload: Payload, info: str, alive: Alive | None) -> Payload:
+        w, reply = await self._first_reply(payload, info, alive)
         if reply.stream & _STREAM:
             self._spawn_task(self._drain_stream(w))
             raise WorkerError("streaming is not supported")
@@ -257,52 +272,83 @@ class Pool:
         return reply
 
     @asynccontextmanager
-    async def stream(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> AsyncIterator[AsyncIterator[Payload]]:
+    async def stream(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Alive | None = None
+    ) -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
-        w, first = await self._first_reply(payload, info, timeout)
+        w, first = await self._first_reply(payload, info, alive, timeout)
         frames = _StreamFrames(self, w, first)
         try:
             yield frames
         finally:
             frames.close()
 
-    async def _first_reply(self, payload: Payload, info: str, timeout: float | None = None) -> tuple[Worker, Payload]:
-        """Take a worker and read its first reply frame; a worker asking to be stopped is replaced
-        and the request re-run on another one. ``timeout`` bounds the wait for a worker."""
-        for _ in range(MAX_STOP_RETRIES):
+    async def _first_reply(
+        self, payload: Payload, info: str, alive: Alive | None, timeout: float | None = None
+    ) -> tuple[Worker, Payload]:
+        """Take a worker and read its first reply frame. A worker asking to be stopped is replaced,
+        and so is one that died without reading the request; the request then runs on another
+        worker. ``timeout`` bounds the wait for a worker."""
+        for _ in range(MAX_DISPATCHES):
             # the common case (an idle worker, no tracing) takes it without a coroutine
             w = self._take_idle() if self._tracer is None else None
             if w is None:
                 w = await self._take_traced(timeout)
+            if alive is not None and not alive():
+                self._release(w)
+                self._dropped += 1
+                raise RequestDropped(f"{self.name} pool: the client went away while the request waited for a worker")
             try:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
                 self._retire(w, WorkerState.INVALID)
-        raise WorkerError(f"{MAX_STOP_RETRIES} workers in a row asked to be stopped instead of answering")
+            except NotDelivered as exc:  # already killed and replaced by _roundtrip
+                self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
+        raise WorkerError(f"{MAX_DISPATCHES} workers in a row asked to be stopped or died instead of answering")
 
     async def reset(self) -> None:
         """Replace every worker, one at a time: start the new one, then retire an old one.
 
         Capacity never drops, so a reset under load fails no request (RoadRunner stops all workers
-        first). Old workers that are busy finish their request; reset_timeout bounds the whole.
+        first). Old workers that are busy finish their request; an idle one that does not stop
+        within destroy_timeout is killed. When reset_timeout ends the wait, the old workers still
+        there (hung) are killed, by pid, and the reset completes.
+
+        Raises:
+            PoolError: reset_timeout passed before the new workers were started.
         """
         async with self._reset_lock:
             old = list(self._workers.values())
+            limit = self.cfg.reset_timeout or 60
             self._log.info("resetting workers", extra={"plugin": self.name, "workers": len(old)})
-            async with asyncio.timeout(self.cfg.reset_timeout or 60):
+            started = 0
+            try:
+                async with asyncio.timeout(limit):
+                    for w in old:
+                        if self._closing:
+                            return
+                        await self._grow()
+                        started += 1
+                        self._workers.pop(w.pid, None)
+                        if w.state is WorkerState.WORKING:
+                            w.state = WorkerState.INVALID  # retired when it answers
+                        elif w.state is WorkerState.READY:
+                            self._retire(w, WorkerState.STOPPING, self.cfg.destroy_timeout or 60)
+                    while any(w.pid in self._procs for w in old):
+                        self._changed.clear()
+                        await self._changed.wait()
+            except TimeoutError:
+                if started < len(old):
+                    raise PoolError(
+                        f"{self.name} pool: reset_timeout ({limit:g}s) passed with {started} of {len(old)} new workers started"
+                    ) from None
                 for w in old:
-                    if self._closing:
-                        return
-                    new = await self._spawn_with_retries()
-                    self._add(new)
-                    self._workers.pop(w.pid, None)
-                    if w.state is WorkerState.WORKING:
-                        w.state = WorkerState.INVALID  # retired when it answers
-                    elif w.state is WorkerState.READY:
-                        self._retire(w, WorkerState.STOPPING)
-                while any(w.pid in self._procs for w in old):
-                    self._changed.clear()
-                    await self._changed.wait()
+                    if w.pid in self._procs:
+                        self._log.warning(
+                            "reset: worker %d (%s) did not stop within reset_timeout (%gs); killing it",
+                            w.pid, w.state.wire_name, limit, extra={"pid": w.pid},
+                        )
+                        self._lost(w)
 
     async def add_worker(self) -> None:
         if self.debug:
@@ -310,7 +356,7 @@ class Pool:
         if self._target >= MAX_WORKERS:
             raise BootError(f"maximum of {MAX_WORKERS} workers reached")
         self._target += 1
-        self._add(await self._spawn_with_retries())
+        await self._grow()
 
     async def remove_worker(self) -> None:
         """Remove one worker (an idle one if any); the last worker is never removed."""
@@ -338,7 +384,7 @@ class Pool:
 
     def activity(self) -> Activity:
         busy = {w.pid: (w.exec_info, w.exec_started) for w in self._procs.values() if w.state is WorkerState.WORKING}
-        return Activity(queue=len(self._waiters), busy=busy)
+        return Activity(queue=len(self._waiters), busy=busy, dropped=self._dropped)
 
     # -- taking and releasing -----------------------------------------------------------------
     async def _take_traced(self, timeout: float | None = None) -> Worker:
@@ -369,6 +415,9 @@ class Pool:
         while idle:
             w = idle.popleft()
             if w.state is WorkerState.READY:
+                if w.channel is not None and w.channel.broken is not None:
+                    self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
+                    continue
                 w.state = WorkerState.WORKING
                 return w
         return None
@@ -395,7 +444,8 @@ class Pool:
         expiry = loop.call_later(timeout, self._allocate_expired, fut) if timeout else None
         try:
             return await fut
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
+            self._dropped += 1
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._give(fut.result())  # handed over just as the caller gave up
             raise
@@ -483,9 +533,6 @@ class Pool:
             if w.ttl_expired:
                 raise ExecTTLExceeded(f"worker {w.pid} did not answer within exec_ttl ({ttl:g}s) and was killed") from exc
             raise
-        except (RuntimeError, OSError) as exc:  # writing to a closed pipe
-            self._lost(w)
-            raise WorkerLost(f"worker {w.pid} relay is closed: {exc}") from exc
         finally:
             if handle is not None:
                 handle.cancel()
@@ -544,8 +591,8 @@ class Pool:
         return w
 
     async def _spawn_with_retries(self) -> Worker:
+        """A new worker, retried after boot failures; the caller counts it in ``_spawning``."""
         while True:
-            self._spawning += 1
             try:
                 w = await self._spawn()
             except BootError as exc:
@@ -556,10 +603,17 @@ class Pool:
                     raise
                 await asyncio.sleep(0.1 * 2**self._boot_failures)
                 continue
-            finally:
-                self._spawning -= 1
             self._boot_failures = 0
             return w
+
+    async def _grow(self) -> None:
+        """Spawn one worker into the pool, counted in ``_spawning`` until it is added."""
+        self._spawning += 1
+        try:
+            w = await self._spawn_with_retries()
+        finally:
+            self._spawning -= 1
+        self._add(w)
 
     def _add(self, w: Worker) -> None:
         if self._closing:
@@ -576,13 +630,17 @@ class Pool:
         for _ in range(max(0, missing)):
             if self._closing or self._failed is not None:
                 return
+            self._spawning += 1  # now, not when the task starts: a second call must see it
             self._spawn_task(self._replace())
 
     async def _replace(self) -> None:
         try:
-            self._add(await self._spawn_with_retries())
+            w = await self._spawn_with_retries()
         except BootError:
-            pass  # _fail() already recorded it and woke the supervisor
+            return  # _fail() already recorded it and woke the supervisor
+        finally:
+            self._spawning -= 1
+        self._add(w)
 
     def _fail(self, exc: BootError) -> None:
         self._failed = BootError(f"{self.name} pool failed: {exc}")
@@ -593,11 +651,11 @@ class Pool:
         self._changed.set()
         self._alarm.set()
 
-    def _retire(self, w: Worker, state: WorkerState) -> None:
+    def _retire(self, w: Worker, state: WorkerState, grace: float | None = None) -> None:
         """Stop a worker gracefully in the background and keep the pool at its size."""
         w.state = state
         self._workers.pop(w.pid, None)
-        self._spawn_task(w.stop())
+        self._spawn_task(w.stop() if grace is None else w.stop(grace))
         self._ensure_capacity()
 
     def _lost(self, w: Worker) -> None:
@@ -614,8 +672,12 @@ class Pool:
         self._procs.pop(w.pid, None)
         self._psutil.pop(w.pid, None)
         if w.state in (WorkerState.READY, WorkerState.INACTIVE) and w.pid in self._workers:
-            code = w.proc.exited.result() if w.proc else None
-            self._log.warning("worker exited while idle (code %s); replacing it", code, extra={"pid": w.pid})
+            code = w.proc.exited.result() if w.proc else -1
+            # exit(0) between requests is a PHP memory guard doing its job, not a fault
+            self._log.log(
+                logging.INFO if code == 0 else logging.WARNING,
+                "worker %d %s while idle; replacing it", w.pid, exit_text(code), extra={"pid": w.pid},
+            )
             w.state = WorkerState.ERRORED
             self._workers.pop(w.pid, None)
             self._ensure_capacity()

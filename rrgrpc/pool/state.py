@@ -65,7 +65,9 @@ class Activity:
     Attributes:
         queue: requests waiting for a worker.
         busy: pid -> (what it executes: gRPC method or HTTP URI, unix time the exec started).
+        dropped: requests dropped since start because their caller went away while they waited.
     """
 
     queue: int = 0
     busy: dict[int, tuple[str, float]] = field(default_factory=dict)
+    dropped: int = 0

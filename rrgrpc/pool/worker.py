@@ -1,25 +1,34 @@
 """One PHP worker process: spawn, pid handshake, exec, stop, kill, reaping and the stderr pump.
 
-Frames to the worker go to its stdin (pipes relay) or to its socket connection; frames from it are
-parsed by a :class:`~rrgrpc.goridge.relay.Channel` as they arrive. Worker stderr is logged line by
-line with the worker's pid (and the trace id of the request it is executing, when there is one).
+The process gets real pipes on stdin/stdout/stderr, no other descriptor of rr, and a session of
+its own; its exit is watched through a pidfd (a waiting thread where there is none). Frames to the worker go to its stdin (pipes relay) or
+to its socket connection; frames from it are parsed by a :class:`~rrgrpc.goridge.relay.Channel` as
+they arrive. A request the worker provably never read (the write failed, or the whole frame was
+still in its stdin pipe when it exited) raises :class:`NotDelivered`, so the pool runs it
+elsewhere. Worker stderr is logged line by line with the worker's pid (and the trace id of the
+request it is executing, when there is one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
 import os
 import pwd
 import signal
+import struct
+import subprocess
+import termios
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from rrgrpc.errors import BootError, ProtocolError, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Flag, Frame, Stream, encode, encode_data
-from rrgrpc.goridge.relay import Channel, SocketRelayListener, handshake
+from rrgrpc.goridge.relay import BadFrame, Channel, SocketRelayListener, handshake, transport_writer
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import WorkerState
 
@@ -28,6 +37,7 @@ _STOP_CONTROL: Final = encode(STOP_REQUEST, Flag.CONTROL | Flag.CODEC_JSON)
 _PONG: Final = encode(b"", 0, (), Stream.PONG)
 _STREAM_STOP: Final = encode(b"", 0, (), Stream.STOP)
 STOP_GRACE: Final = 10.0  # seconds a worker gets to exit after the stop control, then SIGKILL
+_PHP_FATAL: Final = "Fatal error"
 _ERROR: Final = int(Flag.ERROR)  # a plain int: IntFlag arithmetic costs a microsecond per request
 
 
@@ -35,59 +45,139 @@ class StopRequested(Exception):
     """The worker answered with {"stop":true}: it wants to be replaced; the request goes elsewhere."""
 
 
-class _Process(asyncio.SubprocessProtocol):
-    """Routes the child's stdout into the relay channel (pipes) and stderr into the log, line by line."""
+class NotDelivered(WorkerLost):
+    """The worker is gone and provably never read the request: it goes to another worker."""
 
-    def __init__(self, worker: Worker, pipes_relay: bool, max_frame: int) -> None:
+
+class _Reader(asyncio.Protocol):
+    """Hands the bytes of one of the child's output pipes (1: stdout, 2: stderr) to its _Process."""
+
+    def __init__(self, proc: _Process, fd: int) -> None:
+        self.proc = proc
+        self.fd = fd
+
+    def data_received(self, data: bytes) -> None:
+        self.proc.pipe_data_received(self.fd, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.proc.pipe_connection_lost(self.fd)
+
+
+class _Process:
+    """The child process: real pipes on its stdin/stdout/stderr, and its exit (watched by pidfd).
+
+    Real pipes, not socketpairs: PHP applies ``default_socket_timeout`` (60 s) to reads from a
+    socket, so an idle worker blocked on a socket stdin gives up after a minute. stdout feeds the
+    relay channel (pipes relay) or the log; stderr feeds the log line by line.
+
+    The transports close their descriptors on their own (the stdin writer as soon as the worker is
+    gone), so rr keeps dups of its ends until :meth:`close`: ``FIONREAD`` on the stdin dup tells how
+    many bytes the worker has not read (taken as ``unread_at_exit`` when it exits), and the output
+    dups let the exit handler read what the worker wrote last, with no descriptor number reused.
+    """
+
+    def __init__(self, worker: Worker, popen: subprocess.Popen[bytes], pipes_relay: bool) -> None:
         self.worker = worker
+        self.popen = popen
         self.pipes_relay = pipes_relay
-        self.max_frame = max_frame
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.stdin: asyncio.WriteTransport | None = None
+        self.unread_at_exit = -1
+        self._dups = {0: -1, 1: -1, 2: -1}
+        self._readers: list[asyncio.BaseTransport] = []
         self._err = bytearray()
         self._out = bytearray()
-        self._early = bytearray()  # stdout that arrived before the channel existed
+        self._pidfd = -1
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # the channel exists before the first stdout byte is handled: bytes a worker prints before
-        # the handshake (garbage, "Could not open input file") must reach the frame parser
+    async def connect(self, stdin: int, stdout: int, stderr: int, max_frame: int) -> None:
+        """Attach the parent's pipe ends to the loop and start watching the exit."""
+        loop = asyncio.get_running_loop()
+        self._dups = {0: os.dup(stdin), 1: os.dup(stdout), 2: os.dup(stderr)}
+        self.stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(stdin, "wb", 0))
         if self.pipes_relay:
-            proc = cast(asyncio.SubprocessTransport, transport)
-            stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))  # uvloop's is no subclass
-            channel = self.worker.channel = Channel(stdin.write, self.max_frame, name=f"worker {proc.get_pid()}")
-            if self._early:
-                channel.feed(bytes(self._early))
-                self._early.clear()
+            name = f"worker {self.popen.pid}"
+            self.worker.channel = Channel(transport_writer(self.stdin, name), max_frame, name=name)
+        for fd, end in ((1, stdout), (2, stderr)):
+            transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
+            self._readers.append(transport)
+        try:
+            self._pidfd = os.pidfd_open(self.popen.pid)
+        except (AttributeError, OSError):  # no pidfd (macOS, Linux < 5.3): a waiting thread, as
+            # asyncio's ThreadedChildWatcher does
+            threading.Thread(target=self._wait, args=(loop,), name=f"wait {self.popen.pid}", daemon=True).start()
+        else:
+            loop.add_reader(self._pidfd, self._reap)
+
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.popen.wait()
+        loop.call_soon_threadsafe(self._reap)
+
+    def unread(self) -> int:
+        """Bytes written to the worker's stdin that it has not read (-1 when unknown)."""
+        if self._dups[0] < 0:
+            return -1
+        n = struct.unpack("i", fcntl.ioctl(self._dups[0], termios.FIONREAD, b"\0\0\0\0"))[0]
+        return int(n) + (self.stdin.get_write_buffer_size() if self.stdin is not None else 0)
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1 and self.pipes_relay:
-            if self.worker.channel is None:
-                self._early += data
-            else:
-                self.worker.channel.feed(data)
-        else:
-            buf = self._err if fd == 2 else self._out
-            buf += data
-            while (nl := buf.find(b"\n")) >= 0:
-                self.worker.log_line(bytes(buf[:nl]))
-                del buf[: nl + 1]
-            if len(buf) > 65536:
-                self.worker.log_line(bytes(buf))
-                buf.clear()
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1 and self.pipes_relay and self.worker.channel is not None:
-            self.worker.channel.feed_eof("closed: the worker closed its stdout")
+            assert self.worker.channel is not None
+            self.worker.channel.feed(data)
+            return
         buf = self._err if fd == 2 else self._out
-        if buf and fd in (1, 2):
+        buf += data
+        while (nl := buf.find(b"\n")) >= 0:
+            self.worker.log_line(bytes(buf[:nl]))
+            del buf[: nl + 1]
+        if len(buf) > 65536:
             self.worker.log_line(bytes(buf))
             buf.clear()
 
-    def process_exited(self) -> None:
+    def pipe_connection_lost(self, fd: int) -> None:
+        if fd == 1 and self.pipes_relay and self.worker.channel is not None:
+            self.worker.channel.feed_eof("closed: the worker closed its stdout")
+        buf = self._err if fd == 2 else self._out
+        if buf:
+            self.worker.log_line(bytes(buf))
+            buf.clear()
+
+    def _reap(self) -> None:
+        code = self.popen.poll()
+        if code is None:
+            return
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        self.unread_at_exit = self.unread()
+        # what the process wrote before it exited is read now, before the exit is told: a reply
+        # frame (or a PHP fatal line) must never lose the race against the exit notice
+        for fd in (1, 2):
+            self._drain(fd)
         if not self.exited.done():
-            code = self.worker.transport.get_returncode() if self.worker.transport else -1
-            self.exited.set_result(code if code is not None else -1)
+            self.exited.set_result(code)
         if self.worker.channel is not None:
-            self.worker.channel.feed_eof(f"closed: the worker process exited with {self.exited.result()}")
+            self.worker.channel.feed_eof(f"closed: the worker process {exit_text(code)}")
+
+    def _drain(self, fd: int) -> None:
+        while self._dups[fd] >= 0:
+            try:
+                data = os.read(self._dups[fd], 65536)
+            except OSError:  # BlockingIOError: nothing more for now
+                return
+            if not data:
+                return
+            self.pipe_data_received(fd, data)
+
+    def close(self) -> None:
+        """Close the parent's pipe ends (once the process is reaped or killed)."""
+        for t in (self.stdin, *self._readers):
+            if t is not None:
+                t.close()
+        for fd in self._dups.values():
+            if fd >= 0:
+                os.close(fd)
+        self._dups = {0: -1, 1: -1, 2: -1}
 
 
 class Worker:
@@ -95,7 +185,7 @@ class Worker:
 
     __slots__ = (
         "pid", "plugin", "state", "num_execs", "created", "last_used", "job_limit", "channel",
-        "transport", "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "_log", "_stderr_tail",
+        "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "sent", "_log", "_stderr_tail",
     )
 
     def __init__(self, plugin: str, log: logging.Logger) -> None:
@@ -107,12 +197,12 @@ class Worker:
         self.last_used = time.monotonic()
         self.job_limit = 0
         self.channel: Channel | None = None
-        self.transport: asyncio.SubprocessTransport | None = None
         self.proc: _Process | None = None
         self.exec_info = ""
         self.exec_started = 0.0
         self.trace_id = ""
         self.ttl_expired = False
+        self.sent = 0  # size of the last request frame written
         self._log = log
         self._stderr_tail: list[str] = []
 
@@ -132,17 +222,31 @@ class Worker:
     ) -> Worker:
         """Start the process and complete the pid handshake within ``timeout`` (allocate_timeout)."""
         w = cls(plugin, log)
-        loop = asyncio.get_running_loop()
-        extra = run_as(user)
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+        ours, theirs = (in_w, out_r, err_r), (in_r, out_w, err_w)
         try:
-            # a session of its own (so its own process group, as RoadRunner's Setpgid): terminal
-            # signals meant for rr never reach the workers, and killpg takes the whole tree
-            transport, proc = await loop.subprocess_exec(
-                lambda: _Process(w, listener is None, max_frame), *argv, env=dict(env), start_new_session=True, **extra
+            # real pipes (see _Process); no other descriptor of rr leaks in (close_fds); a session
+            # of its own (so its own process group, as RoadRunner's Setpgid): terminal signals
+            # meant for rr never reach the workers, and killpg takes the whole tree
+            popen = subprocess.Popen(  # noqa: ASYNC220 -- fork+exec, as the loop's subprocess_exec does inline
+                argv, stdin=theirs[0], stdout=theirs[1], stderr=theirs[2], env=dict(env),
+                close_fds=True, start_new_session=True, **run_as(user),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            for fd in ours:
+                os.close(fd)
             raise BootError(f"cannot start worker command {' '.join(argv)!r}: {exc}") from exc
-        w.transport, w.proc, w.pid = transport, proc, transport.get_pid()
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        w.pid = popen.pid
+        w.proc = proc = _Process(w, popen, listener is None)
+        try:
+            await proc.connect(*ours, max_frame)
+        except OSError as exc:  # out of descriptors, say: never leave it running
+            popen.kill()
+            proc.close()
+            raise BootError(f"cannot attach to worker {w.pid}: {exc}") from exc
         try:
             async with asyncio.timeout(timeout):
                 if listener is None:
@@ -154,12 +258,16 @@ class Worker:
                     done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     if claim not in done:
                         claim.cancel()
-                        raise ProtocolError(f"worker {w.pid} exited with {proc.exited.result()} before connecting to the relay")
+                        raise ProtocolError(f"worker {w.pid} {exit_text(proc.exited.result())} before connecting to the relay")
                     w.channel = claim.result()
                     pid = w.pid
         except (ProtocolError, TimeoutError) as exc:
             await w.kill()
             raise BootError(w._boot_failure(exc, argv, timeout)) from exc
+        except asyncio.CancelledError:  # the spawner gave up (reset_timeout, shutdown)
+            w.kill_now()
+            proc.close()
+            raise
         if pid != w.pid:
             log.debug("worker reported pid %d for process %d (wrapper command?)", pid, w.pid)
         w.state = WorkerState.READY
@@ -172,9 +280,16 @@ class Worker:
         else:
             reason = str(exc)
         code = self.proc.exited.result() if self.proc and self.proc.exited.done() else None
-        tail = f"; stderr: {' | '.join(self._stderr_tail[-3:])}" if self._stderr_tail else ""
-        exited = f"; exit code {code}" if code is not None else ""
+        tail = f"; stderr: {' | '.join(self._stderr_summary())}" if self._stderr_tail else ""
+        exited = f"; the worker {exit_text(code)}" if code is not None and exit_text(code) not in reason else ""
         return f"worker {cmd!r} failed to start: {reason}{exited}{tail}"
+
+    def _stderr_summary(self) -> list[str]:
+        """The last stderr lines of a failed boot, led by PHP's fatal line when it scrolled off."""
+        lines = [line if len(line) <= 300 else line[:300] + "..." for line in self._stderr_tail]
+        fatal = next((line for line in lines if _PHP_FATAL in line or "Parse error" in line), None)
+        tail = lines[-3:]
+        return tail if fatal is None or fatal in tail else [fatal, *tail[-2:]]
 
     # -- logging ----------------------------------------------------------------------------
     def log_line(self, raw: bytes) -> None:
@@ -190,8 +305,14 @@ class Worker:
 
     # -- the worker protocol ----------------------------------------------------------------
     def send(self, payload: Payload) -> None:
+        """Write a request frame; NotDelivered when the relay is closed (the worker never saw it)."""
         assert self.channel is not None
-        self.channel.send(encode_data(payload.context, payload.body, payload.codec))
+        frame = encode_data(payload.context, payload.body, payload.codec)
+        try:
+            self.channel.send(frame)
+        except ProtocolError as exc:
+            raise NotDelivered(f"worker {self.pid} is gone; the request was not written ({exc})") from exc
+        self.sent = len(frame)
         self.num_execs += 1
 
     async def receive(self) -> Payload:
@@ -199,14 +320,20 @@ class Worker:
         assert self.channel is not None
         try:
             frame = await self.channel.recv()
+        except BadFrame as exc:  # no exit to wait for: the worker is killed and replaced at once
+            raise WorkerLost(self._bad_frame(exc)) from exc
         except ProtocolError as exc:
-            if self.proc is not None and not self.ttl_expired:
-                try:  # stdout closes a moment before the exit status arrives: wait for it, briefly
+            proc = self.proc
+            if proc is not None and not self.ttl_expired:
+                try:  # stdout may close a moment before the exit is seen: wait for it, briefly
                     async with asyncio.timeout(0.5):
-                        await asyncio.shield(self.proc.exited)
+                        await asyncio.shield(proc.exited)
                 except TimeoutError:
                     pass
+                if self.sent and proc.exited.done() and proc.unread_at_exit >= self.sent:
+                    raise NotDelivered(f"worker {self.pid} {exit_text(proc.exited.result())} before reading the request") from exc
             raise WorkerLost(self._lost_reason(exc)) from exc
+        self.sent = 0
         return self._reply(frame)
 
     def _reply(self, frame: Frame) -> Payload:
@@ -228,8 +355,14 @@ class Worker:
             return f"worker {self.pid} killed: exec_ttl reached"
         code = self.proc.exited.result() if self.proc and self.proc.exited.done() else None
         if code is not None:
-            return f"worker {self.pid} exited with code {code} mid-request"
+            return f"worker {self.pid} {exit_text(code)} mid-request"
         return f"worker {self.pid} relay broke mid-request: {exc}"
+
+    def _bad_frame(self, exc: BadFrame) -> str:
+        text = exc.carried[:100].decode("utf-8", "replace")
+        if self.proc is not None and self.proc.pipes_relay:
+            return f"worker {self.pid} wrote text to stdout instead of a reply frame: {text!r} (stdout is the relay; log to stderr)"
+        return f"worker {self.pid} sent bytes that are not a frame: {text!r}"
 
     def pong(self) -> None:
         assert self.channel is not None
@@ -246,7 +379,7 @@ class Worker:
 
     async def wait(self) -> int:
         assert self.proc is not None
-        return await self.proc.exited
+        return await asyncio.shield(self.proc.exited)  # a caller giving up must not cancel the exit itself
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Ask the worker to stop (stop control frame); SIGKILL it after ``grace`` seconds."""
@@ -256,13 +389,13 @@ class Worker:
         if self.channel is not None and self.channel.broken is None:
             try:
                 self.channel.send(_STOP_CONTROL)
-            except (RuntimeError, OSError):
+            except ProtocolError:
                 pass
         try:
             async with asyncio.timeout(grace):
                 await self.wait()
         except TimeoutError:
-            self._log.warning("worker did not stop within %.1fs, killing it", grace, extra={"pid": self.pid})
+            self._log.warning("worker %d did not stop within %gs, killing it", self.pid, grace, extra={"pid": self.pid})
             await self.kill()
         self.state = WorkerState.STOPPED
 
@@ -273,9 +406,9 @@ class Worker:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            except PermissionError:
-                assert self.transport is not None
-                self.transport.kill()
+            except PermissionError:  # the process dropped to server.user and left rr's group
+                assert self.proc is not None
+                self.proc.popen.kill()
 
     async def kill(self) -> None:
         """SIGKILL the whole process group and reap the process."""
@@ -283,36 +416,35 @@ class Worker:
         if self.proc is not None:
             try:
                 async with asyncio.timeout(5):
-                    await self.proc.exited
+                    await asyncio.shield(self.proc.exited)
             except TimeoutError:
                 self._log.error("worker did not exit after SIGKILL", extra={"pid": self.pid})
-        if self.transport is not None:
-            self.transport.close()
+        if self.proc is not None:
+            self.proc.close()
         if self.channel is not None:
             self.channel.feed_eof("closed: worker killed")
 
     def close_transport(self) -> None:
-        if self.transport is not None and self.proc is not None and self.proc.exited.done():
-            self.transport.close()
+        if self.proc is not None and self.proc.exited.done():
+            self.proc.close()
 
+
+def exit_text(code: int) -> str:
+    """How a process ended: "exited with code 3" or "was killed by SIGKILL"."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def run_as(user: str) -> dict[str, Any]:
-    """Subprocess arguments that make the child ``user`` (uid and primary gid), when rr is root.
-
-    A ``preexec_fn`` rather than ``user=``/``group=``, which uvloop's subprocess does not accept.
-    """
+    """Popen arguments that make the child ``user`` (uid, primary gid, no extra groups), when rr is root."""
     if not user or os.geteuid() != 0:
         return {}
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
         raise BootError(f"server.user: no such user {user!r}") from None
-    return {"preexec_fn": functools.partial(_drop_privileges, pw.pw_uid, pw.pw_gid)}
-
-
-def _drop_privileges(uid: int, gid: int) -> None:
-    """Run in the child before exec: become ``server.user`` (its uid and primary gid)."""
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}

@@ -13,18 +13,11 @@ from rrgrpc.errors import BootError, ExecTTLExceeded, NoFreeWorkers, QueueFull, 
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
 from rrgrpc.pool.state import WorkerState
-from tests.helpers import ROOT, eventually, free_port, php_cmd
+from tests.helpers import ROOT, eventually, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
 
 pytestmark = pytest.mark.php
-
-
-@pytest.fixture(params=["asyncio", "uvloop"], scope="module")
-def event_loop_policy(request):
-    """Every pool test runs on the stock loop and on uvloop (what `rr serve` uses)."""
-    if request.param == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+event_loop_policy = stock_and_uvloop  # every test here runs on both loops
+leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 
 
 def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerConfig:

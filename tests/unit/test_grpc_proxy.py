@@ -38,7 +38,7 @@ class Script:
         self.answer = answer
         self.seen: list[tuple[Payload, float | None, str]] = []
 
-    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "") -> Payload:
+    async def exec(self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Any = None) -> Payload:
         self.seen.append((payload, timeout, info))
         return self.answer(payload)
 

@@ -255,7 +255,7 @@ class ReplayPool:
         self.replies = replies
 
     @asynccontextmanager
-    async def stream(self, payload: Payload, *, timeout=None, info=""):
+    async def stream(self, payload: Payload, *, timeout=None, info="", alive=None):
         if isinstance(self.replies, Exception):
             raise self.replies
         replies = self.replies
