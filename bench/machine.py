@@ -114,7 +114,8 @@ def _python() -> str:
     args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
     flags = [f for f in ("--enable-optimizations", "--with-lto", "--enable-shared") if f in args]
     debug = " DEBUG BUILD" if hasattr(sys, "gettotalrefcount") else ""
-    return f"{platform.python_version()} at {sys.executable} (configure: {' '.join(flags) or 'no PGO/LTO flags'}){debug}"
+    return (f"{platform.python_version()} at {sys.executable}, which runs rr and the bare floors "
+            f"(configure: {' '.join(flags) or 'no PGO/LTO flags'}){debug}")  # fmt: skip
 
 
 def _aiohttp() -> str:
@@ -125,6 +126,14 @@ def _aiohttp() -> str:
     c = http_parser.HttpRequestParser.__module__.endswith("_http_parser")
     off = " (AIOHTTP_NO_EXTENSIONS set)" if os.environ.get("AIOHTTP_NO_EXTENSIONS") else ""
     return f"{_version('aiohttp')}, C parser {'yes' if c else 'NO: pure Python' + off}"
+
+
+def _protobuf_backend() -> str:
+    try:
+        from google.protobuf.internal import api_implementation
+    except ImportError:
+        return "?"
+    return str(api_implementation.Type())
 
 
 def _php() -> str:
@@ -145,7 +154,7 @@ def report() -> list[tuple[str, str]]:
         ("CPU", _cpu()),
         ("python", _python()),
         ("packages", f"aiohttp {_aiohttp()}; grpcio {_version('grpcio')}; uvloop {_version('uvloop')}; "
-                     f"protobuf {_version('protobuf')}; msgspec {_version('msgspec')}"),  # fmt: skip
+                     f"protobuf {_version('protobuf')} ({_protobuf_backend()}); msgspec {_version('msgspec')}"),  # fmt: skip
         ("php", _php()),
         ("php-fpm", _first_line([fpm, "-v"])),
         ("nginx", _first_line(["nginx", "-v"])),
