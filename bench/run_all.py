@@ -349,7 +349,9 @@ def startup(args: argparse.Namespace, tmp: Path) -> None:
     """Time from spawn to health SERVING (first served call where health is not served), 4 workers."""
     workers = 4
     columns = ("target", "startup ms", "host RSS MiB", "PHP RSS MiB")
-    section(f"Startup to SERVING, {workers} PHP workers (best of {args.rounds}); RSS after 200 calls", [], columns)
+    section(f"Startup to SERVING, {workers} PHP workers (best of {args.rounds}); RSS after 200 calls",
+            ["spawn to grpc.health.v1 SERVING, or to the first echo reply where the health service is absent"],
+            columns)  # fmt: skip
     print(f"{'target':<12} {'startup ms':>10} {'host RSS MiB':>13} {'PHP RSS MiB':>12}")
     for name, argv in (("rr", rr_command()), ("RoadRunner", reference_argv())):
         if argv is None:
