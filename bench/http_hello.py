@@ -6,7 +6,11 @@ Usage: python bench/http_hello.py [--workers 2] [--duration 8] [--connections 32
 Both sides run the same amount of PHP (``--workers`` processes; FPM ``pm = static``) with opcache
 on, on 127.0.0.1 free ports, configs written to a temp dir and run as the current user. Each is
 measured with ``wrk -t2 -c<connections> -d<duration>s --latency`` after a short warm-up; the
-figures are requests/s, p50 and p99 latency, and the rr/fpm ratio.
+figures are requests/s, p50 and p99 latency, and the rr/fpm ratio. Each side runs once, one after
+the other: for figures that hold on a shared machine use bench/run_all.py (interleaved rounds).
+The script first prints bench/machine.py's report and calibration, and for rr the event loop its
+process runs, whether aiohttp's C parser is loaded, and its CPU per request (user and system apart)
+next to the PHP workers' and wrk's: what tells two machines' figures apart.
 
 Fairness: the same PHP process count, opcache on both sides (``opcache.enable`` for FPM,
 ``opcache.enable_cli`` for rr's CLI workers), the same body, HTTP/1.1 keep-alive from wrk to both
@@ -24,34 +28,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PHP = os.environ.get("PHP", "php")
+# the script's own folder is on sys.path: the helpers all benches share
+from common import PHP, ROOT, Group, Load, cpu_now, free_port, mapped, rr_command, running, wait_http, wrk
+from machine import Stat, describe
+
 FPM = shutil.which("php-fpm8.2") or shutil.which("php-fpm") or "php-fpm"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SYMFONY = [Path("/usr/share/php/Symfony/Bundle", b) for b in ("FrameworkBundle", "TwigBundle")]
 
+# The hello answers "Hello, World!", or ``?size=N`` bytes (the payload variants of bench/run_all.py).
 RR_HELLO = """<?php
 require '{root}/php/autoload.php';
 $http = RRGrpc\\Http\\HttpWorker::create();
-while ($http->waitRequest() !== null) {{
-    $http->respond(200, 'Hello, World!', ['Content-Type' => 'text/plain']);
+while (($req = $http->waitRequest()) !== null) {{
+    $size = (int) ($req->query['size'] ?? 0);
+    $http->respond(200, $size > 0 ? str_repeat('x', $size) : 'Hello, World!', ['Content-Type' => 'text/plain']);
 }}
 """
 FPM_HELLO = """<?php
 header('Content-Type: text/plain');
-echo 'Hello, World!';
+$size = (int) ($_GET['size'] ?? 0);
+echo $size > 0 ? str_repeat('x', $size) : 'Hello, World!';
 """
 # Framework weight: a Symfony 5.4 full-stack kernel as production runs it (Debian packages
 # php-symfony-framework-bundle and php-symfony-twig-bundle, which pull HttpKernel, Routing,
@@ -129,55 +132,6 @@ $response = $kernel->handle($request);
 $response->send();
 $kernel->terminate($request, $response);
 """
-@dataclass
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(port: int, budget: float = 30.0) -> None:
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            if s.recv(12).startswith(b"HTTP/1.1 200"):
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing answered 200 on port {port} within {budget:g}s")
-
-
-def _ms(text: str) -> float:
-    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if found is None:
-        raise SystemExit(f"cannot read wrk latency {text!r}")
-    value, unit = found.groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def wrk(name: str, port: int, args: argparse.Namespace) -> Result:
-    url = f"http://127.0.0.1:{port}/"
-    subprocess.run(["wrk", "-t2", "-c8", "-d1s", url], capture_output=True, check=True)  # warm-up
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    if os.environ.get("BENCH_VERBOSE"):
-        print(out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return Result(name, rps, p50, p99)
 
 
 def render(script: str, app_dir: Path) -> str:
@@ -187,43 +141,20 @@ def render(script: str, app_dir: Path) -> str:
     return script.format(root=ROOT, app_dir=app_dir)
 
 
+def rr_yaml(port: int, workers: int, codec: str | None = None) -> str:
+    """The .rr.yaml of the HTTP benches; without ``codec`` (an rrgrpc key) RoadRunner reads it as is."""
+    codec_line = f"\n  codec: {codec}" if codec else ""
+    return (
+        'version: "3"\n'
+        f'server:\n  command: "{PHP} -d opcache.enable_cli=1 rr_worker.php"\n'
+        f"http:\n  address: 127.0.0.1:{port}{codec_line}\n  pool:\n    num_workers: {workers}\n"
+        "logs:\n  level: error\n"
+    )
+
+
 @contextlib.contextmanager
-def running(argv: list[str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def bench_rr(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Result:
-    port = free_port()
-    (tmp / "rr_worker.php").write_text(render(script, tmp / "app-rr"))
-    (tmp / "rr.yaml").write_text(textwrap.dedent(f"""\
-        version: "3"
-        server:
-          command: "{PHP} -d opcache.enable_cli=1 rr_worker.php"
-        http:
-          address: 127.0.0.1:{port}
-          codec: {args.codec}
-          pool:
-            num_workers: {args.workers}
-        logs:
-          level: error
-        """))
-    argv = [sys.executable, "-m", "rrgrpc", "-c", str(tmp / "rr.yaml"), "serve"]
-    with running(argv, tmp, tmp / "rr.log"):
-        wait_http(port)
-        return wrk(name, port, args)
-
-
-def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Result:
+def fpm_server(tmp: Path, script: str, workers: int, nginx_workers: str = "1") -> Iterator[tuple[int, int, int]]:
+    """nginx + php-fpm serving ``script`` (``workers`` static FPM children); yields (port, nginx pid, fpm pid)."""
     http_port = free_port()
     docroot = tmp / "www"
     docroot.mkdir(exist_ok=True)
@@ -239,11 +170,11 @@ def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Re
         {"group = root" if root_user else ""}
         listen = {tmp}/fpm.sock
         pm = static
-        pm.max_children = {args.workers}
+        pm.max_children = {workers}
         pm.max_requests = 0
         """))
     (tmp / "nginx.conf").write_text(textwrap.dedent(f"""\
-        worker_processes {args.nginx_workers};
+        worker_processes {nginx_workers};
         {"user root;" if root_user else ""}
         pid {tmp}/nginx.pid;
         error_log {tmp}/nginx.err warn;
@@ -265,15 +196,47 @@ def bench_fpm(tmp: Path, script: str, args: argparse.Namespace, name: str) -> Re
         }}
         """))
     fpm_argv = [FPM, "-F", "-y", str(tmp / "fpm.conf"), "-d", "opcache.enable=1"] + (["-R"] if root_user else [])
-    with running(fpm_argv, tmp, tmp / "fpm.out"), running([NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp, tmp / "nginx.out"):
-        wait_http(http_port)
-        return wrk(name, http_port, args)
+    nginx_argv = [NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]
+    with running(fpm_argv, tmp, tmp / "fpm.out") as fpm, running(nginx_argv, tmp, tmp / "nginx.out") as nginx:
+        wait_http(http_port, nginx, log=tmp / "nginx.out")
+        yield http_port, nginx.pid, fpm.pid
 
 
-def show(a: Result, b: Result) -> None:
-    for r in (a, b):
-        print(f"  {r.name:<28} {r.rps:>10.0f} req/s   p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms")
-    print(f"  ratio rr/fpm: {a.rps / b.rps:.2f}x throughput, p99 {a.p99_ms / b.p99_ms:.2f}x")
+def load(port: int, args: argparse.Namespace) -> Load:
+    """A warm-up, then the measured wrk run."""
+    wrk(f"http://127.0.0.1:{port}/", 2, 8, 1)
+    return wrk(f"http://127.0.0.1:{port}/", 2, args.connections, args.duration)
+
+
+def bench_rr(tmp: Path, script: str, args: argparse.Namespace) -> Load:
+    port = free_port()
+    (tmp / "rr_worker.php").write_text(render(script, tmp / "app-rr"))
+    (tmp / "rr.yaml").write_text(rr_yaml(port, args.workers, args.codec))
+    with running([*rr_command(), "-c", str(tmp / "rr.yaml"), "serve"], tmp, tmp / "rr.log") as proc:
+        wait_http(port, proc, log=tmp / "rr.log")
+        loop = "uvloop" if mapped(proc.pid, "uvloop") else "asyncio"
+        parser = "C" if mapped(proc.pid, "_http_parser") else "pure-Python"
+        print(f"  rr (pid {proc.pid}): event loop {loop}, aiohttp {parser} HTTP parser, log level error, no access log")
+        groups = {"rr": Group(proc.pid), "php": Group(proc.pid, "children")}
+        wrk(f"http://127.0.0.1:{port}/", 2, 8, 1)  # warm-up, outside the CPU window
+        before = cpu_now(groups)
+        got = wrk(f"http://127.0.0.1:{port}/", 2, args.connections, args.duration)
+        cpu = cpu_now(groups) - before
+        n = got.ok + got.errors
+        print(f"  CPU µs per request: rr {cpu.user['rr'] / n * 1e6:.0f} user + {cpu.system['rr'] / n * 1e6:.0f} system, "
+              f"PHP workers {cpu.total('php') / n * 1e6:.0f}, wrk {cpu.total('load') / n * 1e6:.0f}")
+        return got
+
+
+def bench_fpm(tmp: Path, script: str, args: argparse.Namespace) -> Load:
+    with fpm_server(tmp, script, args.workers, args.nginx_workers) as (port, _nginx, _fpm):
+        return load(port, args)
+
+
+def show(rr: Load, fpm: Load, what: str) -> None:
+    for name, r in ((f"rr serve{what}", rr), (f"nginx + php-fpm{what}", fpm)):
+        print(f"  {name:<28} {r.rps:>10.0f} req/s   p50 {r.p50:7.2f} ms   p99 {r.p99:7.2f} ms   errors {r.errors}")
+    print(f"  ratio rr/fpm: {rr.rps / fpm.rps:.2f}x throughput, p99 {rr.p99 / fpm.p99:.2f}x")
 
 
 def main() -> None:
@@ -288,21 +251,28 @@ def main() -> None:
     for tool in ("wrk", NGINX, FPM):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
+    start = Stat.now()
+    describe()
     print(f"hello: {args.workers} PHP workers each side, wrk -t2 -c{args.connections} -d{args.duration}s, "
           f"codec {args.codec}, nginx worker_processes {args.nginx_workers}")
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
-        rr = bench_rr(Path(tmp), RR_HELLO, args, "rr serve (PHP workers)")
-        fpm = bench_fpm(Path(tmp), FPM_HELLO, args, "nginx + php-fpm")
-    show(rr, fpm)
+        rr = bench_rr(Path(tmp), RR_HELLO, args)
+        fpm = bench_fpm(Path(tmp), FPM_HELLO, args)
+    show(rr, fpm, "")
     missing = [str(p) for p in SYMFONY if not p.is_dir()]
     if missing:
         print(f"framework variant skipped: {', '.join(missing)} missing (see the module docstring)")
-        return
+    else:
+        framework(args)
+    print(Stat.now().since(start))
+
+
+def framework(args: argparse.Namespace) -> None:
     print("framework (Symfony FrameworkBundle + TwigBundle kernel booted once per rr worker, per request under FPM):")
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
-        rr = bench_rr(Path(tmp), RR_SYMFONY, args, "rr serve + Symfony")
-        fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args, "nginx + php-fpm + Symfony")
-    show(rr, fpm)
+        rr = bench_rr(Path(tmp), RR_SYMFONY, args)
+        fpm = bench_fpm(Path(tmp), FPM_SYMFONY, args)
+    show(rr, fpm, " + Symfony")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,11 @@ import grpc
 import psutil
 
 # the script's own folder is on sys.path: share the server/process helpers of the gRPC bench
-from grpc_echo import METHOD, REQUEST, free_port, one_call, process, wait_ready
+from common import free_port, rr_command, running, wait_grpc
+from grpc_echo import ECHO_PROTO, METHOD, PHP_WORKER, REQUEST, one_call
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-ECHO_PROTO = ROOT / "proto" / "echo" / "v1" / "echo.proto"
-PHP_WORKER = ROOT / "tests" / "php" / "grpc_echo.php"
 
 
 class CountingReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -87,8 +86,8 @@ def measure(
         cfg["otel"] = otel
     path = tmp / f"{name}.rr.yaml"
     path.write_text(json.dumps(cfg))
-    with process([sys.executable, "-m", "rrgrpc", "-c", str(path), "serve"], cwd=ROOT) as proc:
-        wait_ready(port, proc, health=True)
+    with running([*rr_command(), "-c", str(path), "serve"], cwd=ROOT) as proc:
+        wait_grpc(port, proc)
         one_call(port)
         rr = psutil.Process(proc.pid)
         h2load(port, args.warmup, args, data)
