@@ -1,0 +1,187 @@
+"""What the broker drivers (amqp, beanstalk, nats) share: settle-once deliveries, the unsettled count,
+RoadRunner's metadata keys and JSON envelope, and broker addresses safe to print.
+
+A ``BrokerDelivery`` settles once; after its driver stopped a settle is a no-op (closing the broker
+connection already gave the job back). Broker client errors become one-line ``DriverError``s, which the
+plugin logs without a traceback.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from rrgrpc.jobs.driver import Delivery, DriverError, Headers, Job, Pipeline, Stat
+
+#: job name RoadRunner gives a message that carries no job metadata (pushed by a foreign producer)
+AUTO_JOB: Final = "deduced_by_rr"
+# RoadRunner's metadata keys (AMQP headers): roadrunner-server/api jobs constants
+RR_ID: Final = "rr_id"
+RR_JOB: Final = "rr_job"
+RR_HEADERS: Final = "rr_headers"
+RR_PIPELINE: Final = "rr_pipeline"
+RR_DELAY: Final = "rr_delay"
+RR_PRIORITY: Final = "rr_priority"
+RR_AUTO_ACK: Final = "rr_auto_ack"
+RR_KEYS: Final = frozenset({RR_ID, RR_JOB, RR_HEADERS, RR_PIPELINE, RR_DELAY, RR_PRIORITY, RR_AUTO_ACK})
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for error messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    """(host, port) of ``tcp://host:port``, ``host:port`` or ``nats://host:port``."""
+    parts = urlsplit(url if "//" in url else f"tcp://{url}")
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+class Tracker:
+    """A driver's shared state as its deliveries see it: how many are unsettled, and whether it stopped."""
+
+    __slots__ = ("pipeline", "stopped", "unsettled")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.unsettled = 0
+        self.stopped = False
+
+    def stat(self, driver: str, queue: str, *, active: int, delayed: int, ready: bool) -> Stat:
+        """The pipeline's ``Stat`` row: broker counters plus the deliveries not settled yet."""
+        return Stat(pipeline=self.pipeline.name, driver=driver, queue=queue, active=active, delayed=delayed,
+                    reserved=self.unsettled, ready=ready and not self.stopped, priority=self.pipeline.priority)
+
+
+class BrokerDelivery(Delivery):
+    """A delivery that settles once and reports broker failures as ``DriverError``."""
+
+    __slots__ = ("_settled", "_tracker")
+
+    def __init__(self, job: Job, *, driver: str, queue: str, tracker: Tracker) -> None:
+        super().__init__(job, driver=driver, queue=queue)
+        self._tracker = tracker
+        self._settled = False
+        tracker.unsettled += 1
+
+    def _take(self) -> bool:
+        """Mark settled; False when already settled or when the driver stopped (nothing to do then)."""
+        if self._settled:
+            return False
+        self._settled = True
+        self._tracker.unsettled -= 1
+        return not self._tracker.stopped
+
+    async def _do(self, what: str, action: Awaitable[None]) -> None:
+        try:
+            await action
+        except DriverError:
+            raise
+        except Exception as exc:  # each broker client has its own error tree; none of it may escape raw
+            if self._tracker.stopped:
+                return
+            raise DriverError(
+                f"pipeline {self._tracker.pipeline.name!r} ({self.driver}): {what} of job {self.job.id} "
+                f"failed: {describe(exc)}"
+            ) from exc
+
+    async def ack(self) -> None:
+        if self._take():
+            await self._do("ack", self._ack())
+
+    async def nack(self, *, requeue: bool, delay: int = 0) -> None:
+        if self._take():
+            await self._do("nack", self._nack(requeue, delay))
+
+    async def requeue(self, *, delay: int = 0, headers: Headers | None = None) -> None:
+        if self._take():
+            merged = {**self.job.headers, **(headers or {})}
+            await self._do("requeue", self._requeue(self.job.with_(headers=merged, delay=delay)))
+
+    @abc.abstractmethod
+    async def _ack(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _nack(self, requeue: bool, delay: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _requeue(self, job: Job) -> None:
+        """Publish ``job`` (new headers and delay) anew, then remove this delivery from the broker."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a broker client error: its message, or its class name when it has none."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def broker_error(pipeline: Pipeline, driver: str, what: str, addr: str, exc: BaseException) -> DriverError:
+    """The one-line error for a failed broker call of a pipeline (the address without its password)."""
+    return DriverError(f"pipeline {pipeline.name!r} ({driver} at {redact(addr)}): {what}: {describe(exc)}")
+
+
+# -- RoadRunner's JSON envelope (NATS message bodies; this project's beanstalk bodies) ---------------
+def pack_envelope(job: Job, queue: str, *, with_headers: bool) -> bytes:
+    """The job as RoadRunner's ``Item`` marshals to JSON (payload base64, as Go encodes ``[]byte``)."""
+    item: dict[str, Any] = {
+        "job": job.name,
+        "id": job.id,
+        "payload": base64.b64encode(job.payload).decode("ascii"),
+        "options": {
+            "priority": job.priority,
+            "pipeline": job.pipeline,
+            "delay": job.delay,
+            "auto_ack": job.auto_ack,
+            "Queue": queue,
+        },
+    }
+    if with_headers:
+        item["headers"] = job.headers
+    return json.dumps(item, separators=(",", ":")).encode()
+
+
+def unpack_envelope(data: bytes, pipeline: Pipeline, headers: Headers | None = None) -> Job:
+    """A job from a message body: RoadRunner's JSON envelope, or else (a foreign producer) the raw
+    body as the payload of a job named ``deduced_by_rr`` with a fresh id, as RoadRunner does."""
+    try:
+        item = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        item = None
+    if not isinstance(item, dict) or not isinstance(item.get("job"), str) or "id" not in item:
+        return Job(id=str(uuid.uuid4()), name=AUTO_JOB, payload=data, pipeline=pipeline.name,
+                   headers=dict(headers or {}), priority=pipeline.priority)
+    options = item.get("options") if isinstance(item.get("options"), Mapping) else {}
+    assert isinstance(options, Mapping)
+    merged: Headers = dict(headers or {})
+    if isinstance(item.get("headers"), Mapping):
+        merged.update({str(k): [str(x) for x in v] for k, v in item["headers"].items() if isinstance(v, list)})
+    return Job(
+        id=str(item["id"]),
+        name=item["job"],
+        payload=_payload(item.get("payload")),
+        pipeline=pipeline.name,
+        headers=merged,
+        priority=int(options.get("priority") or pipeline.priority),
+        delay=int(options.get("delay") or 0),
+        auto_ack=bool(options.get("auto_ack", False)),
+    )
+
+
+def _payload(value: Any) -> bytes:
+    """Go marshals ``[]byte`` as base64 (RoadRunner ≥ 2023); older releases sent a plain string."""
+    if not isinstance(value, str):
+        return b"" if value is None else json.dumps(value).encode()
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return value.encode()

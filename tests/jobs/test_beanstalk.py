@@ -1,0 +1,65 @@
+"""The beanstalk driver against a real beanstalkd (RRGRPC_BEANSTALK_ADDR, started by .ci/services),
+and against a private one the restart test stops and starts."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import aiostalk
+import pytest
+
+from rrgrpc.jobs._broker import host_port
+from tests.helpers import free_port
+from tests.jobs.broker_kit import (
+    broker_addr,
+    job,
+    opened,
+    pipeline_config,
+    private_broker,
+    survives_broker_restart,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_delayed_push_and_nack_with_delay_wait_in_beanstalkd():
+    addr = broker_addr("beanstalk")
+    async with opened("beanstalk", "p", pipeline_config("beanstalk"), {"addr": addr}) as (drv, sink):
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await drv.push(job("p", 1, delay=1))
+        assert (await drv.stat()).delayed == 1
+        await drv.run()
+        got = await sink.take(timeout=15)
+        assert loop.time() - t0 >= 0.9  # not before its delay
+        assert got.job.delay == 1
+        t1 = loop.time()
+        await got.nack(requeue=True, delay=1)
+        again = await sink.take(timeout=15)
+        assert loop.time() - t1 >= 0.9
+        assert again.job.id == got.job.id
+        await again.ack()
+
+
+async def test_foreign_body_becomes_a_deduced_job():
+    addr = broker_addr("beanstalk")
+    conf = pipeline_config("beanstalk")
+    async with opened("beanstalk", "p", conf, {"addr": addr}) as (drv, sink):
+        async with aiostalk.Client(host_port(addr, 11300), encoding=None, use=conf["tube"]) as client:
+            await client.put(b"plain text body")
+        await drv.run()
+        got = await sink.take()
+        assert (got.job.name, got.job.payload, got.job.priority, got.queue) == (
+            "deduced_by_rr", b"plain text body", 10, conf["tube"])
+        await got.ack()
+
+
+@pytest.mark.slow
+async def test_broker_restart_during_consumption_recovers_without_redelivering_acked(tmp_path):
+    if shutil.which("beanstalkd") is None:
+        pytest.skip("beanstalkd is not installed (.ci/services installs it)")
+    port = free_port()
+    argv = ["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", str(tmp_path)]
+    async with private_broker(argv, port) as server:  # with a binlog: jobs outlive the restart
+        await survives_broker_restart("beanstalk", {"addr": f"tcp://127.0.0.1:{port}"}, server.stop, server.start)
