@@ -9,15 +9,17 @@ plugin logs without a traceback.
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from rrgrpc.jobs.driver import Delivery, DriverError, Headers, Job, Pipeline, Stat
+from rrgrpc.jobs.driver import Delivery, DeliveryQueue, Driver, DriverError, Headers, Job, Pipeline, Stat
 
 #: job name RoadRunner gives a message that carries no job metadata (pushed by a foreign producer)
 AUTO_JOB: Final = "deduced_by_rr"
@@ -50,12 +52,14 @@ def host_port(url: str, default_port: int) -> tuple[str, int]:
 class Tracker:
     """A driver's shared state as its deliveries see it: how many are unsettled, and whether it stopped."""
 
-    __slots__ = ("pipeline", "stopped", "unsettled")
+    __slots__ = ("pipeline", "settled", "stopped", "unsettled")
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.unsettled = 0
         self.stopped = False
+        #: set whenever a delivery settles (a consuming loop waiting for prefetch room wakes up)
+        self.settled = asyncio.Event()
 
     def stat(self, driver: str, queue: str, *, active: int, delayed: int, ready: bool) -> Stat:
         """The pipeline's ``Stat`` row: broker counters plus the deliveries not settled yet."""
@@ -80,6 +84,7 @@ class BrokerDelivery(Delivery):
             return False
         self._settled = True
         self._tracker.unsettled -= 1
+        self._tracker.settled.set()
         return not self._tracker.stopped
 
     async def _do(self, what: str, action: Awaitable[None]) -> None:
@@ -117,6 +122,63 @@ class BrokerDelivery(Delivery):
     @abc.abstractmethod
     async def _requeue(self, job: Job) -> None:
         """Publish ``job`` (new headers and delay) anew, then remove this delivery from the broker."""
+
+
+class LoopDriver(Driver):
+    """A driver whose consuming is one task (``_consume``) taking jobs from the broker while running."""
+
+    def __init__(self, pipeline: Pipeline, broker: Mapping[str, Any], queue: DeliveryQueue) -> None:
+        super().__init__(pipeline, broker, queue)
+        self.tracker = Tracker(pipeline)
+        self._running = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def _consume(self) -> None: ...
+
+    async def _room(self, prefetch: int) -> int:
+        """Wait until consuming with fewer than ``prefetch`` deliveries unsettled (or stopped): how many
+        more may be handed over (0 once stopped)."""
+        while True:
+            await self._running.wait()
+            if self.tracker.stopped:
+                return 0
+            room = prefetch - self.tracker.unsettled
+            if room > 0:
+                return room
+            self.tracker.settled.clear()
+            await self.tracker.settled.wait()
+
+    def _handing_over(self) -> bool:
+        """False when a job just taken must go back: paused or stopped meanwhile."""
+        return self._running.is_set() and not self.tracker.stopped
+
+    async def run(self) -> None:
+        self._running.set()
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._consume(), name=f"jobs {self.pipeline.driver} {self.pipeline.name}")
+
+    async def pause(self) -> None:
+        self._running.clear()
+
+    async def resume(self) -> None:
+        await self.run()
+
+    async def _end_loop(self, grace: float) -> None:
+        """Mark stopped and end the consuming task: let it finish its broker call for up to ``grace``
+        seconds (it returns once it sees ``stopped``), then cancel it."""
+        self.tracker.stopped = True
+        if self._loop is not None:
+            self._running.set()  # wake it, to see ``stopped``
+            self.tracker.settled.set()
+            if grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._loop), grace)
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        self._running.clear()
 
 
 def describe(exc: BaseException) -> str:

@@ -118,6 +118,8 @@ class AmqpDriver(Driver):
         self._consuming = False
         self._delayed = 0
         self._lost_at: float | None = None
+        self._up = asyncio.Event()
+        self._up.set()
 
     # -- connection ---------------------------------------------------------------------------
     def _error(self, what: str, exc: BaseException) -> DriverError:
@@ -159,19 +161,30 @@ class AmqpDriver(Driver):
         if self.tracker.stopped or exc is None:
             return
         self._lost_at = time.monotonic()
+        self._up.clear()
         log.warning("amqp connection lost, redialing", extra={"pipeline": self.pipeline.name, "error": str(exc)})
 
     def _on_back(self, _conn: Any) -> None:
         down = time.monotonic() - self._lost_at if self._lost_at is not None else 0.0
         self._lost_at = None
+        self._up.set()
         log.info("amqp connection restored", extra={"pipeline": self.pipeline.name, "down_s": round(down, 3)})
 
     # -- push ---------------------------------------------------------------------------------
     async def push(self, job: Job) -> None:
-        try:
-            await self.publish(job)
-        except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError) as exc:
-            raise self._error(f"push of job {job.id}", exc) from None
+        """Publish; while the connection is being redialled, wait for it (up to ``redial_timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.redial_timeout
+        while True:
+            try:
+                await self.publish(job)
+                return
+            except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError) as exc:
+                if self.tracker.stopped or loop.time() >= deadline:
+                    raise self._error(f"push of job {job.id}", exc) from None
+            with contextlib.suppress(TimeoutError):  # the channels come back with the connection
+                await asyncio.wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
+            await asyncio.sleep(0.1)
 
     async def publish(self, job: Job) -> None:
         if self._publish_ch is None or self._exchange is None:

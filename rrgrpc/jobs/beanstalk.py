@@ -28,14 +28,14 @@ import greenstalk
 from rrgrpc.config.schema import parse_duration
 from rrgrpc.jobs._broker import (
     BrokerDelivery,
-    Tracker,
+    LoopDriver,
     broker_error,
     describe,
     host_port,
     pack_envelope,
     unpack_envelope,
 )
-from rrgrpc.jobs.driver import DeliveryQueue, Driver, DriverError, Job, Pipeline, Stat
+from rrgrpc.jobs.driver import DeliveryQueue, DriverError, Job, Pipeline, Stat
 
 log = logging.getLogger("rr.jobs")
 
@@ -103,10 +103,7 @@ class BeanstalkDelivery(BrokerDelivery):
                 f"pipeline {self._tracker.pipeline.name!r} (beanstalk): the connection that reserved job "
                 f"{self.job.id} broke; beanstalkd gave the job back to the tube"
             )
-        try:
-            await reserver.call(fn)
-        finally:
-            self._owner.settled.set()  # one fewer unsettled either way: the reserve loop may go on
+        await reserver.call(fn)
 
     async def _ack(self) -> None:
         await self._on_reserver(lambda c: c.delete(self._jid))
@@ -122,7 +119,7 @@ class BeanstalkDelivery(BrokerDelivery):
         await self._on_reserver(lambda c: c.delete(self._jid))
 
 
-class BeanstalkDriver(Driver):
+class BeanstalkDriver(LoopDriver):
     def __init__(self, pipeline: Pipeline, broker: Mapping[str, Any], queue: DeliveryQueue) -> None:
         super().__init__(pipeline, broker, queue)
         self.addr = str(broker.get("addr") or DEFAULT_ADDR)
@@ -134,13 +131,9 @@ class BeanstalkDriver(Driver):
         self.tube = pipeline.get_str("tube", "default")
         self.tube_priority = pipeline.get_int("tube_priority", 0)
         self.ttr = max(1, int(self.timeout))
-        self.tracker = Tracker(pipeline)
         address = host_port(self.addr, 11300)
         self.pusher = _Link(address, self.tube, watch=False, timeout=self.timeout)
         self.reserver = _Link(address, self.tube, watch=True, timeout=self.timeout)
-        self.settled = asyncio.Event()
-        self._running = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
 
     def _error(self, what: str, exc: BaseException) -> DriverError:
         return broker_error(self.pipeline, "beanstalk", what, self.addr, exc)
@@ -161,20 +154,10 @@ class BeanstalkDriver(Driver):
         except LINK_ERRORS as exc:
             raise self._error(f"push of job {job.id}", exc) from None
 
-    async def run(self) -> None:
-        self._running.set()
-        if self._loop is None:
-            self._loop = asyncio.create_task(self._reserve_loop(), name=f"jobs beanstalk {self.pipeline.name}")
-
-    async def _reserve_loop(self) -> None:
+    async def _consume(self) -> None:
         backoff = 0.0
         prefetch = self.pipeline.prefetch
-        while True:
-            await self._running.wait()
-            if self.tracker.unsettled >= prefetch:
-                self.settled.clear()
-                await self.settled.wait()
-                continue
+        while await self._room(prefetch) > 0:
             try:
                 reserved = await self.reserver.call(self._reserve_one)
             except LINK_ERRORS as exc:
@@ -187,7 +170,7 @@ class BeanstalkDriver(Driver):
             if reserved is None:
                 continue
             jid, body = reserved
-            if not self._running.is_set():  # paused while the reserve waited: give it back at once
+            if not self._handing_over():  # paused while the reserve waited: give it back at once
                 with contextlib.suppress(*LINK_ERRORS):
                     await self.reserver.call(self._releaser(jid))
                 continue
@@ -203,20 +186,8 @@ class BeanstalkDriver(Driver):
             return None
         return int(reserved.id), bytes(reserved.body)
 
-    async def pause(self) -> None:
-        self._running.clear()
-
-    async def resume(self) -> None:
-        await self.run()
-
     async def stop(self) -> None:
-        self.tracker.stopped = True
-        self._running.clear()
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await self._end_loop(grace=0)  # a reserve cut short is harmless: its connection closes now
         # closing the reserving connection hands every job it reserved back to the tube
         await self.reserver.close()
         await self.pusher.close()

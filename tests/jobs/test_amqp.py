@@ -1,17 +1,16 @@
-"""The amqp driver against a real RabbitMQ (RRGRPC_AMQP_ADDR, started by .ci/services)."""
+"""What only the amqp driver does, against a real RabbitMQ (RRGRPC_AMQP_ADDR, started by
+.ci/services); the shared contract is in test_brokers_drivers.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 
 import aio_pika
 import pytest
 
 from rrgrpc.jobs.driver import DriverError
-from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config, survives_broker_restart, unique
+from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config, unique
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,16 +58,3 @@ async def test_consume_without_queue_names_the_key():
     async with opened("amqp", "p", {"exchange": unique("ex")}, {"addr": addr}) as (drv, _sink):
         with pytest.raises(DriverError, match=r"test.rr.yaml: jobs.pipelines.p.config.queue: empty queue name"):
             await drv.run()
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=60, capture_output=True)
-
-
-@pytest.mark.slow
-async def test_broker_restart_during_consumption_recovers_without_redelivering_acked():
-    addr = broker_addr("amqp")
-    if shutil.which("rabbitmqctl") is None or "127.0.0.1" not in addr:
-        pytest.skip("needs the local RabbitMQ node of .ci/services (rabbitmqctl)")
-    await survives_broker_restart("amqp", {"addr": addr}, lambda: asyncio.to_thread(_rabbitmqctl, "stop_app"),
-                                  lambda: asyncio.to_thread(_rabbitmqctl, "start_app"))

@@ -1,24 +1,15 @@
-"""The beanstalk driver against a real beanstalkd (RRGRPC_BEANSTALK_ADDR, started by .ci/services),
-and against a private one the restart test stops and starts."""
+"""What only the beanstalk driver does, against a real beanstalkd (RRGRPC_BEANSTALK_ADDR, started by
+.ci/services); the shared contract is in test_brokers_drivers.py."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import aiostalk
 import pytest
 
 from rrgrpc.jobs._broker import host_port
-from tests.helpers import free_port
-from tests.jobs.broker_kit import (
-    broker_addr,
-    job,
-    opened,
-    pipeline_config,
-    private_broker,
-    survives_broker_restart,
-)
+from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,13 +44,3 @@ async def test_foreign_body_becomes_a_deduced_job():
         assert (got.job.name, got.job.payload, got.job.priority, got.queue) == (
             "deduced_by_rr", b"plain text body", 10, conf["tube"])
         await got.ack()
-
-
-@pytest.mark.slow
-async def test_broker_restart_during_consumption_recovers_without_redelivering_acked(tmp_path):
-    if shutil.which("beanstalkd") is None:
-        pytest.skip("beanstalkd is not installed (.ci/services installs it)")
-    port = free_port()
-    argv = ["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", str(tmp_path)]
-    async with private_broker(argv, port) as server:  # with a binlog: jobs outlive the restart
-        await survives_broker_restart("beanstalk", {"addr": f"tcp://127.0.0.1:{port}"}, server.stop, server.start)

@@ -1,17 +1,24 @@
 """What every broker driver (amqp, beanstalk, nats) does the same, each against its real broker:
 push/consume/ack with the job intact, prefetch, nack, requeue with headers, pause/resume, stop
-giving unacknowledged jobs back, and a one-line error for an unreachable broker."""
+giving unacknowledged jobs back, a one-line error for an unreachable broker, and a broker restart."""
 
 from __future__ import annotations
 
 import pytest
 
 from rrgrpc.jobs.driver import DriverError
-from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
+from tests.jobs.broker_kit import (
+    broker_addr,
+    job,
+    opened,
+    pipeline_config,
+    restartable,
+    survives_broker_restart,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
-DRIVERS = ["amqp", "beanstalk"]
+DRIVERS = ["amqp", "beanstalk", "nats"]
 UNREACHABLE = {"amqp": "amqp://bob:s3cret@127.0.0.1:1/", "beanstalk": "tcp://127.0.0.1:1",
                "nats": "nats://bob:s3cret@127.0.0.1:1"}
 
@@ -125,3 +132,13 @@ async def test_unreachable_broker_is_one_line_without_the_password(driver):
     text = str(err.value)
     assert "\n" not in text and "s3cret" not in text
     assert "pipeline 'p'" in text and "127.0.0.1:1" in text and "cannot connect" in text
+
+
+@pytest.mark.slow
+async def test_broker_restart_during_consumption_recovers(driver, tmp_path):
+    """The broker stops and starts mid-consumption: the driver redials, consumes again, and no
+    acknowledged job comes back. NATS's client sends an ack again once it is back, so an ack that
+    raised there may still count; its ack_wait is short so that a lost ack would show."""
+    extra = {"failed_ack_returns": False, "ack_wait": 2, "watch": 4} if driver == "nats" else {}
+    async with restartable(driver, tmp_path) as (broker, stop, start):
+        await survives_broker_restart(driver, broker, stop, start, **extra)
