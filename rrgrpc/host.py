@@ -7,6 +7,7 @@ implement a capability, so control plugins find their peers without importing th
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
@@ -37,9 +38,14 @@ class Host:
         error propagates.
         """
         async with AsyncExitStack() as stack:
-            for plugin in self.plugins:
-                log.debug("starting plugin", extra={"plugin": plugin.name})
-                await stack.enter_async_context(plugin.lifespan(self))
+            try:
+                for plugin in self.plugins:
+                    log.debug("starting plugin", extra={"plugin": plugin.name})
+                    await stack.enter_async_context(plugin.lifespan(self))
+            except BaseException:
+                if inspect.iscoroutine(shutdown):  # never awaited: close it (no "never awaited" warning)
+                    shutdown.close()
+                raise
             self.ready.set()
             log.info("serving", extra={"plugins": [p.name for p in self.plugins]})
             await shutdown

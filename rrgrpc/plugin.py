@@ -9,11 +9,13 @@ that implements it, as RoadRunner's endure ``Collects()`` does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    from rrgrpc.pool import Pool
     from rrgrpc.pool.state import Activity, ProcessState
 
 T = TypeVar("T")
@@ -93,3 +95,54 @@ class HasStatus(Protocol):
 
     def readiness(self) -> int: ...
 
+
+
+@runtime_checkable
+class HasPipelines(Protocol):
+    """A plugin with jobs pipelines (informer.Jobs, status ``/jobs``, ``rr workers``).
+
+    Each row: pipeline, driver, queue, active, delayed, reserved, ready, priority, error_message.
+    """
+
+    name: str
+
+    async def pipelines_state(self) -> list[dict[str, Any]]: ...
+
+
+class PoolBacked:
+    """The capabilities of a plugin that serves from one worker pool (``self.pool``, ``None`` while it
+    is down): HasWorkers, ManagesWorkers, Resettable and HasStatus, all delegated to the pool."""
+
+    name: str
+    pool: Pool | None
+
+    def workers(self) -> list[ProcessState]:
+        return self.pool.workers() if self.pool is not None else []
+
+    def activity(self) -> Activity:
+        from rrgrpc.pool.state import Activity
+
+        return self.pool.activity() if self.pool is not None else Activity()
+
+    async def add_worker(self) -> None:
+        if self.pool is not None:
+            await self.pool.add_worker()
+
+    async def remove_worker(self) -> None:
+        if self.pool is not None:
+            await self.pool.remove_worker()
+
+    async def reset(self) -> None:
+        if self.pool is not None:
+            logging.getLogger(f"rr.{self.name}").info("reset: replacing %s workers", self.name)
+            await self.pool.reset()
+
+    def health(self) -> int:
+        return 200 if self.pool is not None and self.pool.ready else 503
+
+    def readiness(self) -> int:
+        from rrgrpc.pool.state import WorkerState
+
+        if self.pool is None or not self.pool.ready:
+            return 503
+        return 200 if any(w.status == WorkerState.READY for w in self.pool.workers()) else 503

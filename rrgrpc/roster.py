@@ -43,6 +43,10 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.rpc.server import RpcPlugin
 
         plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+    if cfg.jobs is not None:  # before the edges: their workers push jobs, and it drains after them
+        from rrgrpc.jobs.plugin import JobsPlugin
+
+        plugins.append(JobsPlugin(cfg))
     if cfg.grpc is not None:
         from rrgrpc.grpc.plugin import GrpcPlugin
 
@@ -51,6 +55,6 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.http.plugin import HttpPlugin
 
         plugins.append(HttpPlugin(cfg))
-    if cfg.grpc is None and cfg.http is None and cfg.rpc is None:
-        log.warning("nothing to serve: %s configures no grpc, http or rpc section", cfg.source)
+    if cfg.grpc is None and cfg.http is None and cfg.rpc is None and cfg.jobs is None:
+        log.warning("nothing to serve: %s configures no grpc, http, rpc or jobs section", cfg.source)
     return plugins

@@ -11,6 +11,10 @@ code; anything else is reported with "unexpected status code". Once shutdown has
 answers 200 "service is shutting down" (so an orchestrator does not kill a draining process) and
 ``/ready`` answers ``unavailable_status_code`` with the same text.
 
+``/jobs`` (RoadRunner's jobs report) answers the state of every jobs pipeline as a JSON array of
+``{"pipeline","priority","ready","queue","active","delayed","reserved","driver","error_message"}``;
+without a jobs plugin it answers ``unavailable_status_code`` "jobs plugin not found".
+
 Shutdown begins when the host sets its ``stopping`` event, before any plugin is torn down. Entered
 *before* the plugins it checks, the status plugin is torn down after them, so the endpoint keeps
 answering while they drain (as RoadRunner's, whose Stop only raises the flag).
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasStatus, Peers
+from rrgrpc.plugin import HasPipelines, HasStatus, Peers
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
@@ -162,6 +166,7 @@ class StatusPlugin:
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._ready)
+        app.router.add_get("/jobs", self._jobs)
         async with serve_app(app, self.address_cfg, "status.address", log) as port:
             self.port = port
             try:
@@ -212,6 +217,21 @@ class StatusPlugin:
         return web.Response(
             status=status, text=json.dumps(entries, separators=(",", ":")), content_type=_JSON
         )
+
+    async def _jobs(self, request: web.Request) -> web.Response:
+        if self.shutting_down:
+            return web.Response(status=503, text=SHUTTING_DOWN + "\n")
+        plugins = self._peers.having(HasPipelines) if self._peers else []
+        try:
+            rows = await plugins[0].pipelines_state() if plugins else None
+        except Exception as exc:  # reported like a missing plugin, as RoadRunner does
+            log.error("jobs state", extra={"error": str(exc)})
+            rows = None
+        if rows is None:
+            return web.Response(status=self.unavailable, text="jobs plugin not found\n")
+        keys = ("pipeline", "priority", "ready", "queue", "active", "delayed", "reserved", "driver", "error_message")
+        report = [{k: row.get(k) for k in keys} for row in rows]
+        return web.Response(text=json.dumps(report, separators=(",", ":")), content_type="text/plain")
 
     # -- RPC ---------------------------------------------------------------------------------
     def rpc_methods(self) -> Mapping[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import sys
@@ -15,8 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
-# the captured vectors: the team's shared copy when it sits beside the checkout, else ours
-VECTORS = next(p for p in (ROOT.parent / "shared" / "vectors", ROOT / "tests" / "vectors") if p.is_dir())
+VECTORS = ROOT / "tests" / "vectors"  # the captured frames (tests/vectors/README.md)
 PHP = shutil.which("php")
 
 
@@ -32,6 +32,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_http_ok(session: Any, url: str, timeout: float = 30) -> None:
+    """Poll ``GET url`` with an aiohttp session until it answers 200 (a server started in a subprocess)."""
+    import aiohttp
+
+    async def up() -> bool:
+        try:
+            async with session.get(url) as resp:
+                return bool(resp.status == 200)
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(up, timeout=timeout, interval=0.1)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
@@ -73,4 +87,52 @@ async def running_host(raw: dict[str, Any], workdir: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 60)
 
 
-__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "sys"]
+async def kill_tree(proc: asyncio.subprocess.Process) -> None:
+    """Kill a process a test started and every process under it (its PHP workers), then reap it."""
+    import psutil
+
+    if proc.returncode is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+        proc.kill()
+        await proc.wait()
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make stdin (the pty) its controlling terminal."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def run_in_terminal(argv: list[str], cwd: Path, *, until: bytes, keys: bytes) -> int:
+    """Run ``argv`` on a pseudo-terminal (its controlling terminal), wait until its screen shows
+    ``until``, type ``keys``, return its exit code (killed if it does not exit within 30 s)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
+        start_new_session=True, preexec_fn=_take_terminal,  # so that Ctrl-C is a SIGINT, as in a terminal
+    )
+    os.close(slave)
+    screen = b""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(60):
+            while until not in screen:
+                screen += await loop.run_in_executor(None, os.read, master, 65536)
+        os.write(master, keys)
+        return await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(master)
+
+
+__all__ = ["ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree", "run_in_terminal", "sys"]

@@ -16,17 +16,16 @@ from collections.abc import Sequence
 import click
 
 from rrgrpc.cli import CliContext, rr
-from rrgrpc.cli.workers import RESET_BUDGET, call, connected, fmt_duration, reason, rpc_address
+from rrgrpc.cli.workers import RESET_BUDGET, call, check_known, connected, fmt_duration, reason, rpc_address
 from rrgrpc.errors import RRError
 
 
 @rr.command()
 @click.argument("plugins", nargs=-1)
-@click.option("-s", "--silent", is_flag=True, help="Print nothing; the exit code tells.")
 @click.pass_obj
-def reset(obj: CliContext, plugins: tuple[str, ...], silent: bool) -> None:
-    """Reset the workers of PLUGINS (every resettable plugin when none is named)."""
-    failed = asyncio.run(_reset(rpc_address(obj), plugins, silent))
+def reset(obj: CliContext, plugins: tuple[str, ...]) -> None:
+    """Reset the workers of PLUGINS (every resettable plugin when none is named; -s: print nothing)."""
+    failed = asyncio.run(_reset(rpc_address(obj), plugins, obj.silent))
     if failed:
         sys.exit(1)
 
@@ -34,9 +33,11 @@ def reset(obj: CliContext, plugins: tuple[str, ...], silent: bool) -> None:
 async def _reset(address: str, plugins: Sequence[str], silent: bool) -> int:
     async with connected(address) as client:
         try:
-            names = list(plugins) or list(await call(client, "resetter.List", True) or [])
+            known = list(await call(client, "resetter.List", True) or [])
         except (RRError, OSError, TimeoutError) as exc:
             raise click.ClickException(f"{address}: resetter.List: {reason(exc)}") from None
+        check_known(plugins, known, "resettable plugins")
+        names = list(plugins) or known
         if not names and not silent:
             click.echo("no plugin can be reset")
         width = max((len(n) for n in names), default=0)

@@ -5,7 +5,7 @@ and calls ``informer.List`` / ``informer.Workers`` (plus the ``informer.Activity
 live view). Output: one table per plugin (PID | STATUS | EXECS | MEMORY | CPU% | CREATED, sorted by
 PID), ``--json`` for scripts, or ``-i``: a full-screen live view refreshed every second with, per busy
 worker, the method/URI it executes and for how long, queue depth, totals, and keys to reset a plugin
-and add/remove workers. Also owns the helpers ``rr reset`` shares (endpoint address, connecting).
+and add/remove workers. Under the jobs plugin both views add its pipelines (``informer.Jobs``). Also owns the helpers ``rr reset`` shares (endpoint address, connecting).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -70,15 +71,32 @@ async def connected(address: str) -> AsyncIterator[RpcClient]:
 
 
 def reason(exc: BaseException) -> str:
-    """An exception as a short phrase ("Connection refused" rather than asyncio's "Connect call failed")."""
+    """An exception as a short phrase ("Connection refused" rather than asyncio's "Connect call failed");
+    never empty."""
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, RpcError) and not str(exc):
+        return f"{exc.method} failed without a message"
+    if isinstance(exc, ConnectionError) and not str(exc):
+        return "the server closed the connection"
+    return re.sub(r"^\[Errno \d+\] ", "", str(exc)) or type(exc).__name__
 
 
 async def call(client: RpcClient, method: str, arg: Any, budget: float = CALL_BUDGET) -> Any:
-    async with asyncio.timeout(budget):
-        return await client.call(method, arg)
+    try:
+        async with asyncio.timeout(budget):
+            return await client.call(method, arg)
+    except TimeoutError:
+        raise TimeoutError(f"{method}: no answer within {budget:g}s") from None
+
+
+def check_known(names: Sequence[str], known: Sequence[str], what: str) -> None:
+    """``rr workers`` and ``rr reset`` refuse an unknown plugin alike: one line, exit code 1."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.ClickException(
+            f"no such plugin: {', '.join(unknown)} ({what}: {', '.join(known) or 'none'})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,12 +214,21 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
         return
     data = asyncio.run(_fetch_once(address, plugins))
     if as_json:
-        click.echo(json.dumps({name: {"workers": ws} for name, ws in data.items()}, indent=2))
+        out: dict[str, dict[str, Any]] = {name: {"workers": ws} for name, ws in data.items()}
+        if "jobs" in out:
+            from rrgrpc.cli.jobs import fetch_pipelines_once
+
+            out["jobs"]["pipelines"] = asyncio.run(fetch_pipelines_once(address))
+        click.echo(json.dumps(out, indent=2))
         return
     console = Console()
     now = time.time()
     for name, ws in data.items():
         console.print(workers_table(name, ws, now=now))
+        if name == "jobs":
+            from rrgrpc.cli.jobs import fetch_pipelines_once, pipelines_table
+
+            console.print(pipelines_table(asyncio.run(fetch_pipelines_once(address))))
     if not data:
         console.print("no plugin has workers")
 
@@ -209,6 +236,8 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
 async def _fetch_once(address: str, plugins: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     async with connected(address) as client:
         try:
+            if plugins:
+                check_known(plugins, list(await call(client, "informer.List", True) or []), "plugins with workers")
             return await fetch_workers(client, plugins)
         except (RpcError, ConnectionError, TimeoutError) as exc:
             raise click.ClickException(f"{address}: {reason(exc)}") from None
@@ -228,6 +257,7 @@ class Dashboard:
     selected: int = 0
     workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pipelines: list[dict[str, Any]] = field(default_factory=list)  # informer.Jobs of the jobs plugin
     message: Text = field(default_factory=Text)
     error: str = ""
     client: RpcClient | None = None
@@ -272,6 +302,9 @@ class Dashboard:
             self.workers = await fetch_workers(self.client, self.plugins)
             self.names = list(self.workers)
             self.activity = await fetch_activity(self.client, self.names)
+            from rrgrpc.cli.jobs import fetch_pipelines
+
+            self.pipelines = await fetch_pipelines(self.client, self.names)
             self.error = ""
         except (OSError, TimeoutError, RRError) as exc:
             self.error = f"{self.address}: {reason(exc)}"
@@ -305,6 +338,10 @@ class Dashboard:
                     selected=i == self.selected,
                 )
             )
+            if name == "jobs":
+                from rrgrpc.cli.jobs import pipelines_table
+
+                parts.append(pipelines_table(self.pipelines))
         if not self.names and not self.error:
             parts.append(Text("no plugin has workers", style="dim"))
         parts.append(Text("↑/↓/tab select   + add worker   - remove worker   r reset   q quit", style="dim"))

@@ -454,6 +454,32 @@ class StatusConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
             msgspec.structs.force_setattr(self, "unavailable_status_code", 503)
 
 
+# --------------------------------------------------------------------------- jobs
+
+
+class JobsPipelineConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One ``jobs.pipelines.<name>``: the driver and its keys (checked by the driver itself)."""
+
+    driver: str
+    config: dict[str, Any] = {}
+
+
+class JobsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    num_pollers: int = 0  # 0 = pool.num_workers + 2 (RoadRunner)
+    pipeline_size: int = 1_000_000  # bound of the priority queue shared by all pipelines
+    timeout: Duration = Duration(60)  # per driver operation (push, pause, stop, ...)
+    pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
+    pipelines: dict[str, JobsPipelineConfig] = {}
+    consume: StrList = msgspec.field(default_factory=StrList)
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "num_pollers", "pipeline_size")
+        if self.pipeline_size == 0:
+            msgspec.structs.force_setattr(self, "pipeline_size", 1_000_000)
+        if not self.timeout:
+            msgspec.structs.force_setattr(self, "timeout", Duration(60))
+
+
 # --------------------------------------------------------------------------- logs
 
 LogMode = Literal["development", "production", "raw", "off", "none"]
@@ -496,10 +522,13 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     metrics: MetricsConfig | None = None
     otel: OtelConfig | None = None
     status: StatusConfig | None = None
+    jobs: JobsConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
 
 
-SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs")
+SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "jobs")
+# Broker connection sections, read as plain dicts by the jobs drivers named after them (cfg.raw).
+BROKER_SECTIONS = ("amqp", "beanstalk", "nats", "boltdb")
 # RoadRunner keys inside known sections that rrgrpc does not implement: warned about and dropped, so a
 # real RoadRunner config still loads. Anything else unknown is an error (usually a typo).
 NOT_IMPLEMENTED = ("http.fcgi", "http.http2", "http.ssl.acme", "logs.file_logger_options", "logs.line_ending")
@@ -635,7 +664,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RRConfig:
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
             sections[key] = _drop_none(value)
-        elif key not in LOADER_KEYS:
+        elif key not in LOADER_KEYS and key not in BROKER_SECTIONS:
             log.warning("%s: section %r is not supported by rrgrpc and is ignored", source, key)
     for dotted in NOT_IMPLEMENTED:
         section, *middle, last = dotted.split(".")

@@ -207,10 +207,9 @@ class GrpcPlugin:
             server.add_registered_method_handlers(svc.full_name, handlers)
             names.append(svc.full_name)
         self.services = tuple(names)
-        reflection.enable_server_reflection(
-            (*names, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=protos.pool
-        )
-        v1 = reflection.aio.ReflectionServicer((*names, HEALTH_SERVICE, reflection.SERVICE_NAME), pool=protos.pool)
+        listed = (*names, HEALTH_SERVICE, REFLECTION_V1, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(listed, server, pool=protos.pool)
+        v1 = reflection.aio.ReflectionServicer(listed, pool=protos.pool)
         info = grpc.stream_stream_rpc_method_handler(
             v1.ServerReflectionInfo,
             request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,

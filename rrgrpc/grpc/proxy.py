@@ -298,7 +298,9 @@ class Proxy:
                         span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
                 return await _answer(context, reply)
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
+                code = _cancelled_code(context)
+                if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    log.warning("%s: DeadlineExceeded: the client's deadline passed before the PHP worker answered", full)
                 raise
             finally:
                 if token is not None:
@@ -338,9 +340,16 @@ class Proxy:
         try:
             raw = await self._executor().exec(Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full)
         except (PoolError, TimeoutError) as exc:
-            log.warning("%s: %s: %s", full, type(exc).__name__, exc)
-            return Reply(failure=failure_from_exception(exc))
+            failure = failure_from_exception(exc)
+            log.warning("%s: %s: %s", full, go_code_name(failure.code), failure.message)
+            return Reply(failure=failure)
         return parse_reply(raw)
+
+
+def _cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Why grpc cancelled the handler: the client's deadline passing, or the client going away."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
 
 
 def _carries_trace(metadata: Sequence[tuple[str, str | bytes]]) -> bool:

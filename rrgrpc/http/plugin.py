@@ -38,8 +38,9 @@ from rrgrpc.http.middleware import (
     parse_subnets,
     proxy_ip_middleware,
 )
+from rrgrpc.plugin import PoolBacked
 from rrgrpc.pool import Pool, open_pool
-from rrgrpc.pool.state import Activity, ProcessState, WorkerState
+from rrgrpc.pool.state import WorkerState
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import HttpConfig, RRConfig
@@ -102,7 +103,7 @@ class _WorkerStats(Collector):
             yield GaugeMetricFamily(f"rr_http_workers_{key}", help_text, value=counts[key])
 
 
-class HttpPlugin:
+class HttpPlugin(PoolBacked):
     """RoadRunner's http plugin: listeners, middlewares, a worker pool in ``http`` mode."""
 
     name = "http"
@@ -117,34 +118,7 @@ class HttpPlugin:
         self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
         self._stats = _WorkerStats(self)
 
-    # -- capabilities -------------------------------------------------------------------------
-    def workers(self) -> list[ProcessState]:
-        return self.pool.workers() if self.pool is not None else []
-
-    def activity(self) -> Activity:
-        return self.pool.activity() if self.pool is not None else Activity()
-
-    async def add_worker(self) -> None:
-        if self.pool is not None:
-            await self.pool.add_worker()
-
-    async def remove_worker(self) -> None:
-        if self.pool is not None:
-            await self.pool.remove_worker()
-
-    async def reset(self) -> None:
-        if self.pool is not None:
-            log.info("reset: replacing http workers")
-            await self.pool.reset()
-
-    def health(self) -> int:
-        return 200 if self.pool is not None and self.pool.ready else 503
-
-    def readiness(self) -> int:
-        if self.pool is None or not self.pool.ready:
-            return 503
-        return 200 if any(w.status == WorkerState.READY for w in self.pool.workers()) else 503
-
+    # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
     def collectors(self) -> list[Any]:
         return [self._stats, *(self.metrics.collectors() if self.metrics else [])]
 

@@ -1,7 +1,9 @@
 """Informer: the ``informer`` RPC service (workers of every plugin that has a pool, scaling, activity).
 
 Methods and JSON shapes are RoadRunner's (PROTOCOL.md §6.5): ``List``, ``Workers``, ``Jobs``,
-``AddWorker``, ``RemoveWorker``. One deliberate difference: ``Workers`` of an unknown plugin answers
+``AddWorker``, ``RemoveWorker``. ``Jobs`` answers the pipelines of the named jobs plugin as RoadRunner's
+``[]jobs.State`` (Go field names: ``Pipeline``, ``Driver``, ``Queue``, ``Active``, ``Delayed``,
+``Reserved``, ``Ready``, ``Priority``, ``ErrorMessage``), ``null`` for a plugin without pipelines. One deliberate difference: ``Workers`` of an unknown plugin answers
 ``{"workers":[]}`` where RoadRunner sends ``{"workers":null}`` (which makes PHP's ``WorkerPool`` throw a
 TypeError). ``Activity`` is an extension for ``rr workers -i``: queue depth and, per busy worker, what it
 executes and since when.
@@ -15,11 +17,25 @@ from typing import TYPE_CHECKING, Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import HasWorkers, ManagesWorkers, RpcMethod
+from rrgrpc.plugin import HasPipelines, HasWorkers, ManagesWorkers, RpcMethod
 from rrgrpc.rpc.service import PeerService
 
 if TYPE_CHECKING:
     from rrgrpc.pool.state import ProcessState
+
+
+#: pipelines_state() keys -> the field names of RoadRunner's jobs.State (encoded without JSON tags)
+_GO_FIELDS = {
+    "pipeline": "Pipeline",
+    "driver": "Driver",
+    "queue": "Queue",
+    "active": "Active",
+    "delayed": "Delayed",
+    "reserved": "Reserved",
+    "ready": "Ready",
+    "priority": "Priority",
+    "error_message": "ErrorMessage",
+}
 
 
 class InformerError(RRError):
@@ -60,9 +76,14 @@ class Informer(PeerService):
         plugin = self._pool(arg_str(arg))
         return {"workers": plugin.workers() if plugin else []}
 
-    async def _jobs(self, _arg: Any) -> None:
-        """Jobs pipelines: rrgrpc has no jobs plugin, so always ``null`` as RoadRunner without one."""
-        return None
+    async def _jobs(self, arg: Any) -> list[dict[str, Any]] | None:
+        """The pipelines of the jobs plugin named ``arg`` (``null`` for any other name, as RoadRunner)."""
+        name = arg_str(arg)
+        plugins = self.peers.having(HasPipelines) if self.peers else []
+        plugin = next((p for p in plugins if p.name == name), None)
+        if plugin is None:
+            return None
+        return [{_GO_FIELDS[k]: v for k, v in row.items() if k in _GO_FIELDS} for row in await plugin.pipelines_state()]
 
     async def _add_worker(self, arg: Any) -> bool:
         """Grow the plugin's pool by one worker; ``false`` on success, as RoadRunner answers."""

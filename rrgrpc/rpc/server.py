@@ -119,7 +119,11 @@ class RpcPlugin:
         if addr.scheme == "unix":
             server = await asyncio.start_unix_server(self._serve, sock=_bind_unix(addr.path, self._source))
         else:
-            server = await asyncio.start_server(self._serve, addr.host or "0.0.0.0", addr.port)
+            try:
+                server = await asyncio.start_server(self._serve, addr.host or "0.0.0.0", addr.port)
+            except OSError as exc:
+                why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on: {exc.strerror or exc}"
+                raise ConfigError(f"{self._source}: rpc.listen: {self.listen} {why}") from None
             addr = Address("tcp", addr.host or "0.0.0.0", server.sockets[0].getsockname()[1])
         self.address = str(addr)
         log.info("rpc listening on %s", self.address)

@@ -19,6 +19,7 @@ import rrgrpc.cli.reset  # noqa: F401  (registers `rr reset`)
 import rrgrpc.cli.workers  # noqa: F401  (registers `rr workers`)
 from rrgrpc.cli import rr
 from rrgrpc.cli.workers import fmt_bytes, fmt_duration, parse_keys
+from rrgrpc.errors import RRError
 from tests.helpers import ROOT, eventually
 from tests.integration.test_rpc_server import FakePool, FakeService, serving
 
@@ -53,12 +54,23 @@ async def test_workers_tables_sorted_by_pid(tmp_path: Path) -> None:
 async def test_workers_of_named_plugins_as_json(tmp_path: Path) -> None:
     async with serving(FakePool("grpc", [4242]), FakePool("http", [5001])) as rpc:
         cfg = write_config(tmp_path, rpc.address)
-        result = await invoke("-c", str(cfg), "workers", "http", "nope", "--json")
+        result = await invoke("-c", str(cfg), "workers", "http", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert list(data) == ["http", "nope"]
+    assert list(data) == ["http"]
     assert [w["pid"] for w in data["http"]["workers"]] == [5001]
-    assert data["nope"] == {"workers": []}
+
+
+async def test_workers_and_reset_refuse_an_unknown_plugin_alike(tmp_path: Path) -> None:
+    # sent: `rr workers http nope` and `rr reset grpc nope`; both fail the same way, nothing is reset
+    grpc, http = FakePool("grpc", [4242]), FakePool("http", [5001])
+    async with serving(grpc, http) as rpc:
+        cfg = write_config(tmp_path, rpc.address)
+        workers = await invoke("-c", str(cfg), "workers", "http", "nope", "--json")
+        reset = await invoke("-c", str(cfg), "reset", "grpc", "nope")
+    assert (workers.exit_code, workers.output) == (1, "Error: no such plugin: nope (plugins with workers: grpc, http)\n")
+    assert (reset.exit_code, reset.output) == (1, "Error: no such plugin: nope (resettable plugins: grpc, http)\n")
+    assert (grpc.resets, http.resets) == (0, 0)
 
 
 async def test_workers_reads_rpc_listen_through_overrides(tmp_path: Path) -> None:
@@ -92,12 +104,8 @@ async def test_reset_all_concurrently_one_line_each(tmp_path: Path) -> None:
         assert [line.split()[0] for line in lines] == ["grpc", "http"]
         assert all("reset in" in line for line in lines)
         assert (grpc.resets, http.resets) == (1, 1)
-        result = await invoke("-c", str(cfg), "reset", "grpc", "nope")
-    assert result.exit_code == 1
-    assert sorted(result.stdout.splitlines()) == [
-        next(line for line in result.stdout.splitlines() if line.startswith("grpc")),
-        "nope  failed: no such plugin: nope",
-    ]
+        result = await invoke("-c", str(cfg), "reset", "grpc")
+    assert result.exit_code == 0 and result.stdout.startswith("grpc  reset in ")
     assert grpc.resets == 2 and http.resets == 1
 
 
@@ -251,3 +259,39 @@ def test_cli_modules_stay_pure_rpc_clients() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+async def test_reset_errors_always_say_something(tmp_path: Path) -> None:
+    # a plugin whose reset raises an exception without text, and an endpoint that hangs up at once
+    class Broken(FakePool):
+        async def reset(self) -> None:
+            raise RRError("")
+
+    async with serving(Broken("grpc", [1])) as rpc:
+        result = await invoke("-c", str(write_config(tmp_path, rpc.address)), "reset", "grpc")
+    assert result.exit_code == 1
+    assert result.output == "grpc  failed: RRError\n", result.output  # the server names the error type
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        result = await invoke("-c", str(write_config(tmp_path, f"tcp://127.0.0.1:{port}")), "reset")
+    assert result.exit_code == 1
+    assert result.output in (
+        f"Error: tcp://127.0.0.1:{port}: resetter.List: {why}\n"
+        for why in ("Connection reset by peer", f"rpc server tcp://127.0.0.1:{port} closed the connection")
+    ), result.output
+
+
+def test_reason_is_never_empty() -> None:
+    # what a RoadRunner server or a dropped connection may hand the CLI: texts without words
+    from rrgrpc.cli.workers import reason
+    from rrgrpc.goridge.rpc import RpcError
+
+    assert reason(RpcError("resetter.Reset", "")) == "resetter.Reset failed without a message"
+    assert reason(ConnectionResetError()) == "the server closed the connection"
+    assert reason(ConnectionError("[Errno 104] Connection reset by peer")) == "Connection reset by peer"
+    assert reason(TimeoutError()) == "TimeoutError"

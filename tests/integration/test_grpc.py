@@ -326,3 +326,34 @@ async def test_a_worker_crash_mid_call_is_internal_saying_so() -> None:
         async with grpc.aio.insecure_channel(grpc_target(plugin.address)) as channel:
             err = await rpc_error(Echo(channel).Ping(PingRequest(msg="boom"), timeout=10))
         assert err.code() == grpc.StatusCode.INTERNAL and "crashed" in err.details()
+
+
+async def test_a_client_deadline_is_logged_and_counted_as_deadline_exceeded(tmp_path: Path) -> None:
+    # sent: Sleep(1500 ms) with a 300 ms deadline; fails: DEADLINE_EXCEEDED, so says the log and the metric
+    log_file = tmp_path / "rr.log"
+    raw = {**config(1), "logs": {"mode": "production", "output": str(log_file)}}
+    async with running_host(raw) as host:
+        plugin = next(p for p in host.plugins if p.name == "grpc")
+        async with grpc.aio.insecure_channel(grpc_target(plugin.address)) as channel:
+            echo = Echo(channel)
+            err = await rpc_error(echo.Sleep(SleepRequest(ms=1500), timeout=0.3))
+            assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+            def logged() -> list[str]:
+                return [line for line in log_file.read_text().splitlines() if "/echo.v1.Echo/Sleep" in line]
+
+            lines = await eventually(logged)
+            assert len(lines) == 1 and "DeadlineExceeded: " in lines[0] and "TimeoutError" not in lines[0], lines
+            def codes() -> dict[str, float]:
+                return {
+                    sample.labels["status_code"]: sample.value
+                    for c in plugin.collectors()
+                    for m in c.collect()
+                    for sample in m.samples
+                    if sample.name == "rr_grpc_request_total"
+                    and sample.labels.get("grpc_method") == "/echo.v1.Echo/Sleep"
+                    and sample.value
+                }
+
+            assert await eventually(codes) == {"DeadlineExceeded": 1}
+            assert (await echo.Ping(PingRequest(msg="next"), timeout=10)).msg == "next"  # nothing else failed

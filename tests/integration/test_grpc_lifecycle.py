@@ -114,6 +114,8 @@ async def test_reflection_lists_services_and_resolves_a_method_input_type() -> N
 
         services, input_type = await asyncio.to_thread(introspect)
         assert "echo.v1.Echo" in services and "grpc.health.v1.Health" in services
+        # both reflection versions are listed (grpcurl list shows what a client may ask)
+        assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
         assert input_type == "echo.v1.PingRequest"
 
         # grpc.reflection.v1 (what current grpcurl and Postman ask first) answers the same way
@@ -124,7 +126,7 @@ async def test_reflection_lists_services_and_resolves_a_method_input_type() -> N
         )
         call = v1(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
         reply = await call.read()
-        assert "echo.v1.Echo" in {svc.name for svc in reply.list_services_response.service}
+        assert {"echo.v1.Echo", "grpc.reflection.v1.ServerReflection"} <= {svc.name for svc in reply.list_services_response.service}
         call.cancel()
 
 

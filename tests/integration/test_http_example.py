@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import message_factory
 
 from rrgrpc.grpc.protos import load_protos
-from tests.helpers import ROOT, eventually, free_port
+from tests.helpers import ROOT, free_port, wait_http_ok
 
 pytestmark = pytest.mark.php
 
@@ -30,14 +30,7 @@ async def test_example_serves_http_and_grpc_from_one_process():
     base = f"http://127.0.0.1:{http_port}"
     try:
         async with aiohttp.ClientSession() as client:
-            async def up() -> bool:
-                try:
-                    async with client.get(base + "/hello?name=Ada") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(up, timeout=30, interval=0.1)
+            await wait_http_ok(client, base + "/hello?name=Ada")
             async with client.get(base + "/hello?name=Ada") as resp:
                 data = await resp.json()
                 assert data["message"] == "Hello Ada" and resp.headers["X-Powered-By"] == "rrgrpc"

@@ -93,3 +93,18 @@ async def test_second_signal_forces_stop_and_kills_workers(tmp_path):
     await asyncio.wait_for(proc.wait(), 20)
     await eventually(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children))
     assert os.path.exists(tmp_path)
+
+
+async def test_rpc_port_in_use_is_one_line_naming_rpc_listen_and_the_file(tmp_path):
+    # sent: rpc.listen on a port another socket holds; fails: exit 1, one error line, no warning
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await start_rr(tmp_path, f'version: "3"\nrpc:\n  listen: tcp://127.0.0.1:{port}\n')
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    lines = [line for line in out.decode().splitlines() if "\tDEBUG\t" not in line and "\tINFO\t" not in line]
+    assert lines == [f"rr: error: {tmp_path / '.rr.yaml'}: rpc.listen: tcp://127.0.0.1:{port} is already in use"]

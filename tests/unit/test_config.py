@@ -502,11 +502,12 @@ def test_missing_config_file_is_config_error(tmp_path):
 def test_unknown_top_level_sections_are_logged_and_ignored(caplog):
     with caplog.at_level(logging.INFO, logger="rr.config"):
         cfg = config_from_dict(
-            {"version": "3", "jobs": {"pool": {}}, "kv": None, "server": {"command": "php w.php"}}, "s.yaml"
+            {"version": "3", "kv": None, "lock": {}, "amqp": {"addr": "amqp://x"}, "server": {"command": "php w.php"}},
+            "s.yaml",
         )
     assert cfg.server.command == ["php", "w.php"]
     ignored = {r.args[1] for r in caplog.records if r.name == "rr.config"}  # type: ignore[index]
-    assert ignored == {"jobs", "kv"}
+    assert ignored == {"kv", "lock"}  # broker sections (amqp, ...) belong to the jobs drivers
 
 
 def test_roadrunner_keys_not_implemented_are_logged_and_dropped(caplog):

@@ -1,8 +1,9 @@
 <?php
 
 /**
- * Owns the Goridge RPC client of the PHP kit (PROTOCOL.md §6): JSON-codec calls (and raw-bytes calls)
- * to the server's `rpc.listen` endpoint from workers and scripts, e.g. for metrics or the informer.
+ * Owns the Goridge RPC client of the PHP kit (PROTOCOL.md §6): JSON-codec calls (and raw-bytes and
+ * protobuf calls) to the server's `rpc.listen` endpoint from workers and scripts, e.g. for metrics,
+ * the informer or jobs.
  *
  *   $rpc = RPC::create(getenv('RR_RPC') ?: 'tcp://127.0.0.1:6001');
  *   $workers = $rpc->call('informer.Workers', 'grpc')['workers'];
@@ -80,6 +81,30 @@ final class RPC
     public function callRaw(string $method, string $payload = ''): string
     {
         return $this->exchange($method, Frame::CODEC_RAW, $payload);
+    }
+
+    /**
+     * Call a method with the protobuf codec (flag 0x80), as spiral/roadrunner-jobs does: the message is
+     * serialized, the reply parsed into a new $resultClass (or returned as bytes without one).
+     *
+     * @template T of \Google\Protobuf\Internal\Message
+     * @param class-string<T>|null $resultClass
+     * @return ($resultClass is null ? string : T)
+     * @throws ServiceException|RPCException
+     */
+    public function callProto(string $method, \Google\Protobuf\Internal\Message $message, ?string $resultClass = null): mixed
+    {
+        $reply = $this->exchange($method, Frame::CODEC_PROTO, $message->serializeToString());
+        if ($resultClass === null) {
+            return $reply;
+        }
+        $result = new $resultClass();
+        try {
+            $result->mergeFromString($reply);
+        } catch (\Exception $e) {
+            throw new RPCException("invalid protobuf in the reply to $method: {$e->getMessage()}", 0, $e);
+        }
+        return $result;
     }
 
     public function close(): void
