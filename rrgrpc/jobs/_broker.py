@@ -14,12 +14,15 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from rrgrpc.jobs.driver import Delivery, DeliveryQueue, Driver, DriverError, Headers, Job, Pipeline, Stat
+
+log = logging.getLogger("rr.jobs")
 
 #: job name RoadRunner gives a message that carries no job metadata (pushed by a foreign producer)
 AUTO_JOB: Final = "deduced_by_rr"
@@ -179,6 +182,15 @@ class LoopDriver(Driver):
                 await self._loop
             self._loop = None
         self._running.clear()
+
+
+async def hand_over(queue: DeliveryQueue, delivery: Delivery) -> None:
+    """Put a delivery in the plugin's queue; a queue that is closing gives it straight back (nack), and
+    a broker that fails that nack is logged: the broker keeps the job anyway."""
+    try:
+        await queue.put(delivery)
+    except DriverError as exc:
+        log.warning("job given back during shutdown failed", extra={"id": delivery.job.id, "error": str(exc)})
 
 
 def describe(exc: BaseException) -> str:

@@ -54,6 +54,7 @@ from rrgrpc.jobs._broker import (
     BrokerDelivery,
     Tracker,
     broker_error,
+    hand_over,
     redact,
 )
 from rrgrpc.jobs.driver import DeliveryQueue, Driver, DriverError, Headers, Job, Pipeline, Stat
@@ -252,7 +253,7 @@ class AmqpDriver(Driver):
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self.tracker.stopped:
             return  # the channel closes with it unacknowledged: the broker keeps it
-        await self.queue.put(AmqpDelivery(self._unpack(message), message, self))
+        await hand_over(self.queue, AmqpDelivery(self._unpack(message), message, self))
 
     def _unpack(self, message: AbstractIncomingMessage) -> Job:
         raw = dict(message.headers or {})

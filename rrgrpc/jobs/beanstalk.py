@@ -31,6 +31,7 @@ from rrgrpc.jobs._broker import (
     LoopDriver,
     broker_error,
     describe,
+    hand_over,
     host_port,
     pack_envelope,
     unpack_envelope,
@@ -174,7 +175,7 @@ class BeanstalkDriver(LoopDriver):
                 with contextlib.suppress(*LINK_ERRORS):
                     await self.reserver.call(self._releaser(jid))
                 continue
-            await self.queue.put(BeanstalkDelivery(unpack_envelope(body, self.pipeline), jid, self))
+            await hand_over(self.queue, BeanstalkDelivery(unpack_envelope(body, self.pipeline), jid, self))
 
     def _releaser(self, jid: int) -> Callable[[Any], Awaitable[None]]:
         return lambda c: c.release(jid, self.tube_priority, 0)

@@ -41,6 +41,7 @@ from rrgrpc.jobs._broker import (
     LoopDriver,
     broker_error,
     describe,
+    hand_over,
     pack_envelope,
     unpack_envelope,
 )
@@ -198,7 +199,7 @@ class NatsDriver(LoopDriver):
                     with contextlib.suppress(*ERRORS):
                         await msg.nak()
                     continue
-                await self.queue.put(NatsDelivery(self._unpack(msg), msg, self))
+                await hand_over(self.queue, NatsDelivery(self._unpack(msg), msg, self))
 
     def _unpack(self, msg: Msg) -> Job:
         headers = {key: [value] for key, value in (msg.headers or {}).items()}
