@@ -204,9 +204,10 @@ def broker_error(pipeline: Pipeline, driver: str, what: str, addr: str, exc: Bas
     return DriverError(f"pipeline {pipeline.name!r} ({driver} at {redact(addr)}): {what}: {describe(exc)}")
 
 
-# -- RoadRunner's JSON envelope (NATS message bodies; this project's beanstalk bodies) ---------------
-def pack_envelope(job: Job, queue: str, *, with_headers: bool) -> bytes:
-    """The job as RoadRunner's ``Item`` marshals to JSON (payload base64, as Go encodes ``[]byte``)."""
+# -- RoadRunner's JSON envelope (NATS message bodies) ----------------------------------------------
+def pack_envelope(job: Job, queue: str) -> bytes:
+    """The job as RoadRunner's ``Item`` marshals to JSON (payload base64, as Go encodes ``[]byte``),
+    plus ``headers``, which RoadRunner's decoder ignores."""
     item: dict[str, Any] = {
         "job": job.name,
         "id": job.id,
@@ -218,22 +219,26 @@ def pack_envelope(job: Job, queue: str, *, with_headers: bool) -> bytes:
             "auto_ack": job.auto_ack,
             "Queue": queue,
         },
+        "headers": job.headers,
     }
-    if with_headers:
-        item["headers"] = job.headers
     return json.dumps(item, separators=(",", ":")).encode()
 
 
+def deduced(data: bytes, pipeline: Pipeline, headers: Headers | None = None) -> Job:
+    """A body without job metadata (a foreign producer): the payload of a job named ``deduced_by_rr``
+    with a fresh id and the pipeline's priority, as RoadRunner makes it."""
+    return Job(id=str(uuid.uuid4()), name=AUTO_JOB, payload=data, pipeline=pipeline.name,
+               headers=dict(headers or {}), priority=pipeline.priority)
+
+
 def unpack_envelope(data: bytes, pipeline: Pipeline, headers: Headers | None = None) -> Job:
-    """A job from a message body: RoadRunner's JSON envelope, or else (a foreign producer) the raw
-    body as the payload of a job named ``deduced_by_rr`` with a fresh id, as RoadRunner does."""
+    """A job from a message body: RoadRunner's JSON envelope, or else ``deduced``."""
     try:
         item = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
         item = None
     if not isinstance(item, dict) or not isinstance(item.get("job"), str) or "id" not in item:
-        return Job(id=str(uuid.uuid4()), name=AUTO_JOB, payload=data, pipeline=pipeline.name,
-                   headers=dict(headers or {}), priority=pipeline.priority)
+        return deduced(data, pipeline, headers)
     options = item.get("options") if isinstance(item.get("options"), Mapping) else {}
     assert isinstance(options, Mapping)
     merged: Headers = dict(headers or {})

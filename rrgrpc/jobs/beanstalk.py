@@ -6,8 +6,9 @@ consumer). Pipeline keys, with RoadRunner's defaults: ``tube`` (``default``), ``
 beanstalkd priority of every put), ``reserve_timeout`` (``1s``: how long one reserve waits), ``priority``
 (10, the job priority when a job has none) and ``prefetch`` (how many reserved jobs may be unsettled).
 
-A job's body is RoadRunner's JSON job envelope with its headers (``_broker.pack_envelope``); a body
-that is not one (a foreign producer) becomes a ``deduced_by_rr`` job, as RoadRunner does. Delays are
+A job's body is the gob of RoadRunner's job ``Item`` (``gob.encode_item``), plus its headers, which
+RoadRunner skips (it does not carry them); jobs go both ways between RoadRunner and rrgrpc. A body
+that is not such a gob (a foreign producer) becomes a ``deduced_by_rr`` job, as RoadRunner does. Delays are
 beanstalkd's own (``put``/``release`` with a delay). beanstalkd lets only the connection that reserved
 a job delete or release it, so reserves and settles share one connection, in turn; pushes have their
 own. When a connection breaks the driver redials with a growing pause (up to 10 s); beanstalkd has
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,15 +28,16 @@ import aiostalk
 import greenstalk
 
 from rrgrpc.config.schema import parse_duration
+from rrgrpc.jobs import gob
 from rrgrpc.jobs._broker import (
+    AUTO_JOB,
     BrokerDelivery,
     LoopDriver,
     broker_error,
+    deduced,
     describe,
     hand_over,
     host_port,
-    pack_envelope,
-    unpack_envelope,
 )
 from rrgrpc.jobs.driver import DeliveryQueue, DriverError, Job, Pipeline, Stat
 
@@ -146,7 +149,9 @@ class BeanstalkDriver(LoopDriver):
             raise self._error("cannot connect", exc) from None
 
     async def put(self, job: Job) -> None:
-        body = pack_envelope(job, self.tube, with_headers=True)
+        body = gob.encode_item(job=job.name, ident=job.id, payload=job.payload, priority=job.priority,
+                               pipeline=job.pipeline, delay=job.delay, auto_ack=job.auto_ack, queue=self.tube,
+                               headers=job.headers)
         await self.pusher.call(lambda c: c.put(body, self.tube_priority, max(0, job.delay), self.ttr), redial=True)
 
     async def push(self, job: Job) -> None:
@@ -175,7 +180,7 @@ class BeanstalkDriver(LoopDriver):
                 with contextlib.suppress(*LINK_ERRORS):
                     await self.reserver.call(self._releaser(jid))
                 continue
-            await hand_over(self.queue, BeanstalkDelivery(unpack_envelope(body, self.pipeline), jid, self))
+            await hand_over(self.queue, BeanstalkDelivery(_unpack(body, self.pipeline), jid, self))
 
     def _releaser(self, jid: int) -> Callable[[Any], Awaitable[None]]:
         return lambda c: c.release(jid, self.tube_priority, 0)
@@ -204,3 +209,27 @@ class BeanstalkDriver(LoopDriver):
         except LINK_ERRORS as exc:
             log.debug("beanstalk stat failed", extra={"pipeline": self.pipeline.name, "error": describe(exc)})
         return self.tracker.stat("beanstalk", self.tube, active=active, delayed=delayed, ready=self._running.is_set())
+
+
+def _unpack(body: bytes, pipeline: Pipeline) -> Job:
+    """A job from RoadRunner's gob ``Item`` (its ``Payload`` a string in releases before 2023), or a
+    ``deduced_by_rr`` job from any other body."""
+    try:
+        item = gob.decode(body)
+    except gob.GobError:
+        return deduced(body, pipeline)
+    options = item.get("Options") or {}
+    payload = item.get("Payload", b"")
+    if not isinstance(item.get("Job", ""), str) or not isinstance(options, dict):
+        return deduced(body, pipeline)
+    headers = item.get("Headers") or {}
+    return Job(
+        id=str(item.get("Ident") or uuid.uuid4()),
+        name=item.get("Job") or AUTO_JOB,
+        payload=payload.encode() if isinstance(payload, str) else bytes(payload),
+        pipeline=pipeline.name,
+        headers={str(k): [str(x) for x in v] for k, v in headers.items() if isinstance(v, list)},
+        priority=int(options.get("Priority") or pipeline.priority),
+        delay=int(options.get("Delay") or 0),
+        auto_ack=bool(options.get("AutoAck", False)),
+    )

@@ -163,7 +163,7 @@ class NatsDriver(LoopDriver):
     async def publish(self, job: Job) -> None:
         assert self._js is not None, "open() first"
         headers = {key: values[0] for key, values in job.headers.items() if values}
-        await self._js.publish(self.subject, pack_envelope(job, self.stream, with_headers=True),
+        await self._js.publish(self.subject, pack_envelope(job, self.stream),
                                stream=self.stream, headers=headers or None)
 
     async def push(self, job: Job) -> None:

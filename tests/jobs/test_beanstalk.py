@@ -10,6 +10,7 @@ import pytest
 
 from rrgrpc.jobs._broker import host_port
 from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
+from tests.jobs.test_gob import GO_ITEM
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,14 +34,20 @@ async def test_delayed_push_and_nack_with_delay_wait_in_beanstalkd():
         await again.ack()
 
 
-async def test_foreign_body_becomes_a_deduced_job():
+async def test_a_job_put_by_roadrunner_and_a_foreign_body():
+    """A body as RoadRunner's beanstalk driver writes it (the gob of its Item, made by Go) is the same
+    job here; a body that is no such gob becomes a deduced_by_rr job, as in RoadRunner."""
     addr = broker_addr("beanstalk")
     conf = pipeline_config("beanstalk")
     async with opened("beanstalk", "p", conf, {"addr": addr}) as (drv, sink):
         async with aiostalk.Client(host_port(addr, 11300), encoding=None, use=conf["tube"]) as client:
+            await client.put(GO_ITEM)
             await client.put(b"plain text body")
         await drv.run()
-        got = await sink.take()
-        assert (got.job.name, got.job.payload, got.job.priority, got.queue) == (
+        rr, foreign = await sink.take_n(2)
+        assert (rr.job.id, rr.job.name, rr.job.payload, rr.job.priority, rr.job.delay, rr.job.auto_ack) == (
+            "id-1", "App\\Job", b'{"a":1}', 4, 2, True)
+        assert (foreign.job.name, foreign.job.payload, foreign.job.priority, foreign.queue) == (
             "deduced_by_rr", b"plain text body", 10, conf["tube"])
-        await got.ack()
+        await rr.ack()
+        await foreign.ack()
