@@ -86,9 +86,16 @@ class BrokerDelivery(Delivery):
         if self._settled:
             return False
         self._settled = True
+        if self._tracker.stopped:
+            self._release()
+            return False
+        return True
+
+    def _release(self) -> None:
+        """No longer unsettled: counted once the broker has been told (so a stat showing nothing
+        reserved means every answer reached the broker)."""
         self._tracker.unsettled -= 1
         self._tracker.settled.set()
-        return not self._tracker.stopped
 
     async def _do(self, what: str, action: Awaitable[None]) -> None:
         try:
@@ -102,6 +109,8 @@ class BrokerDelivery(Delivery):
                 f"pipeline {self._tracker.pipeline.name!r} ({self.driver}): {what} of job {self.job.id} "
                 f"failed: {describe(exc)}"
             ) from exc
+        finally:
+            self._release()
 
     async def ack(self) -> None:
         if self._take():

@@ -160,6 +160,7 @@ async def restartable(driver: str, tmp: Path) -> AsyncIterator[tuple[dict[str, A
     if shutil.which(binary) is None:
         pytest.skip(f"{binary} is not installed (.ci/services installs it)")
     port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     if driver == "beanstalk":
         argv, addr = ["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", str(tmp)], f"tcp://127.0.0.1:{port}"
     else:

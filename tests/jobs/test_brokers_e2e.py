@@ -1,6 +1,7 @@
 """The jobs plugin end to end on each real broker (amqp, beanstalk, nats): a PHP producer pushes over
 RPC, PHP consumers (tests/php/jobs_consumer.php) answer ack / fail / requeue / nack, a consumer killed
-mid-task gets its task again, and rr stopped with tasks in flight leaves them to the next start."""
+mid-task gets its task again, rr stopped with tasks in flight leaves them to the next start, and a
+broker restart under a running rr is survived."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.helpers import eventually, running_host
 from tests.integration.jobs_helpers import idle, job, jobs_config, jobs_errors, push, stats, tasks
 from tests.integration.test_jobs_durable import _kill_mid_task
 from tests.integration.test_jobs_php_producer import produce
-from tests.jobs.broker_kit import broker_addr, pipeline_config
+from tests.jobs.broker_kit import broker_addr, pipeline_config, restartable
 
 pytestmark = [pytest.mark.php, pytest.mark.timeout(120)]
 
@@ -87,3 +88,24 @@ async def test_stop_with_tasks_in_flight_leaves_them_to_the_next_start(tmp_path,
         await eventually(lambda: len(tasks(tmp_path)) == 4, timeout=20)
         await eventually(lambda: idle(rpc), timeout=10)
     assert sorted(t["id"] for t in tasks(tmp_path)) == sorted(j.id for j in sent)  # each once: none lost
+
+
+@pytest.mark.slow
+async def test_broker_restart_while_rr_consumes(tmp_path, driver):
+    """The broker stops and starts under a running rr: the next push reaches it (the driver redialed)
+    and is consumed; the job done before the restart is not run again."""
+    async with restartable(driver, tmp_path / "broker") as (broker, stop, start):
+        cfg = jobs_config(tmp_path, {"p": {"driver": driver, "config": pipeline_config(driver)}})
+        cfg[driver] = broker
+        async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
+            first = job("ok", "p")
+            await push(rpc, first)
+            await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=15)
+            await eventually(lambda: idle(rpc), timeout=10)
+            await stop()
+            await start()
+            second = job("ok", "p")
+            await push(rpc, second)
+            await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=30)
+            await eventually(lambda: idle(rpc), timeout=10)
+    assert [t["id"] for t in tasks(tmp_path)] == [first.id, second.id]
