@@ -5,7 +5,7 @@ RoadRunner's defaults: ``queue`` (needed to consume), ``exchange`` (``amqp.defau
 (``direct``), ``exchange_durable``, ``exchange_auto_delete``, ``routing_key``, ``durable``,
 ``exclusive``, ``queue_auto_delete``, ``queue_headers`` (queue arguments), ``delete_queue_on_stop``,
 ``prefetch`` (10, the channel's QoS), ``priority`` (10), ``multiple_ack``, ``consumer_id``
-(``roadrunner-<uuid>``), ``redial_timeout`` (60 s), ``requeue_on_fail`` (parsed; the plugin decides).
+(``roadrunner-<uuid>``), ``redial_timeout`` (60 s); ``requeue_on_fail`` is the jobs plugin's.
 
 On the wire a job is its payload as the message body, with its metadata in the message headers
 (``rr_id``, ``rr_job``, ``rr_pipeline``, ``rr_headers`` as JSON bytes, ``rr_delay``, ``rr_priority``,
@@ -13,9 +13,9 @@ On the wire a job is its payload as the message body, with its metadata in the m
 the routing key. A delayed job waits in ``delayed-<ms>.<exchange>.<queue>``, a queue whose messages
 expire after the delay into the pipeline's exchange (dead-lettering) — the same queue RoadRunner
 declares, so both can share a broker. The connection is aio-pika's robust one: when the broker goes
-away it redials every second for ``redial_timeout`` seconds (then keeps trying, logging an error),
-declares again and consumes again; what was delivered and not acknowledged then comes back from the
-broker (at-least-once).
+away it redials every second, declares again and consumes again; what was delivered and not
+acknowledged then comes back from the broker (at-least-once). A push meanwhile waits for the
+connection up to ``redial_timeout`` seconds, then fails in one line.
 """
 
 from __future__ import annotations
@@ -105,7 +105,6 @@ class AmqpDriver(Driver):
         self.routing_key = p.get_str("routing_key")
         self.prefetch = max(1, p.get_int("prefetch", 10))
         self.multiple_ack = p.get_bool("multiple_ack")
-        self.requeue_on_fail = p.get_bool("requeue_on_fail")
         self.consumer_id = p.get_str("consumer_id") or f"roadrunner-{uuid.uuid4()}"
         self.redial_timeout = p.get_int("redial_timeout", 60)
         self.delete_on_stop = p.get_bool("delete_queue_on_stop")

@@ -5,7 +5,7 @@ defaults: ``stream`` (``default-stream``), ``subject`` (``default``), ``prefetch
 jobs delivered and not settled), ``priority`` (10), ``deliver_new`` (a new consumer starts with the
 messages published after it, instead of all in the stream), ``delete_after_ack`` (acknowledged messages
 are deleted from the stream), ``delete_stream_on_stop``, ``ack_wait`` (30 s: an unacknowledged job is
-delivered again after it), and ``rate_limit`` (parsed, unused, as in RoadRunner).
+delivered again after it); ``rate_limit`` is accepted and, as in RoadRunner, has no effect.
 
 A message body is RoadRunner's JSON job envelope (its ``[]byte`` payload in base64) plus the headers,
 which also travel as NATS headers (first value each) as RoadRunner sends them; a received job gets the
@@ -108,7 +108,6 @@ class NatsDriver(LoopDriver):
         self.delete_after_ack = p.get_bool("delete_after_ack")
         self.delete_stream_on_stop = p.get_bool("delete_stream_on_stop")
         self.ack_wait = max(1, p.get_int("ack_wait", 30))
-        self.rate_limit = p.get_int("rate_limit", 1000)
         self.durable = _NOT_A_NAME.sub("_", f"rr-{self.stream}-{p.name}")
         self.inflight: set[NatsDelivery] = set()
         self._nc: NatsClient | None = None
