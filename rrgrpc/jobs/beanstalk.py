@@ -10,9 +10,10 @@ A job's body is the gob of RoadRunner's job ``Item`` (``gob.encode_item``), plus
 RoadRunner skips (it does not carry them); jobs go both ways between RoadRunner and rrgrpc. A body
 that is not such a gob (a foreign producer) becomes a ``deduced_by_rr`` job, as RoadRunner does. Delays are
 beanstalkd's own (``put``/``release`` with a delay). beanstalkd lets only the connection that reserved
-a job delete or release it, so reserves and settles share one connection, in turn; pushes have their
-own. When a connection breaks the driver redials with a growing pause (up to 10 s); beanstalkd has
-already put the jobs that connection had reserved back in the tube, so they come again.
+a job delete or release it, so reserves and settles share one connection, in turn (while jobs are
+out, reserves do not wait, so that their deletes need not wait either); pushes have their own. When
+a connection breaks the driver redials with a growing pause (up to 10 s); beanstalkd has already put
+the jobs that connection had reserved back in the tube, so they come again.
 """
 
 from __future__ import annotations
@@ -164,8 +165,11 @@ class BeanstalkDriver(LoopDriver):
         backoff = 0.0
         prefetch = self.pipeline.prefetch
         while await self._room(prefetch) > 0:
+            # while deliveries are out, a reserve must not wait on the connection their deletes need:
+            # ask without waiting, and when the tube is empty wait for a settle (or a short while)
+            busy = self.tracker.unsettled > 0
             try:
-                reserved = await self.reserver.call(self._reserve_one)
+                reserved = await self.reserver.call(self._reserve_now if busy else self._reserve_one)
             except LINK_ERRORS as exc:
                 backoff = min(10.0, backoff * 2 or 0.1)
                 log.warning("beanstalk connection lost, redialing",
@@ -174,6 +178,10 @@ class BeanstalkDriver(LoopDriver):
                 continue
             backoff = 0.0
             if reserved is None:
+                if busy:
+                    self.tracker.settled.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.tracker.settled.wait(), min(0.1, self.reserve_timeout))
                 continue
             jid, body = reserved
             if not self._handing_over():  # paused while the reserve waited: give it back at once
@@ -185,9 +193,12 @@ class BeanstalkDriver(LoopDriver):
     def _releaser(self, jid: int) -> Callable[[Any], Awaitable[None]]:
         return lambda c: c.release(jid, self.tube_priority, 0)
 
-    async def _reserve_one(self, client: Any) -> tuple[int, bytes] | None:
+    async def _reserve_now(self, client: Any) -> tuple[int, bytes] | None:
+        return await self._reserve_one(client, wait=0)
+
+    async def _reserve_one(self, client: Any, wait: int | None = None) -> tuple[int, bytes] | None:
         try:
-            reserved = await client.reserve(int(self.reserve_timeout))
+            reserved = await client.reserve(int(self.reserve_timeout) if wait is None else wait)
         except (greenstalk.TimedOutError, greenstalk.DeadlineSoonError):
             return None
         return int(reserved.id), bytes(reserved.body)
