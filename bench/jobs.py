@@ -8,7 +8,8 @@ For each driver, ``rr serve`` runs with one pipeline and a pool of tests/php/job
 Baseline (same server, same run): ``rpc.Version`` round trips on the same connection, the floor of one
 RPC call, and bare jobs.Push of single jobs (no batching). CPU is user+system seconds of the rr process
 and of all its PHP workers over each phase (psutil), shown as CPU-ms per 1000 jobs.
-Other drivers (amqp, beanstalk, nats) add themselves to DRIVERS with the pipeline config they need.
+The broker drivers (amqp, beanstalk, nats) are measured by bench/jobs_brokers.py, which adds them to
+DRIVERS and passes their broker sections.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def job(i: int) -> pb.Job:
     return pb.Job(job="ok", id=str(uuid.uuid4()), payload=b"%d" % i, options=pb.Options(pipeline="bench"))
 
 
-async def run_driver(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+async def run_driver(
+    name: str, args: argparse.Namespace, tmp: Path, sections: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """One driver's figures; ``sections`` are extra top-level config sections (a broker's address)."""
     pipeline = json.loads(json.dumps(DRIVERS[name]).replace("{tmp}", str(tmp)))
     rpc_address = f"tcp://127.0.0.1:{free_port()}"
     cfg = {
@@ -72,6 +76,7 @@ async def run_driver(name: str, args: argparse.Namespace, tmp: Path) -> dict[str
         "server": {"command": php_cmd("jobs_consumer.php"), "env": {"JOBS_LOG": "/dev/null"}},
         "jobs": {"pool": {"num_workers": args.workers}, "pipelines": {"bench": pipeline}, "consume": []},
         "logs": {"mode": "production", "level": "error"},
+        **(sections or {}),
     }
     path = tmp / f"{name}.rr.yaml"
     path.write_text(json.dumps(cfg))

@@ -1,0 +1,73 @@
+"""What only the nats driver does, against a real nats-server with JetStream (RRGRPC_NATS_ADDR,
+started by .ci/services); the shared contract is in test_brokers_drivers.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import nats
+import pytest
+
+from rrgrpc.jobs.driver import DriverError
+from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_delayed_push_is_refused_as_in_roadrunner_and_nack_delay_is_native():
+    addr = broker_addr("nats")
+    async with opened("nats", "p", pipeline_config("nats"), {"addr": addr}) as (drv, sink):
+        with pytest.raises(DriverError, match=r"pipeline 'p' \(nats\): job .* has a delay of 5 s, and NATS has no delayed"):
+            await drv.push(job("p", 1, delay=5))
+        await drv.push(job("p", 2))
+        await drv.run()
+        got = await sink.take()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await got.nack(requeue=True, delay=1)
+        again = await sink.take(timeout=15)
+        assert loop.time() - t0 >= 0.9  # not before its delay
+        assert again.job.id == got.job.id
+        await again.ack()
+        assert (await drv.stat()).active == 0
+
+
+async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
+    """A body as RoadRunner's nats driver marshals it (base64 payload, headers as NATS headers) is
+    understood; a body that is no job envelope becomes deduced_by_rr."""
+    addr = broker_addr("nats")
+    conf = pipeline_config("nats")
+    async with opened("nats", "p", conf, {"addr": addr}) as (drv, sink):
+        nc = await nats.connect(addr)
+        try:
+            js = nc.jetstream()
+            item = {"job": "App\\Job", "id": "rr-1", "payload": base64.b64encode(b"hello").decode(),
+                    "options": {"priority": 4, "pipeline": "p", "auto_ack": False, "Queue": ""}}
+            await js.publish(conf["subject"], json.dumps(item).encode(), headers={"k": "v"})
+            await js.publish(conf["subject"], b"raw body")
+        finally:
+            await nc.close()
+        await drv.run()
+        a, b = await sink.take_n(2)
+        assert (a.job.id, a.job.name, a.job.payload, a.job.priority) == ("rr-1", "App\\Job", b"hello", 4)
+        assert a.job.headers == {"k": ["v"], "x-nats-subject": [conf["subject"]]}
+        assert (b.job.name, b.job.payload, b.job.priority) == ("deduced_by_rr", b"raw body", 10)
+        await a.ack()
+        await b.ack()
+
+
+async def test_delete_after_ack_removes_the_message_from_the_stream():
+    addr = broker_addr("nats")
+    conf = pipeline_config("nats", delete_after_ack=True)
+    async with opened("nats", "p", conf, {"addr": addr}) as (drv, sink):
+        await drv.push(job("p", 1))
+        await drv.run()
+        await (await sink.take()).ack()
+        nc = await nats.connect(addr)
+        try:
+            info = await nc.jetstream().stream_info(conf["stream"])
+        finally:
+            await nc.close()
+        assert info.state.messages == 0
