@@ -23,6 +23,8 @@ Choices where grpcio differs from grpc-go:
 * grpc-core's stream "overload protection" is off: with it, ``max_concurrent_streams`` (10 by
   default) refuses streams the client already considers finished, failing calls that grpc-go
   would serve.
+* ``interceptors``: each name must be in ``INTERCEPTORS`` (empty: rrgrpc ships none); an unknown
+  name fails startup, since a silently skipped interceptor (auth, say) is a security hole.
 * Reflection: the v1alpha service (grpcio-reflection) and ``grpc.reflection.v1`` (same messages,
   served by the same servicer) answer from the private pool, so descriptor queries work without
   RoadRunner's separate ``protoreg`` plugin.
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,8 @@ __all__ = ["GrpcPlugin"]
 log = logging.getLogger("rr.grpc")
 
 MB = 1024 * 1024
+#: The gRPC interceptors ``grpc.interceptors`` may name: name -> factory (RoadRunner's interceptor plugins).
+INTERCEPTORS: Mapping[str, Callable[[], grpc.aio.ServerInterceptor]] = {}
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -77,6 +81,10 @@ class GrpcPlugin:
             raise ConfigError(f"{cfg.source}: grpc: the section is missing")
         self.cfg: GrpcConfig = cfg.grpc
         self._root = cfg
+        unknown = [name for name in self.cfg.interceptors if name not in INTERCEPTORS]
+        if unknown:
+            have = ", ".join(sorted(INTERCEPTORS)) or "rrgrpc has none"
+            raise ConfigError(f"{cfg.source}: grpc.interceptors: unknown interceptor {unknown[0]!r} (known: {have})")
         self._metrics = GrpcMetrics()
         self._pool: Pool | None = None
         self._health: HealthServicer | None = None
@@ -96,12 +104,12 @@ class GrpcPlugin:
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
         cfg = self.cfg
-        if cfg.interceptors:
-            log.warning("grpc.interceptors %s: rrgrpc has no interceptor plugins; ignored", list(cfg.interceptors))
         protos = load_protos(cfg.proto, cfg.import_paths, extra=_builtin_files())
         if not protos.services:
             log.warning("grpc.proto: no service found in %s; only health and reflection are served", list(cfg.proto))
-        server = grpc.aio.server(options=self._options())
+        server = grpc.aio.server(
+            options=self._options(), interceptors=[INTERCEPTORS[name]() for name in cfg.interceptors]
+        )
         try:
             authority = self._bind(server)
             health = HealthServicer()
