@@ -17,7 +17,7 @@ from rrgrpc.plugin import Plugin
 def default_roster(cfg: RRConfig) -> list[Plugin]:
     from rrgrpc.logs import LogsPlugin
 
-    plugins: list[Plugin] = [LogsPlugin(cfg)]
+    plugins: list[Plugin] = [LogsPlugin(cfg.logs, cfg.notes)]
     if cfg.otel is not None:
         from rrgrpc.otel import OtelPlugin
 

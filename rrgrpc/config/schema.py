@@ -508,8 +508,20 @@ LogLevel = Literal["debug", "info", "warn", "error", "panic", "fatal"]
 LogEncoding = Literal["console", "json"]
 
 
+#: Each mode's level and encoding, used where ``logs`` (and a channel that sets its own mode) leaves
+#: them unset; ``raw`` writes the message alone whatever the encoding, ``off``/``none`` write nothing.
+LOG_PRESETS: dict[LogMode, tuple[LogLevel, LogEncoding]] = {
+    "development": ("debug", "console"),
+    "production": ("info", "json"),
+    "raw": ("info", "console"),
+    "off": ("info", "console"),
+    "none": ("info", "console"),
+}
+
+
 class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Per-plugin override; ``None`` fields inherit from the top-level ``logs`` values."""
+    """Per-plugin override; ``None`` fields inherit from the top-level ``logs`` values (a channel that
+    sets ``mode`` takes that mode's preset level and encoding instead)."""
 
     mode: LogMode | None = None
     level: LogLevel | None = None
@@ -519,11 +531,14 @@ class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
 
 
 class LogsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``None`` level and encoding: the mode's (``LOG_PRESETS``); ``None`` output: stderr; ``None``
+    err_output: errors go to ``output`` too."""
+
     mode: LogMode = "development"
-    level: LogLevel = "debug"
-    encoding: LogEncoding = "console"
-    output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
-    err_output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
+    level: LogLevel | None = None
+    encoding: LogEncoding | None = None
+    output: StrList | None = None
+    err_output: StrList | None = None
     channels: dict[str, LogChannelConfig] = {}
 
 

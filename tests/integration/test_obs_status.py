@@ -48,7 +48,7 @@ async def test_health_and_ready_across_boot_reset_and_shutdown():
     )
     status, grpc_plugin, rpc = StatusPlugin(cfg), GrpcPlugin(cfg), RpcPlugin(cfg)
     # status before the plugins it checks (its endpoint outlives them), the RPC endpoint last
-    host = Host([LogsPlugin(cfg), status, grpc_plugin, rpc])
+    host = Host([LogsPlugin(cfg.logs), status, grpc_plugin, rpc])
     stop = asyncio.Event()
     run = asyncio.create_task(host.run(stop.wait()))
     try:

@@ -668,12 +668,13 @@ def test_defaults_equal_roadrunner():
     assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60
 
     lg = cfg.logs
+    # unset: the mode's preset (LOG_PRESETS), stderr, errors with the rest
     assert (lg.mode, lg.level, lg.encoding, lg.output, lg.err_output, lg.channels) == (
         "development",
-        "debug",
-        "console",
-        ["stderr"],
-        ["stderr"],
+        None,
+        None,
+        None,
+        None,
         {},
     )
 
