@@ -1,42 +1,16 @@
-"""Helpers shared by the observability plugins (logs, otel, metrics, status), which never import each
-other: telling the config keys a user wrote from the schema's defaults, and serving a small aiohttp
-application on a ``host:port`` from the config (port 0 allowed; the bound port is read back)."""
+"""Helpers shared by the observability plugins (metrics, status), which never import each other:
+serving a small aiohttp application on a ``host:port`` from the config (port 0 allowed; the bound
+port is read back)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from rrgrpc.errors import ConfigError
-
-
-def section_fields(section: Any) -> dict[str, Any]:
-    """A config section (msgspec Struct, mapping or plain object) as a dict of its fields."""
-    if section is None:
-        return {}
-    if isinstance(section, Mapping):
-        return dict(section)
-    if isinstance(section, msgspec.Struct):
-        return msgspec.structs.asdict(section)
-    return dict(vars(section))
-
-
-def written_fields(section: Any, raw_section: Any = None) -> dict[str, Any]:
-    """The fields of ``section`` whose keys appear in the raw (expanded) YAML mapping ``raw_section``.
-
-    The schema fills RoadRunner's defaults in; some plugins must know what was really written (a
-    default must not hide an ``OTEL_*`` variable or another mode's preset). Without a raw mapping
-    every field counts.
-    """
-    fields = section_fields(section)
-    if not isinstance(raw_section, Mapping):
-        return fields
-    return {k: v for k, v in fields.items() if k in raw_section}
 
 
 def parse_host_port(address: str, where: str) -> tuple[str, int]:
@@ -71,4 +45,4 @@ async def serve_app(
         await runner.cleanup()
 
 
-__all__ = ["parse_host_port", "section_fields", "serve_app", "written_fields"]
+__all__ = ["parse_host_port", "serve_app"]

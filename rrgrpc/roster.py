@@ -21,7 +21,7 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.otel is not None:
         from rrgrpc.otel import OtelPlugin
 
-        plugins.append(OtelPlugin(cfg))
+        plugins.append(OtelPlugin(cfg.otel))
     if cfg.metrics is not None:
         from rrgrpc.metrics import MetricsPlugin
 

@@ -22,7 +22,7 @@ import math
 import re
 import tempfile
 import typing
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -431,16 +431,29 @@ class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 
 class OtelResourceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    service_name: str = "RoadRunner"
-    service_version: Text = Text("1.0.0")
+    """Unset (""): ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, then RoadRunner's defaults below."""
+
+    DEFAULT_SERVICE_NAME: ClassVar[str] = "RoadRunner"
+    DEFAULT_SERVICE_VERSION: ClassVar[str] = "1.0.0"
+
+    service_name: str = ""
+    service_version: Text = Text("")
     service_namespace: str = ""
     service_instance_id: str = ""
 
 
+#: Exporters RoadRunner dropped; naming one is an error that says to use otlp.
+DEPRECATED_EXPORTERS = ("zipkin", "jaeger", "jaeger_agent")
+
+
 class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``endpoint`` unset (""): ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, else ``DEFAULT_ENDPOINT``."""
+
+    DEFAULT_ENDPOINT: ClassVar[str] = "127.0.0.1:4318"
+
     exporter: str = "otlp"
     client: Literal["", "grpc", "http"] = ""  # "" = OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http
-    endpoint: str = "127.0.0.1:4318"
+    endpoint: str = ""
     insecure: bool = False
     compress: bool = False
     custom_url: str = ""
@@ -450,7 +463,7 @@ class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     service_version: Text = Text("")  # deprecated, use resource.service_version
 
     def __post_init__(self) -> None:
-        if self.exporter in ("zipkin", "jaeger"):
+        if self.exporter in DEPRECATED_EXPORTERS:
             raise _Invalid(
                 "exporter",
                 f"{self.exporter!r} is no longer supported by RoadRunner; use 'otlp' "

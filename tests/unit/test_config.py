@@ -11,6 +11,7 @@ import pytest
 
 from rrgrpc.config import RRConfig, config_from_dict, load_config, parse_duration, read_dotenv
 from rrgrpc.config.loader import apply_override, expand, expand_tree
+from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
 from rrgrpc.errors import ConfigError
 
 
@@ -655,15 +656,10 @@ def test_defaults_equal_roadrunner():
 
     o = cfg.otel
     assert o is not None
-    assert (o.exporter, o.client, o.endpoint, o.insecure, o.compress, o.custom_url) == (
-        "otlp",
-        "",
-        "127.0.0.1:4318",
-        False,
-        False,
-        "",
-    )
-    assert (o.resource.service_name, o.resource.service_version) == ("RoadRunner", "1.0.0")
+    # endpoint and service unset: the OTEL_* variables, then these defaults, decide (see otel.py)
+    assert (o.exporter, o.client, o.endpoint, o.insecure, o.compress, o.custom_url) == ("otlp", "", "", False, False, "")
+    assert (OtelConfig.DEFAULT_ENDPOINT, o.resource.service_name, o.resource.service_version) == ("127.0.0.1:4318", "", "")
+    assert (OtelResourceConfig.DEFAULT_SERVICE_NAME, OtelResourceConfig.DEFAULT_SERVICE_VERSION) == ("RoadRunner", "1.0.0")
 
     assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60
 
