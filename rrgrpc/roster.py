@@ -25,7 +25,7 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.metrics is not None:
         from rrgrpc.metrics import MetricsPlugin
 
-        plugins.append(MetricsPlugin(cfg))
+        plugins.append(MetricsPlugin(cfg.metrics))
     if cfg.server.on_init is not None:
         from rrgrpc.server import ServerPlugin
 
@@ -33,7 +33,7 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.status is not None:
         from rrgrpc.status import StatusPlugin
 
-        plugins.append(StatusPlugin(cfg))
+        plugins.append(StatusPlugin(cfg.status))
     if cfg.rpc is not None:
         from rrgrpc.rpc.informer import Informer
         from rrgrpc.rpc.resetter import Resetter

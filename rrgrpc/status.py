@@ -38,11 +38,10 @@ from rrgrpc.obs import parse_host_port, serve_app
 from rrgrpc.plugin import HasPipelines, HasStatus, Peers
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
+    from rrgrpc.config.schema import StatusConfig
 
 log = logging.getLogger("rr.status")
 
-DEFAULT_ADDRESS: Final = "127.0.0.1:2114"
 SHUTTING_DOWN: Final = "service is shutting down"
 _JSON: Final = "application/json"
 
@@ -138,10 +137,9 @@ class StatusPlugin:
     name = "status"
     rpc_service = "status"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        section = getattr(cfg, "status", None)
-        self.address_cfg = str(getattr(section, "address", "") or DEFAULT_ADDRESS)
-        self.unavailable = int(getattr(section, "unavailable_status_code", 0) or 503)
+    def __init__(self, section: StatusConfig) -> None:
+        self.address_cfg = section.address
+        self.unavailable = section.unavailable_status_code
         parse_host_port(self.address_cfg, "status.address")  # fail at construction
         self._stopped = False
         self._host_stopping: asyncio.Event | None = None

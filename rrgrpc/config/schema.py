@@ -423,8 +423,14 @@ class CollectorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
 
 
 class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    address: str = "127.0.0.1:2112"
+    DEFAULT_ADDRESS: ClassVar[str] = "127.0.0.1:2112"
+
+    address: str = DEFAULT_ADDRESS
     collect: dict[str, CollectorConfig] = {}
+
+    def __post_init__(self) -> None:
+        if not self.address:  # RoadRunner: empty means the default
+            msgspec.structs.force_setattr(self, "address", self.DEFAULT_ADDRESS)
 
 
 # --------------------------------------------------------------------------- otel

@@ -46,7 +46,8 @@ async def test_health_and_ready_across_boot_reset_and_shutdown():
             "status": {"address": "127.0.0.1:0", "unavailable_status_code": 599},
         }
     )
-    status, grpc_plugin, rpc = StatusPlugin(cfg), GrpcPlugin(cfg), RpcPlugin(cfg)
+    assert cfg.status is not None
+    status, grpc_plugin, rpc = StatusPlugin(cfg.status), GrpcPlugin(cfg), RpcPlugin(cfg)
     # status before the plugins it checks (its endpoint outlives them), the RPC endpoint last
     host = Host([LogsPlugin(cfg.logs), status, grpc_plugin, rpc])
     stop = asyncio.Event()
