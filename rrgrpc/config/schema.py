@@ -212,7 +212,9 @@ class DynamicAllocatorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_u
             raise _Invalid("idle_timeout", f"must be at least 1s, got {float(self.idle_timeout)}s")
 
 
-MAX_WORKERS = 500
+#: The largest ``num_workers`` a config may ask for at start (the pool's own ceiling for workers
+#: added at run time, ``informer.AddWorker``, is ``pool.MAX_WORKERS``).
+MAX_NUM_WORKERS = 500
 
 
 class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -230,8 +232,8 @@ class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
     def __post_init__(self) -> None:
         _non_negative(self, "num_workers", "max_jobs", "max_queue_size")
-        if self.num_workers > MAX_WORKERS:
-            raise _Invalid("num_workers", f"must be at most {MAX_WORKERS}, got {self.num_workers}")
+        if self.num_workers > MAX_NUM_WORKERS:
+            raise _Invalid("num_workers", f"must be at most {MAX_NUM_WORKERS}, got {self.num_workers}")
         for name in ("allocate_timeout", "destroy_timeout", "reset_timeout", "stream_timeout"):
             if getattr(self, name) == 0:  # RoadRunner: unset (0) means the 60 s default
                 msgspec.structs.force_setattr(self, name, Duration(60))
@@ -596,10 +598,13 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     jobs: JobsConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
     endure: EndureConfig = msgspec.field(default_factory=EndureConfig)
+    #: The broker connection sections (``BROKER_SECTIONS``) present, as written: each jobs driver
+    #: checks the keys of the section named after it.
+    brokers: dict[str, dict[str, Any]] = {}
 
 
 SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure", "jobs")
-# Broker connection sections, read as plain dicts by the jobs drivers named after them (cfg.raw).
+# Broker connection sections, given as plain dicts (RRConfig.brokers) to the jobs drivers named after them.
 BROKER_SECTIONS = ("amqp", "beanstalk", "nats", "boltdb")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
@@ -737,7 +742,10 @@ def config_from_dict(
     except msgspec.ValidationError as exc:
         raise _format_error(exc, sections, source) from None
     cfg = _known_middleware(cfg, notes)
-    return msgspec.structs.replace(cfg, version=version, source=source, raw=raw, notes=tuple(notes.items))
+    brokers = {key: raw[key] for key in BROKER_SECTIONS if isinstance(raw.get(key), dict)}
+    return msgspec.structs.replace(
+        cfg, version=version, source=source, raw=raw, notes=tuple(notes.items), brokers=brokers
+    )
 
 
 def _without_acme_only_ssl(http: dict[str, Any], notes: Notes) -> dict[str, Any]:

@@ -166,8 +166,7 @@ class JobsPlugin(PoolBacked):
             raise JobsError("the jobs plugin is not running")
         factory = driver_factory(pipeline)
         _ = pipeline.priority, pipeline.prefetch  # a bad number fails here, naming the key
-        broker = self.cfg.raw.get(pipeline.driver)
-        driver = factory(pipeline, broker if isinstance(broker, Mapping) else {}, self._queue)
+        driver = factory(pipeline, self.cfg.brokers.get(pipeline.driver, {}), self._queue)
         pipe = _Pipe(pipeline, driver)
         try:
             async with self._bounded(f"pipeline {pipeline.name} ({pipeline.driver})"):

@@ -742,3 +742,11 @@ def test_full_sections_decode():
     assert cfg.metrics is not None and cfg.metrics.collect["app_hits"].objectives == {0.5: 0.05}
     assert cfg.otel is not None and cfg.otel.resource.service_version == "2"
     assert cfg.logs.channels["grpc"].level == "info" and cfg.logs.channels["grpc"].mode is None
+
+
+def test_broker_sections_reach_the_drivers_as_plain_mappings() -> None:
+    # the jobs drivers get their broker section from cfg.brokers, never from cfg.raw
+    cfg = config_from_dict(
+        {"version": "3", "amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}, "boltdb": None, "kv": {}}
+    )
+    assert cfg.brokers == {"amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}}
