@@ -679,9 +679,14 @@ def _converts(value: Any, tp: Any) -> bool:
     return True
 
 
+# msgspec's ValidationError carries its path only in its text. These patterns read the forms msgspec
+# writes; ``test_msgspec_error_forms_are_the_ones_we_read`` (tests/unit/test_config.py) makes msgspec
+# write each form and fails loudly if a msgspec upgrade rewords one, rather than letting the messages
+# quietly lose the key. (Re-validating with a walk of our own would duplicate msgspec's decoding.)
 _MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_ENUM = "Invalid enum value"
 
 
 def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str) -> ConfigError:
@@ -697,7 +702,7 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
     if em := _EXPECTED.match(msg):
         got = repr(value) if found else em.group("got")
         return ConfigError(f"{source}: {dotted}: expected {em.group('want')}, got {got}")
-    if msg.startswith("Invalid enum value") and typing.get_origin(tp) is typing.Literal:
+    if msg.startswith(_ENUM) and typing.get_origin(tp) is typing.Literal:
         allowed = ", ".join(repr(a) for a in typing.get_args(tp) if a != "")
         return ConfigError(f"{source}: {dotted}: expected one of {allowed}, got {value!r}")
     if msg:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any, Literal
 
+import msgspec
 import pytest
 
-from rrgrpc.config import RRConfig, config_from_dict, load_config, parse_duration, read_dotenv
+from rrgrpc.config import RRConfig, config_from_dict, load_config, parse_duration, read_dotenv, schema
 from rrgrpc.config.loader import apply_override, expand, expand_tree
 from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
 from rrgrpc.errors import ConfigError
@@ -750,3 +753,39 @@ def test_broker_sections_reach_the_drivers_as_plain_mappings() -> None:
         {"version": "3", "amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}, "boltdb": None, "kv": {}}
     )
     assert cfg.brokers == {"amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}}
+
+
+class _Inner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    n: int = 0
+    kind: Literal["a", "b"] = "a"
+    counts: dict[str, int] = {}
+    positive: int = 1
+
+    def __post_init__(self) -> None:
+        if self.positive < 1:
+            raise ValueError("positive\x1fmust be positive")
+
+
+class _Outer(msgspec.Struct, kw_only=True):
+    inner: _Inner
+    needed: int
+
+
+@pytest.mark.parametrize(
+    "value, pattern, path",
+    [
+        ({"inner": {"n": "x"}, "needed": 1}, schema._EXPECTED, ".inner.n"),
+        ({"inner": {"counts": {"k": "v"}}, "needed": 1}, schema._EXPECTED, ".inner.counts[...]"),
+        ({"inner": {}}, schema._MISSING, None),
+        ({"inner": {"kind": "c"}, "needed": 1}, re.compile(re.escape(schema._ENUM)), ".inner.kind"),
+        ({"inner": {"positive": 0}, "needed": 1}, re.compile("^positive\x1fmust be positive$"), ".inner"),
+    ],
+)
+def test_msgspec_error_forms_are_the_ones_we_read(value: dict[str, Any], pattern: re.Pattern[str], path: str | None) -> None:
+    # msgspec says where a value failed only in its message text; if an upgrade rewords a form that
+    # schema._format_error reads, this fails here instead of config errors quietly losing their key
+    with pytest.raises(msgspec.ValidationError) as err:
+        msgspec.convert(value, _Outer, strict=False)
+    parts = schema._MSG.match(str(err.value))
+    assert parts is not None and parts.group("path") == path, str(err.value)
+    assert pattern.match(parts.group("msg")), str(err.value)
