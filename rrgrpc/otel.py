@@ -3,8 +3,7 @@
 Owns the process-wide tracing setup. On start the plugin builds an SDK ``TracerProvider`` (always
 sampling, as RoadRunner does, unless ``OTEL_TRACES_SAMPLER`` says otherwise) with a
 ``BatchSpanProcessor`` in front of the configured exporter, makes it the target of the global
-tracer provider, and sets the global propagator to W3C TraceContext + W3C Baggage + Jaeger
-(RoadRunner's composite). Every later plugin (gRPC, HTTP, the pool's ``rr.pool.exec`` spans) uses the
+tracer provider, and sets the global propagator to ``tracing.PROPAGATOR`` (RoadRunner's composite). Every later plugin (gRPC, HTTP, the pool's ``rr.pool.exec`` spans) uses the
 globals and needs no wiring. On stop it flushes and shuts the provider down (off the event loop, so
 an exporter talking to a server in the same loop cannot deadlock), after gRPC and HTTP have stopped.
 
@@ -24,11 +23,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import propagate, trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.jaeger import JaegerPropagator
-from opentelemetry.propagators.textmap import Setter, TextMapPropagator, default_setter
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
     SERVICE_NAME,
@@ -39,10 +33,10 @@ from opentelemetry.sdk.resources import (
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import rrgrpc
 from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
+from rrgrpc.tracing import PROPAGATOR
 
 if TYPE_CHECKING:
     from rrgrpc.plugin import Peers
@@ -50,38 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rr.otel")
 
 FLUSH_TIMEOUT_MS: Final = 30_000
-
-
-class GoJaegerPropagator(JaegerPropagator):
-    """Jaeger's ``uber-trace-id`` written as Go's propagator (RoadRunner's) writes it.
-
-    ``<trace id>:<span id>:0:<1|0>``: no parent id and no debug bit (the Python propagator writes the
-    parent span id and ORs the debug flag into sampled traces); baggage travels as W3C ``baggage``
-    only. Extraction is the Python propagator's, which accepts both spellings.
-    """
-
-    def inject(
-        self,
-        carrier: Any,
-        context: Context | None = None,
-        setter: Setter[Any] = default_setter,
-    ) -> None:
-        span_context = trace.get_current_span(context).get_span_context()
-        if not span_context.is_valid:
-            return
-        flag = "1" if span_context.trace_flags.sampled else "0"
-        setter.set(
-            carrier,
-            self.TRACE_ID_KEY,
-            f"{span_context.trace_id:032x}:{span_context.span_id:016x}:0:{flag}",
-        )
-
-
-def rr_propagator() -> TextMapPropagator:
-    """RoadRunner's propagator: W3C TraceContext, W3C Baggage and Jaeger's ``uber-trace-id``."""
-    return CompositePropagator(
-        [TraceContextTextMapPropagator(), W3CBaggagePropagator(), GoJaegerPropagator()]
-    )
 
 
 def otlp_client(section: OtelConfig, env: Mapping[str, str] = os.environ) -> str:
@@ -264,7 +226,7 @@ class OtelPlugin:
             log.warning("another global tracer provider is installed; rrgrpc spans will not be exported")
         previous_target, _SWITCH.target = _SWITCH.target, provider
         previous_propagator = propagate.get_global_textmap()
-        propagate.set_global_textmap(rr_propagator())
+        propagate.set_global_textmap(PROPAGATOR)
         self.tracer_provider = provider
         log.debug(
             "tracing enabled",
@@ -288,7 +250,6 @@ class OtelPlugin:
 
 
 __all__ = [
-    "GoJaegerPropagator",
     "OtelPlugin",
     "SwitchableTracerProvider",
     "build_exporter",
@@ -296,5 +257,4 @@ __all__ = [
     "exporter_kind",
     "http_url",
     "otlp_client",
-    "rr_propagator",
 ]

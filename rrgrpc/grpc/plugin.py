@@ -44,7 +44,6 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from opentelemetry import trace
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.goridge.relay import parse_address
@@ -53,6 +52,7 @@ from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
 from rrgrpc.plugin import Peers
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import Activity, ProcessState
+from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
@@ -115,7 +115,7 @@ class GrpcPlugin:
             health = HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             self._health = health
-            proxy = Proxy(self._executor, _tracer(), authority, self._metrics)
+            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics)
             self._register(server, proxy, protos)
             self._statuses = ("", *self.services)
             await self._set_all(NOT_SERVING)
@@ -305,9 +305,3 @@ def _builtin_files() -> list[descriptor_pb2.FileDescriptorProto]:
     ]
 
 
-def _tracer() -> trace.Tracer | None:
-    """The global tracer when a real provider is installed (the otel plugin), else ``None``."""
-    tracer = trace.get_tracer("rrgrpc.grpc")
-    if tracer.start_span("rrgrpc.grpc.probe").get_span_context().is_valid:  # never ended: never exported
-        return tracer
-    return None

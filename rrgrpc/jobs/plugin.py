@@ -25,13 +25,10 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -43,14 +40,13 @@ from rrgrpc.jobs.queue import PriorityQueue
 from rrgrpc.jobs.rpc import JobsError, rpc_methods
 from rrgrpc.plugin import PoolBacked
 from rrgrpc.pool import Payload, Pool, open_pool
+from rrgrpc.tracing import PROPAGATOR
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import JobsConfig, RRConfig
     from rrgrpc.plugin import Peers, RpcMethod
 
 log = logging.getLogger("rr.jobs")
-
-PROPAGATOR: Final = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 
 @dataclass(slots=True)

@@ -20,8 +20,8 @@ from rrgrpc.otel import (
     exporter_kind,
     http_url,
     otlp_client,
-    rr_propagator,
 )
+from rrgrpc.tracing import PROPAGATOR
 from tests.obs_otlp import otlp_receiver
 
 
@@ -124,11 +124,11 @@ def test_propagator_injects_roadrunner_keys():
         )
     )
     carrier: dict[str, str] = {}
-    rr_propagator().inject(carrier, context=trace.set_span_in_context(tp))
+    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(tp))
     assert carrier["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert carrier["uber-trace-id"] == "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"
     # and extraction from a Jaeger-only caller works too
-    ctx = rr_propagator().extract({"uber-trace-id": "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"})
+    ctx = PROPAGATOR.extract({"uber-trace-id": "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"})
     assert trace.get_current_span(ctx).get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
 
