@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 import prometheus_client
@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics
+from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics, RpcProvider
 from rrgrpc.pool.state import Activity, WorkerState
 
 if TYPE_CHECKING:
@@ -347,6 +347,7 @@ def _metric_arg(arg: Any) -> tuple[str, float, list[str]]:
 class MetricsPlugin:
     """The Prometheus endpoint and the ``metrics`` RPC service."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "metrics"
     rpc_service = "metrics"
 

@@ -30,12 +30,12 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from aiohttp import web
 
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasPipelines, HasStatus, Peers
+from rrgrpc.plugin import HasPipelines, HasStatus, Peers, RpcProvider
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import StatusConfig
@@ -134,6 +134,7 @@ def encode_proto_response(code: int, message: str = "") -> bytes:
 class StatusPlugin:
     """The ``/health`` and ``/ready`` endpoint plus the ``status`` RPC service."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "status"
     rpc_service = "status"
 

@@ -37,7 +37,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -49,7 +49,7 @@ from rrgrpc.errors import ConfigError
 from rrgrpc.goridge.relay import parse_address
 from rrgrpc.grpc.protos import ProtoSet, load_protos
 from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
-from rrgrpc.plugin import Peers
+from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, ProvidesMetrics, Resettable
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.tracing import tracer
@@ -74,6 +74,7 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 class GrpcPlugin:
     """The ``grpc`` plugin: Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
     name = "grpc"
 
     def __init__(self, cfg: RRConfig) -> None:

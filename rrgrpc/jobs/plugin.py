@@ -38,7 +38,7 @@ from rrgrpc.jobs.driver import Delivery, Driver, Job, Pipeline, Stat, driver_fac
 from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
 from rrgrpc.jobs.queue import PriorityQueue
 from rrgrpc.jobs.rpc import JobsError, rpc_methods
-from rrgrpc.plugin import PoolBacked
+from rrgrpc.plugin import HasPipelines, PoolBacked, ProvidesMetrics, RpcProvider
 from rrgrpc.pool import Payload, Pool, open_pool
 from rrgrpc.tracing import PROPAGATOR
 
@@ -75,6 +75,7 @@ class _Counters(Collector):
 class JobsPlugin(PoolBacked):
     """RoadRunner's jobs plugin (HasWorkers, Resettable, RpcProvider, ProvidesMetrics, HasStatus)."""
 
+    capabilities = (*PoolBacked.capabilities, RpcProvider, ProvidesMetrics, HasPipelines)
     name = "jobs"
     rpc_service = "jobs"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from rrgrpc.plugin import Peers
+from rrgrpc.plugin import Peers, RpcProvider
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 class PeerService:
     """A plugin whose lifespan only remembers the peers (``self.peers``) for later look-ups."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = ""
     rpc_service = ""
 
