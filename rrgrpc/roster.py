@@ -47,7 +47,8 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.grpc is not None:
         from rrgrpc.grpc.plugin import GrpcPlugin
 
-        plugins.append(GrpcPlugin(cfg))
+        rpc_listen = cfg.rpc.listen if cfg.rpc is not None else None
+        plugins.append(GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=rpc_listen, source=cfg.source))
     if cfg.http is not None:
         from rrgrpc.http.plugin import HttpPlugin
 

@@ -55,8 +55,7 @@ from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
-    from rrgrpc.config.schema import GrpcConfig, GrpcTlsConfig
+    from rrgrpc.config.schema import GrpcConfig, GrpcTlsConfig, ServerConfig
 
 __all__ = ["GrpcPlugin"]
 
@@ -77,15 +76,18 @@ class GrpcPlugin:
     capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
     name = "grpc"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        if cfg.grpc is None:
-            raise ConfigError(f"{cfg.source}: grpc: the section is missing")
-        self.cfg: GrpcConfig = cfg.grpc
-        self._root = cfg
-        unknown = [name for name in self.cfg.interceptors if name not in INTERCEPTORS]
+    def __init__(
+        self, section: GrpcConfig, server: ServerConfig, *, rpc_listen: str | None = None, source: str = "<dict>"
+    ) -> None:
+        """``section`` is ``grpc:``; the workers run ``server``'s command and reach RPC at ``rpc_listen``;
+        ``source`` (the config file) is named in configuration errors."""
+        self.cfg = section
+        self._server = server
+        self._rpc_listen = rpc_listen
+        unknown = [name for name in section.interceptors if name not in INTERCEPTORS]
         if unknown:
             have = ", ".join(sorted(INTERCEPTORS)) or "rrgrpc has none"
-            raise ConfigError(f"{cfg.source}: grpc.interceptors: unknown interceptor {unknown[0]!r} (known: {have})")
+            raise ConfigError(f"{source}: grpc.interceptors: unknown interceptor {unknown[0]!r} (known: {have})")
         self._metrics = GrpcMetrics()
         self._pool: Pool | None = None
         self._health: HealthServicer | None = None
@@ -123,10 +125,10 @@ class GrpcPlugin:
             async with open_pool(
                 name="grpc",
                 pool=cfg.pool,
-                server=self._root.server,
+                server=self._server,
                 mode="grpc",
                 env=dict(cfg.env),
-                rpc_listen=self._root.rpc.listen if self._root.rpc else None,
+                rpc_listen=self._rpc_listen,
             ) as pool:
                 self._pool = pool
                 await server.start()

@@ -47,7 +47,9 @@ async def test_health_and_ready_across_boot_reset_and_shutdown():
         }
     )
     assert cfg.status is not None
-    status, grpc_plugin, rpc = StatusPlugin(cfg.status), GrpcPlugin(cfg), RpcPlugin(cfg)
+    assert cfg.grpc is not None and cfg.rpc is not None
+    grpc_plugin = GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=cfg.rpc.listen, source=cfg.source)
+    status, rpc = StatusPlugin(cfg.status), RpcPlugin(cfg)
     # status before the plugins it checks (its endpoint outlives them), the RPC endpoint last
     host = Host([LogsPlugin(cfg.logs), status, grpc_plugin, rpc])
     stop = asyncio.Event()
