@@ -12,7 +12,7 @@ from typing import Any, Literal
 import msgspec
 import pytest
 
-from rrgrpc.config import RRConfig, config_from_dict, load_config, parse_duration, read_dotenv, schema
+from rrgrpc.config import RRConfig, config_from_dict, decode, load_config, parse_duration, read_dotenv
 from rrgrpc.config.loader import apply_override, expand, expand_tree
 from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
 from rrgrpc.errors import ConfigError
@@ -774,18 +774,18 @@ class _Outer(msgspec.Struct, kw_only=True):
 @pytest.mark.parametrize(
     "value, pattern, path",
     [
-        ({"inner": {"n": "x"}, "needed": 1}, schema._EXPECTED, ".inner.n"),
-        ({"inner": {"counts": {"k": "v"}}, "needed": 1}, schema._EXPECTED, ".inner.counts[...]"),
-        ({"inner": {}}, schema._MISSING, None),
-        ({"inner": {"kind": "c"}, "needed": 1}, re.compile(re.escape(schema._ENUM)), ".inner.kind"),
+        ({"inner": {"n": "x"}, "needed": 1}, decode._EXPECTED, ".inner.n"),
+        ({"inner": {"counts": {"k": "v"}}, "needed": 1}, decode._EXPECTED, ".inner.counts[...]"),
+        ({"inner": {}}, decode._MISSING, None),
+        ({"inner": {"kind": "c"}, "needed": 1}, re.compile(re.escape(decode._ENUM)), ".inner.kind"),
         ({"inner": {"positive": 0}, "needed": 1}, re.compile("^positive\x1fmust be positive$"), ".inner"),
     ],
 )
 def test_msgspec_error_forms_are_the_ones_we_read(value: dict[str, Any], pattern: re.Pattern[str], path: str | None) -> None:
     # msgspec says where a value failed only in its message text; if an upgrade rewords a form that
-    # schema._format_error reads, this fails here instead of config errors quietly losing their key
+    # decode._format_error reads, this fails here instead of config errors quietly losing their key
     with pytest.raises(msgspec.ValidationError) as err:
         msgspec.convert(value, _Outer, strict=False)
-    parts = schema._MSG.match(str(err.value))
+    parts = decode._MSG.match(str(err.value))
     assert parts is not None and parts.group("path") == path, str(err.value)
     assert pattern.match(parts.group("msg")), str(err.value)

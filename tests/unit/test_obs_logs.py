@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from rrgrpc.config import config_from_dict
-from rrgrpc.config.schema import LogChannelConfig, LogsConfig, StrList
+from rrgrpc.config import LogChannelConfig, LogsConfig, StrList, config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.logs import LogsPlugin, configure_logging
 
