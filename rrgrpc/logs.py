@@ -119,30 +119,6 @@ _FORMATTERS: Final[Mapping[str, type[logging.Formatter]]] = {
 }
 
 
-class Throttle:
-    """At most one line per ``interval`` seconds for an event that a client can repeat at will
-    (refused connections, bad requests): the first is logged, the rest are counted, and the next line
-    logged says how many were left out, so a flood cannot flood the logs."""
-
-    def __init__(self, logger: logging.Logger, level: int = logging.WARNING, interval: float = 10.0) -> None:
-        self.logger = logger
-        self.level = level
-        self.interval = interval
-        self._next = 0.0
-        self._skipped = 0
-
-    def __call__(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._skipped += 1
-            return
-        self._next = now + self.interval
-        if self._skipped:
-            msg += f" (and {self._skipped} more like it in the last {self.interval:g}s)"
-            self._skipped = 0
-        self.logger.log(self.level, msg, *args)
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """The resolved settings of one logger (the ``rr`` root or a channel)."""

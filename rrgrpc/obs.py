@@ -1,10 +1,11 @@
-"""Helpers shared by the observability plugins (metrics, status), which never import each other:
-serving a small aiohttp application on a ``host:port`` from the config (port 0 allowed; the bound
-port is read back)."""
+"""Helpers shared by plugins that never import each other: serving a small aiohttp application on a
+``host:port`` from the config (metrics, status; port 0 allowed, the bound port is read back), and
+``Throttle``, rate-limited warnings for what clients can repeat at will (the HTTP and RPC edges)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,4 +46,29 @@ async def serve_app(
         await runner.cleanup()
 
 
-__all__ = ["parse_host_port", "serve_app"]
+
+class Throttle:
+    """At most one line per ``interval`` seconds for an event that a client can repeat at will
+    (refused connections, bad requests): the first is logged, the rest are counted, and the next line
+    logged says how many were left out, so a flood cannot flood the logs."""
+
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.level = level
+        self.interval = interval
+        self._next = 0.0
+        self._skipped = 0
+
+    def __call__(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._skipped += 1
+            return
+        self._next = now + self.interval
+        if self._skipped:
+            msg += f" (and {self._skipped} more like it in the last {self.interval:g}s)"
+            self._skipped = 0
+        self.logger.log(self.level, msg, *args)
+
+
+__all__ = ["Throttle", "parse_host_port", "serve_app"]

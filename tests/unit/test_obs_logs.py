@@ -137,7 +137,7 @@ def test_bad_values_name_the_key(section: dict[str, object], message: str) -> No
 def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog):
     import time
 
-    from rrgrpc.logs import Throttle
+    from rrgrpc.obs import Throttle
 
     throttle = Throttle(logging.getLogger("test.throttle"), interval=0.2)
     with caplog.at_level(logging.WARNING, logger="test.throttle"):
