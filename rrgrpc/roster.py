@@ -29,7 +29,7 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.server.on_init is not None:
         from rrgrpc.server import ServerPlugin
 
-        plugins.append(ServerPlugin(cfg))
+        plugins.append(ServerPlugin(cfg.server.on_init))
     if cfg.status is not None:
         from rrgrpc.status import StatusPlugin
 
@@ -39,7 +39,7 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.rpc.resetter import Resetter
         from rrgrpc.rpc.server import RpcPlugin
 
-        plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+        plugins += [Informer(), Resetter(), RpcPlugin(cfg)]
     if cfg.jobs is not None:  # before the edges: their workers push jobs, and it drains after them
         from rrgrpc.jobs.plugin import JobsPlugin
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rrgrpc.plugin import Peers, RpcProvider
-
-if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
 
 
 class PeerService:
@@ -20,7 +17,7 @@ class PeerService:
     name = ""
     rpc_service = ""
 
-    def __init__(self, cfg: RRConfig | None = None) -> None:
+    def __init__(self) -> None:
         self.peers: Peers | None = None
 
     @contextlib.asynccontextmanager
