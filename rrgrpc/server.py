@@ -48,7 +48,7 @@ async def run_on_init(cfg: OnInitConfig) -> None:
         return _failed(cfg, f"server.on_init: cannot start {cmd!r}: {exc}")
     assert proc.stdout is not None
     try:
-        async with asyncio.timeout(cfg.exec_timeout or 60):
+        async with asyncio.timeout(cfg.exec_timeout):
             async for line in proc.stdout:
                 log.info("%s", line.decode("utf-8", "replace").rstrip(), extra={"pid": proc.pid, "on_init": True})
             code = await proc.wait()

@@ -64,6 +64,8 @@ class OnInitConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     def __post_init__(self) -> None:
         if not self.command:
             raise _Invalid("command", "required")
+        if not self.exec_timeout:  # unset (0) means the 60 s default
+            msgspec.structs.force_setattr(self, "exec_timeout", Duration(60))
         _upper_keys(self, "env")
 
 
