@@ -1,7 +1,8 @@
 """The host: runs a roster of plugins (ordered start, reverse teardown) until it is told to stop.
 
 It is also the ``Peers`` every plugin receives: ``having(Capability)`` returns the plugins that
-implement a capability, so control plugins find their peers without importing them.
+declare a capability (``plugin.declared_capabilities``), so control plugins find their peers
+without importing them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
 from typing import TypeVar, final
 
-from rrgrpc.plugin import Plugin
+from rrgrpc.plugin import Plugin, declared_capabilities
 
 T = TypeVar("T")
 log = logging.getLogger("rr")
@@ -24,12 +25,17 @@ class Host:
     """Owns the plugins' lifespans. ``ready`` is set once every plugin has started."""
 
     def __init__(self, plugins: Sequence[Plugin]) -> None:
+        for plugin in plugins:
+            for capability in declared_capabilities(plugin):
+                if not isinstance(plugin, capability):
+                    raise TypeError(f"plugin {plugin.name!r} declares {capability.__name__} but does not implement it")
         self.plugins = list(plugins)
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
 
     def having(self, capability: type[T]) -> list[T]:
-        return [p for p in self.plugins if isinstance(p, capability)]
+        """The plugins that declare ``capability``, in roster order."""
+        return [p for p in self.plugins if capability in declared_capabilities(p) and isinstance(p, capability)]
 
     async def run(self, shutdown: Awaitable[object]) -> None:
         """Start every plugin in roster order, wait for ``shutdown``, stop them in reverse order.

@@ -25,35 +25,27 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from rrgrpc.config.compat import emit
-from rrgrpc.errors import ConfigError
-from rrgrpc.obs import section_fields, written_fields
+from rrgrpc.config.schema import LOG_PRESETS, LogChannelConfig, LogMode, LogsConfig
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
     from rrgrpc.plugin import Peers
 
 ROOT_LOGGER: Final = "rr"
 
+#: The schema's level names (``LogLevel``) as logging levels.
 _LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warn": logging.WARNING,
-    "warning": logging.WARNING,
     "error": logging.ERROR,
-    "dpanic": logging.CRITICAL,
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
-}
-_PRESETS: Final = {  # mode -> (level, encoding)
-    "development": ("debug", "console"),
-    "production": ("info", "json"),
-    "raw": ("info", "raw"),
 }
 _OFF_MODES: Final = frozenset({"off", "none"})
 
@@ -127,89 +119,36 @@ _FORMATTERS: Final[Mapping[str, type[logging.Formatter]]] = {
 }
 
 
-class Throttle:
-    """At most one line per ``interval`` seconds for an event that a client can repeat at will
-    (refused connections, bad requests): the first is logged, the rest are counted, and the next line
-    logged says how many were left out, so a flood cannot flood the logs."""
-
-    def __init__(self, logger: logging.Logger, level: int = logging.WARNING, interval: float = 10.0) -> None:
-        self.logger = logger
-        self.level = level
-        self.interval = interval
-        self._next = 0.0
-        self._skipped = 0
-
-    def __call__(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._skipped += 1
-            return
-        self._next = now + self.interval
-        if self._skipped:
-            msg += f" (and {self._skipped} more like it in the last {self.interval:g}s)"
-            self._skipped = 0
-        self.logger.log(self.level, msg, *args)
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """The resolved settings of one logger (the ``rr`` root or a channel)."""
 
-    mode: str
+    mode: LogMode
     level: int
     encoding: str
     output: tuple[str, ...]
     err_output: tuple[str, ...]
 
 
-def _get(section: Any, key: str, default: Any = None) -> Any:
-    if section is None:
-        return default
-    if isinstance(section, Mapping):
-        value = section.get(key, default)
-    else:
-        value = getattr(section, key, default)
-    return default if value is None else value
+def resolve(section: LogsConfig | LogChannelConfig, parent: ChannelSettings | None = None) -> ChannelSettings:
+    """Turn the ``logs`` section (or, with its ``parent``, a ``logs.channels.<name>``) into concrete
+    settings. The schema has validated the values; what is unset comes from the parent or the preset.
 
-
-def _targets(value: Any) -> tuple[str, ...]:
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
-
-
-def resolve(section: Any, where: str = "logs", parent: ChannelSettings | None = None) -> ChannelSettings:
-    """Turn a ``logs`` (or ``logs.channels.<name>``) section into concrete settings.
-
-    A channel inherits what it does not set from ``parent``.
+    A channel inherits what it does not set from ``parent``, except that a channel naming its own
+    mode takes that mode's preset level and encoding.
     """
-    mode = str(_get(section, "mode", "") or (parent.mode if parent else "development")).lower()
-    if mode not in _PRESETS and mode not in _OFF_MODES:
-        raise ConfigError(f"{where}.mode: unknown mode {mode!r} (development, production, raw, off)")
-    preset_level, preset_encoding = _PRESETS.get(mode, ("info", "console"))
-    explicit_mode = bool(_get(section, "mode", ""))
-    level_name = str(_get(section, "level", "")).lower()
-    if level_name:
-        if level_name not in _LEVELS:
-            raise ConfigError(f"{where}.level: unknown level {level_name!r}")
-        level = _LEVELS[level_name]
-    elif parent is not None and not explicit_mode:
-        level = parent.level
+    mode = section.mode or (parent.mode if parent else "development")
+    preset_level, preset_encoding = LOG_PRESETS[mode]
+    inherit = parent is not None and section.mode is None
+    if section.level is not None:
+        level = _LEVELS[section.level]
     else:
-        level = _LEVELS[preset_level]
-    encoding = str(_get(section, "encoding", "")).lower()
-    if not encoding:
-        encoding = parent.encoding if parent is not None and not explicit_mode else preset_encoding
+        level = parent.level if parent is not None and inherit else _LEVELS[preset_level]
+    encoding: str = section.encoding or (parent.encoding if parent is not None and inherit else preset_encoding)
     if mode == "raw":
         encoding = "raw"
-    if encoding not in _FORMATTERS:
-        raise ConfigError(f"{where}.encoding: unknown encoding {encoding!r} (console, json)")
-    output = _targets(_get(section, "output")) or (parent.output if parent else ("stderr",))
-    err_output = _targets(_get(section, "err_output")) or _targets(_get(section, "error_output"))
-    if not err_output and parent is not None:
-        err_output = parent.err_output
+    output = tuple(section.output or ()) or (parent.output if parent else ("stderr",))
+    err_output = tuple(section.err_output or ()) or (parent.err_output if parent else ())
     return ChannelSettings(mode, level, encoding, output, err_output)
 
 
@@ -290,47 +229,17 @@ class LoggingSetup:
 _current: LoggingSetup | None = None
 
 
-def _channels(logs_cfg: Any) -> Iterable[tuple[str, Any]]:
-    channels = _get(logs_cfg, "channels", None) or {}
-    items = channels.items() if isinstance(channels, Mapping) else vars(channels).items()
-    return list(items)
-
-
-#: The schema's defaults for ``logs`` (development's preset). A Struct cannot say whether the user wrote
-#: them, and in another mode they must not override that mode's preset.
-_SCHEMA_DEFAULTS: Final = {
-    "level": "debug",
-    "encoding": "console",
-    "output": ["stderr"],
-    "err_output": ["stderr"],
-}
-
-
-def written_settings(logs_cfg: Any, raw_section: Any = None) -> dict[str, Any]:
-    """The ``logs`` keys that were actually written: from the raw YAML mapping when there is one,
-    otherwise the Struct's values minus those equal to the schema defaults."""
-    if isinstance(raw_section, Mapping) or isinstance(logs_cfg, Mapping):
-        return written_fields(logs_cfg, raw_section)
-    fields = section_fields(logs_cfg)
-    return {k: v for k, v in fields.items() if _SCHEMA_DEFAULTS.get(k, object()) != v}
-
-
-def configure_logging(logs_cfg: Any, raw_section: Any = None) -> LoggingSetup:
-    """Install handlers for the ``rr`` tree from a ``logs`` section (replacing a previous setup).
-
-    Args:
-        logs_cfg: the ``logs`` section (``cfg.logs``, or a mapping with RoadRunner's keys); ``None``
-            means RoadRunner's defaults (development mode on stderr).
-        raw_section: ``cfg.raw.get("logs")``, which tells the keys the user wrote from the defaults
-            the schema filled in.
+def configure_logging(section: LogsConfig | None = None) -> LoggingSetup:
+    """Install handlers for the ``rr`` tree from a ``logs`` section (replacing a previous setup);
+    ``None`` means RoadRunner's defaults (development mode on stderr).
 
     Returns:
         The setup, whose ``close()`` removes what was installed.
     """
     global _current
-    logs_cfg = written_settings(logs_cfg, raw_section)
-    base = resolve(logs_cfg)
-    channels = [(name, resolve(ch, f"logs.channels.{name}", base)) for name, ch in _channels(logs_cfg)]
+    section = section if section is not None else LogsConfig()
+    base = resolve(section)
+    channels = [(name, resolve(ch, base)) for name, ch in section.channels.items()]
     if _current is not None:
         _current.close()
     setup = LoggingSetup()
@@ -346,14 +255,9 @@ class LogsPlugin:
 
     name = "logs"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        raw = getattr(cfg, "raw", None) or {}
-        self._notes: tuple[tuple[int, str], ...] = getattr(cfg, "notes", ())
-        self._section = written_settings(getattr(cfg, "logs", None), raw.get("logs") if raw else None)
-        # fail at construction, like every other config error, not half-way through start-up
-        base = resolve(self._section)
-        for name, ch in _channels(self._section):
-            resolve(ch, f"logs.channels.{name}", base)
+    def __init__(self, section: LogsConfig, notes: tuple[tuple[int, str], ...] = ()) -> None:
+        self._section = section
+        self._notes = notes  # RRConfig.notes
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
@@ -378,7 +282,6 @@ __all__ = [
     "LogsPlugin",
     "RawFormatter",
     "configure_logging",
-    "written_settings",
     "record_fields",
     "resolve",
 ]

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 import prometheus_client
@@ -36,15 +36,14 @@ from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics
+from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics, RpcProvider
 from rrgrpc.pool.state import Activity, WorkerState
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
+    from rrgrpc.config.schema import MetricsConfig
 
 log = logging.getLogger("rr.metrics")
 
-DEFAULT_ADDRESS: Final = "127.0.0.1:2112"
 #: The classic text format, what generate_latest writes (and what Go's promhttp answers by default).
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 TYPES: Final = ("histogram", "gauge", "counter", "summary")
@@ -348,18 +347,18 @@ def _metric_arg(arg: Any) -> tuple[str, float, list[str]]:
 class MetricsPlugin:
     """The Prometheus endpoint and the ``metrics`` RPC service."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "metrics"
     rpc_service = "metrics"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        section = getattr(cfg, "metrics", None)
-        self.address_cfg = str(getattr(section, "address", "") or DEFAULT_ADDRESS)
+    def __init__(self, section: MetricsConfig) -> None:
+        self.address_cfg = section.address
         parse_host_port(self.address_cfg, "metrics.address")  # fail at construction
         self.registry = CollectorRegistry(auto_describe=True)
         self._collectors: dict[str, AppCollector] = {}
         self._pending: list[AppCollector] = []
-        for name, spec in dict(getattr(section, "collect", None) or {}).items():
-            fields = msgspec.structs.asdict(spec) if isinstance(spec, msgspec.Struct) else dict(spec)
+        for name, spec in section.collect.items():
+            fields = msgspec.structs.asdict(spec)
             try:
                 collector = AppCollector(name, fields)
             except (MetricsRpcError, ValueError) as exc:

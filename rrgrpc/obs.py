@@ -1,42 +1,17 @@
-"""Helpers shared by the observability plugins (logs, otel, metrics, status), which never import each
-other: telling the config keys a user wrote from the schema's defaults, and serving a small aiohttp
-application on a ``host:port`` from the config (port 0 allowed; the bound port is read back)."""
+"""Helpers shared by plugins that never import each other: serving a small aiohttp application on a
+``host:port`` from the config (metrics, status; port 0 allowed, the bound port is read back), and
+``Throttle``, rate-limited warnings for what clients can repeat at will (the HTTP and RPC edges)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from rrgrpc.errors import ConfigError
-
-
-def section_fields(section: Any) -> dict[str, Any]:
-    """A config section (msgspec Struct, mapping or plain object) as a dict of its fields."""
-    if section is None:
-        return {}
-    if isinstance(section, Mapping):
-        return dict(section)
-    if isinstance(section, msgspec.Struct):
-        return msgspec.structs.asdict(section)
-    return dict(vars(section))
-
-
-def written_fields(section: Any, raw_section: Any = None) -> dict[str, Any]:
-    """The fields of ``section`` whose keys appear in the raw (expanded) YAML mapping ``raw_section``.
-
-    The schema fills RoadRunner's defaults in; some plugins must know what was really written (a
-    default must not hide an ``OTEL_*`` variable or another mode's preset). Without a raw mapping
-    every field counts.
-    """
-    fields = section_fields(section)
-    if not isinstance(raw_section, Mapping):
-        return fields
-    return {k: v for k, v in fields.items() if k in raw_section}
 
 
 def parse_host_port(address: str, where: str) -> tuple[str, int]:
@@ -71,4 +46,29 @@ async def serve_app(
         await runner.cleanup()
 
 
-__all__ = ["parse_host_port", "section_fields", "serve_app", "written_fields"]
+
+class Throttle:
+    """At most one line per ``interval`` seconds for an event that a client can repeat at will
+    (refused connections, bad requests): the first is logged, the rest are counted, and the next line
+    logged says how many were left out, so a flood cannot flood the logs."""
+
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.level = level
+        self.interval = interval
+        self._next = 0.0
+        self._skipped = 0
+
+    def __call__(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._skipped += 1
+            return
+        self._next = now + self.interval
+        if self._skipped:
+            msg += f" (and {self._skipped} more like it in the last {self.interval:g}s)"
+            self._skipped = 0
+        self.logger.log(self.level, msg, *args)
+
+
+__all__ = ["Throttle", "parse_host_port", "serve_app"]

@@ -3,8 +3,7 @@
 Owns the process-wide tracing setup. On start the plugin builds an SDK ``TracerProvider`` (always
 sampling, as RoadRunner does, unless ``OTEL_TRACES_SAMPLER`` says otherwise) with a
 ``BatchSpanProcessor`` in front of the configured exporter, makes it the target of the global
-tracer provider, and sets the global propagator to W3C TraceContext + W3C Baggage + Jaeger
-(RoadRunner's composite). Every later plugin (gRPC, HTTP, the pool's ``rr.pool.exec`` spans) uses the
+tracer provider, and sets the global propagator to ``tracing.PROPAGATOR`` (RoadRunner's composite). Every later plugin (gRPC, HTTP, the pool's ``rr.pool.exec`` spans) uses the
 globals and needs no wiring. On stop it flushes and shuts the provider down (off the event loop, so
 an exporter talking to a server in the same loop cannot deadlock), after gRPC and HTTP have stopped.
 
@@ -24,11 +23,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import propagate, trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.jaeger import JaegerPropagator
-from opentelemetry.propagators.textmap import Setter, TextMapPropagator, default_setter
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
     SERVICE_NAME,
@@ -39,94 +33,39 @@ from opentelemetry.sdk.resources import (
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import rrgrpc
-from rrgrpc.errors import ConfigError
-from rrgrpc.obs import written_fields
+from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
+from rrgrpc.tracing import PROPAGATOR
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
     from rrgrpc.plugin import Peers
 
 log = logging.getLogger("rr.otel")
 
-DEFAULT_SERVICE_NAME: Final = "RoadRunner"
-DEFAULT_SERVICE_VERSION: Final = "1.0.0"
-DEFAULT_ENDPOINT: Final = "127.0.0.1:4318"
 FLUSH_TIMEOUT_MS: Final = 30_000
-_DEPRECATED_EXPORTERS: Final = frozenset({"zipkin", "jaeger", "jaeger_agent"})
 
 
-def _get(section: Any, key: str, default: Any = None) -> Any:
-    if section is None:
-        return default
-    value = section.get(key, default) if isinstance(section, Mapping) else getattr(section, key, default)
-    return default if value is None else value
-
-
-class GoJaegerPropagator(JaegerPropagator):
-    """Jaeger's ``uber-trace-id`` written as Go's propagator (RoadRunner's) writes it.
-
-    ``<trace id>:<span id>:0:<1|0>``: no parent id and no debug bit (the Python propagator writes the
-    parent span id and ORs the debug flag into sampled traces); baggage travels as W3C ``baggage``
-    only. Extraction is the Python propagator's, which accepts both spellings.
-    """
-
-    def inject(
-        self,
-        carrier: Any,
-        context: Context | None = None,
-        setter: Setter[Any] = default_setter,
-    ) -> None:
-        span_context = trace.get_current_span(context).get_span_context()
-        if not span_context.is_valid:
-            return
-        flag = "1" if span_context.trace_flags.sampled else "0"
-        setter.set(
-            carrier,
-            self.TRACE_ID_KEY,
-            f"{span_context.trace_id:032x}:{span_context.span_id:016x}:0:{flag}",
-        )
-
-
-def rr_propagator() -> TextMapPropagator:
-    """RoadRunner's propagator: W3C TraceContext, W3C Baggage and Jaeger's ``uber-trace-id``."""
-    return CompositePropagator(
-        [TraceContextTextMapPropagator(), W3CBaggagePropagator(), GoJaegerPropagator()]
-    )
-
-
-def otlp_client(section: Any, env: Mapping[str, str] = os.environ) -> str:
+def otlp_client(section: OtelConfig, env: Mapping[str, str] = os.environ) -> str:
     """``grpc`` or ``http``: the ``client`` key, else ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, else http."""
-    client = str(_get(section, "client", "")).lower()
-    if not client:
-        protocol = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
-        )
-        client = "grpc" if protocol.strip().lower() == "grpc" else "http"
-    if client not in ("grpc", "http"):
-        raise ConfigError(f"otel.client: unknown client {client!r} (grpc, http)")
-    return client
+    if section.client:
+        return section.client
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    return "grpc" if protocol.strip().lower() == "grpc" else "http"
 
 
 def _env_endpoint(env: Mapping[str, str]) -> bool:
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
-def exporter_kind(section: Any, env: Mapping[str, str] = os.environ) -> str:
-    """``otlp-grpc``, ``otlp-http``, ``stdout`` or ``stderr``; ConfigError for anything else."""
-    kind = str(_get(section, "exporter", "") or "otlp").lower()
-    if kind in ("stdout", "stderr"):
-        return kind
-    if kind in _DEPRECATED_EXPORTERS:
-        raise ConfigError(f"otel.exporter: {kind!r} is deprecated and not supported; use otlp")
-    if kind != "otlp":
-        raise ConfigError(f"otel.exporter: unknown exporter {kind!r} (otlp, stdout, stderr)")
+def exporter_kind(section: OtelConfig, env: Mapping[str, str] = os.environ) -> str:
+    """``otlp-grpc``, ``otlp-http``, ``stdout`` or ``stderr`` (the schema has refused anything else)."""
+    if section.exporter in ("stdout", "stderr"):
+        return section.exporter
     return "otlp-" + otlp_client(section, env)
 
 
-def build_exporter(section: Any, env: Mapping[str, str] = os.environ) -> SpanExporter:
+def build_exporter(section: OtelConfig, env: Mapping[str, str] = os.environ) -> SpanExporter:
     """The span exporter the ``otel`` section asks for (otlp over gRPC or HTTP, stdout, stderr)."""
     kind = exporter_kind(section, env)
     if kind == "stdout":
@@ -134,12 +73,11 @@ def build_exporter(section: Any, env: Mapping[str, str] = os.environ) -> SpanExp
     if kind == "stderr":
         return ConsoleSpanExporter(out=sys.stderr)
     client = kind.removeprefix("otlp-")
-    endpoint = str(_get(section, "endpoint", ""))
+    endpoint = section.endpoint
     if not endpoint and not _env_endpoint(env):
-        endpoint = DEFAULT_ENDPOINT
-    insecure = bool(_get(section, "insecure", False))
-    compress = bool(_get(section, "compress", False))
-    headers = {str(k): str(v) for k, v in dict(_get(section, "headers", {}) or {}).items()}
+        endpoint = OtelConfig.DEFAULT_ENDPOINT
+    insecure = section.insecure
+    headers = {str(k): str(v) for k, v in section.headers.items()}
     if client == "grpc":
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -148,15 +86,15 @@ def build_exporter(section: Any, env: Mapping[str, str] = os.environ) -> SpanExp
             endpoint=endpoint or None,
             insecure=insecure if endpoint else None,
             headers=headers or None,
-            compression=grpc.Compression.Gzip if compress else None,
+            compression=grpc.Compression.Gzip if section.compress else None,
         )
     from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
     return HttpExporter(
-        endpoint=http_url(endpoint, insecure, str(_get(section, "custom_url", ""))) if endpoint else None,
+        endpoint=http_url(endpoint, insecure, section.custom_url) if endpoint else None,
         headers=headers or None,
-        compression=HttpCompression.Gzip if compress else None,
+        compression=HttpCompression.Gzip if section.compress else None,
     )
 
 
@@ -174,30 +112,27 @@ def http_url(endpoint: str, insecure: bool, custom_url: str = "") -> str:
     return f"{scheme}://{host}/{path.lstrip('/')}"
 
 
-def build_resource(section: Any, raw_section: Mapping[str, Any] | None = None) -> Resource:
+def build_resource(section: OtelConfig) -> Resource:
     """service.name/version/namespace/instance.id from ``otel.resource`` (or the deprecated top-level
     ``service_name``/``service_version``), then ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``,
-    then RoadRunner's defaults (``RoadRunner``, ``1.0.0``)."""
-    top = written_fields(section, raw_section)
-    raw_res = raw_section.get("resource") if isinstance(raw_section, Mapping) else None
-    res = written_fields(top.get("resource"), raw_res if raw_section is not None else None)
+    then RoadRunner's defaults (``OtelResourceConfig.DEFAULT_*``)."""
+    res = section.resource
     attributes: dict[str, str] = {"webengine.name": "rrgrpc", "webengine.version": rrgrpc.__version__}
-    for key, attr in (
-        ("service_name", SERVICE_NAME),
-        ("service_version", SERVICE_VERSION),
-        ("service_namespace", SERVICE_NAMESPACE),
-        ("service_instance_id", SERVICE_INSTANCE_ID),
+    for attr, value in (
+        (SERVICE_NAME, res.service_name or section.service_name),  # top-level keys: the deprecated spelling
+        (SERVICE_VERSION, res.service_version or section.service_version),
+        (SERVICE_NAMESPACE, res.service_namespace),
+        (SERVICE_INSTANCE_ID, res.service_instance_id),
     ):
-        value = str(res.get(key) or top.get(key) or "")  # top-level keys are the deprecated spelling
         if value:
-            attributes[attr] = value
+            attributes[attr] = str(value)
     resource = Resource.create(attributes)
     defaults: dict[str, str] = {}
     name = str(resource.attributes.get(SERVICE_NAME, ""))
     if not name or name.startswith("unknown_service"):
-        defaults[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+        defaults[SERVICE_NAME] = OtelResourceConfig.DEFAULT_SERVICE_NAME
     if not resource.attributes.get(SERVICE_VERSION):
-        defaults[SERVICE_VERSION] = DEFAULT_SERVICE_VERSION
+        defaults[SERVICE_VERSION] = OtelResourceConfig.DEFAULT_SERVICE_VERSION
     return resource.merge(Resource(defaults)) if defaults else resource
 
 
@@ -271,14 +206,8 @@ class OtelPlugin:
 
     name = "otel"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        section = getattr(cfg, "otel", None)
-        raw = getattr(cfg, "raw", None) or {}
-        self._raw = raw.get("otel") if isinstance(raw.get("otel"), Mapping) else None
+    def __init__(self, section: OtelConfig) -> None:
         self._section = section
-        self._written = written_fields(section, self._raw)
-        # validate now: a bad exporter/client is a start-up error, not a silent loss of traces
-        exporter_kind(self._written)
         self.tracer_provider: TracerProvider | None = None
 
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
@@ -286,8 +215,8 @@ class OtelPlugin:
 
     def _build(self) -> TracerProvider:
         sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_ON
-        provider = TracerProvider(resource=build_resource(self._section, self._raw), sampler=sampler)
-        provider.add_span_processor(BatchSpanProcessor(build_exporter(self._written)))
+        provider = TracerProvider(resource=build_resource(self._section), sampler=sampler)
+        provider.add_span_processor(BatchSpanProcessor(build_exporter(self._section)))
         return provider
 
     @asynccontextmanager
@@ -297,12 +226,12 @@ class OtelPlugin:
             log.warning("another global tracer provider is installed; rrgrpc spans will not be exported")
         previous_target, _SWITCH.target = _SWITCH.target, provider
         previous_propagator = propagate.get_global_textmap()
-        propagate.set_global_textmap(rr_propagator())
+        propagate.set_global_textmap(PROPAGATOR)
         self.tracer_provider = provider
         log.debug(
             "tracing enabled",
             extra={
-                "exporter": exporter_kind(self._written),
+                "exporter": exporter_kind(self._section),
                 "service": provider.resource.attributes.get(SERVICE_NAME),
             },
         )
@@ -321,7 +250,6 @@ class OtelPlugin:
 
 
 __all__ = [
-    "GoJaegerPropagator",
     "OtelPlugin",
     "SwitchableTracerProvider",
     "build_exporter",
@@ -329,5 +257,4 @@ __all__ = [
     "exporter_kind",
     "http_url",
     "otlp_client",
-    "rr_propagator",
 ]

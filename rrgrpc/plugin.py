@@ -4,7 +4,12 @@ A plugin is a named object with a ``lifespan``: an async context manager that re
 plugin is ready (pool spawned, port bound) and tears it down on exit. The host enters the roster in
 order and leaves it in reverse. Plugins never import each other: a control plugin (informer,
 resetter, metrics, status) asks ``peers.having(Capability)`` at call time and gets every plugin
-that implements it, as RoadRunner's endure ``Collects()`` does.
+that provides it, as RoadRunner's endure ``Collects()`` does.
+
+A plugin provides a capability only by declaring it: its class lists the protocols in
+``capabilities``. Matching method names alone never make a provider (an RPC service with a public
+``reset`` is not Resettable), and a declared capability the class does not implement fails the host
+at construction.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from rrgrpc.pool import Pool
@@ -23,6 +28,12 @@ T = TypeVar("T")
 #: An RPC method: takes the decoded argument (JSON value, or bytes for RAW/PROTO bodies) and
 #: returns a JSON-encodable result. Any exception becomes an ERROR reply carrying ``str(exc)``.
 RpcMethod = Callable[[Any], Awaitable[Any]]
+
+
+def declared_capabilities(plugin: object) -> tuple[type, ...]:
+    """The capability protocols ``plugin``'s class declares in ``capabilities`` (none if it has none)."""
+    declared: tuple[type, ...] = getattr(type(plugin), "capabilities", ())
+    return declared
 
 
 class Peers(Protocol):
@@ -113,6 +124,7 @@ class PoolBacked:
     """The capabilities of a plugin that serves from one worker pool (``self.pool``, ``None`` while it
     is down): HasWorkers, ManagesWorkers, Resettable and HasStatus, all delegated to the pool."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus)
     name: str
     pool: Pool | None
 

@@ -17,29 +17,29 @@ from rrgrpc.plugin import Plugin
 def default_roster(cfg: RRConfig) -> list[Plugin]:
     from rrgrpc.logs import LogsPlugin
 
-    plugins: list[Plugin] = [LogsPlugin(cfg)]
+    plugins: list[Plugin] = [LogsPlugin(cfg.logs, cfg.notes)]
     if cfg.otel is not None:
         from rrgrpc.otel import OtelPlugin
 
-        plugins.append(OtelPlugin(cfg))
+        plugins.append(OtelPlugin(cfg.otel))
     if cfg.metrics is not None:
         from rrgrpc.metrics import MetricsPlugin
 
-        plugins.append(MetricsPlugin(cfg))
+        plugins.append(MetricsPlugin(cfg.metrics))
     if cfg.server.on_init is not None:
         from rrgrpc.server import ServerPlugin
 
-        plugins.append(ServerPlugin(cfg))
+        plugins.append(ServerPlugin(cfg.server.on_init))
     if cfg.status is not None:
         from rrgrpc.status import StatusPlugin
 
-        plugins.append(StatusPlugin(cfg))
+        plugins.append(StatusPlugin(cfg.status))
     if cfg.rpc is not None:
         from rrgrpc.rpc.informer import Informer
         from rrgrpc.rpc.resetter import Resetter
         from rrgrpc.rpc.server import RpcPlugin
 
-        plugins += [Informer(cfg), Resetter(cfg), RpcPlugin(cfg)]
+        plugins += [Informer(), Resetter(), RpcPlugin(cfg)]
     if cfg.jobs is not None:  # before the edges: their workers push jobs, and it drains after them
         from rrgrpc.jobs.plugin import JobsPlugin
 
@@ -47,7 +47,8 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
     if cfg.grpc is not None:
         from rrgrpc.grpc.plugin import GrpcPlugin
 
-        plugins.append(GrpcPlugin(cfg))
+        rpc_listen = cfg.rpc.listen if cfg.rpc is not None else None
+        plugins.append(GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=rpc_listen, source=cfg.source))
     if cfg.http is not None:
         from rrgrpc.http.plugin import HttpPlugin
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from rrgrpc.config.schema import OnInitConfig, RRConfig
+from rrgrpc.config.schema import OnInitConfig
 from rrgrpc.errors import BootError
 from rrgrpc.plugin import Peers
 from rrgrpc.pool.worker import run_as
@@ -23,16 +23,15 @@ log = logging.getLogger("rr.server")
 class ServerPlugin:
     name = "server"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        self.on_init = cfg.server.on_init
+    def __init__(self, on_init: OnInitConfig) -> None:
+        self.on_init = on_init  # server.on_init
 
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._run()
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
-        if self.on_init is not None:
-            await run_on_init(self.on_init)
+        await run_on_init(self.on_init)
         yield
 
 
@@ -49,7 +48,7 @@ async def run_on_init(cfg: OnInitConfig) -> None:
         return _failed(cfg, f"server.on_init: cannot start {cmd!r}: {exc}")
     assert proc.stdout is not None
     try:
-        async with asyncio.timeout(cfg.exec_timeout or 60):
+        async with asyncio.timeout(cfg.exec_timeout):
             async for line in proc.stdout:
                 log.info("%s", line.decode("utf-8", "replace").rstrip(), extra={"pid": proc.pid, "on_init": True})
             code = await proc.wait()

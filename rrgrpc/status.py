@@ -30,19 +30,18 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from aiohttp import web
 
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasPipelines, HasStatus, Peers
+from rrgrpc.plugin import HasPipelines, HasStatus, Peers, RpcProvider
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
+    from rrgrpc.config.schema import StatusConfig
 
 log = logging.getLogger("rr.status")
 
-DEFAULT_ADDRESS: Final = "127.0.0.1:2114"
 SHUTTING_DOWN: Final = "service is shutting down"
 _JSON: Final = "application/json"
 
@@ -135,13 +134,13 @@ def encode_proto_response(code: int, message: str = "") -> bytes:
 class StatusPlugin:
     """The ``/health`` and ``/ready`` endpoint plus the ``status`` RPC service."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "status"
     rpc_service = "status"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        section = getattr(cfg, "status", None)
-        self.address_cfg = str(getattr(section, "address", "") or DEFAULT_ADDRESS)
-        self.unavailable = int(getattr(section, "unavailable_status_code", 0) or 503)
+    def __init__(self, section: StatusConfig) -> None:
+        self.address_cfg = section.address
+        self.unavailable = section.unavailable_status_code
         parse_host_port(self.address_cfg, "status.address")  # fail at construction
         self._stopped = False
         self._host_stopping: asyncio.Event | None = None

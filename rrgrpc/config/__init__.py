@@ -1,12 +1,12 @@
 """Configuration: `.rr.yaml` loading (``loader``), RoadRunner's tolerance of keys and shapes with its
-notes (``compat``) and the typed, frozen section Structs (``schema``)."""
+notes (``compat``), the typed, frozen section Structs (``schema``) and their scalar types (``types``),
+and the validation of a dict into them (``decode``)."""
 
+from rrgrpc.config.decode import config_from_dict
 from rrgrpc.config.loader import load_config, read_dotenv
 from rrgrpc.config.schema import (
-    Argv,
     CollectorConfig,
     CorsConfig,
-    Duration,
     DynamicAllocatorConfig,
     GrpcConfig,
     GrpcTlsConfig,
@@ -25,13 +25,10 @@ from rrgrpc.config.schema import (
     ServerConfig,
     StaticConfig,
     StatusConfig,
-    StrList,
     SupervisorConfig,
-    Text,
     UploadsConfig,
-    config_from_dict,
-    parse_duration,
 )
+from rrgrpc.config.types import Argv, Duration, StrList, Text, parse_duration
 
 __all__ = [
     "Argv",

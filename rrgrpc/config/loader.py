@@ -25,7 +25,8 @@ import msgspec
 import yaml
 
 from rrgrpc.config.compat import Notes
-from rrgrpc.config.schema import RRConfig, check_version, config_from_dict
+from rrgrpc.config.decode import check_version, config_from_dict
+from rrgrpc.config.schema import RRConfig
 from rrgrpc.errors import ConfigError
 
 __all__ = ["apply_override", "expand", "expand_tree", "load_config", "read_dotenv", "unset_variables"]

@@ -1,127 +1,25 @@
 """The typed `.rr.yaml` schema: one frozen msgspec Struct per section, RoadRunner's keys and defaults.
 
-Owns every config field, its default and its validation, and ``config_from_dict`` which turns a plain
-dict (already expanded and overridden by ``loader.py``) into an ``RRConfig``. Errors are ``ConfigError``
-naming the file and the dotted key. Before decoding, ``compat.normalize`` reshapes the dict as
-RoadRunner's viper would and drops the keys it ignores (with a note), so ``forbid_unknown_fields``
-is only a guard.
-
-Decoding is msgspec lax mode (``strict=False``) plus a ``dec_hook`` for the few custom scalar types,
-because environment expansion turns numbers into strings (``num_workers: ${N:-4}`` arrives as ``"4"``):
-
-* ``Duration``: a ``float`` of seconds, decoded from Go duration strings ("1h2m3.5s", "500ms") or numbers.
-* ``Text``: a ``str`` that also accepts YAML numbers and booleans, as RoadRunner's weakly typed decoding
-  does (``true`` -> "1", ``false`` -> "0"); used for env and header maps.
-* ``Argv``: a command; a string is split on runs of whitespace.
-* ``StrList``: a list of strings; a single string is split on commas (RoadRunner's string-to-slice rule).
+Owns every config field, its default and its validation (``__post_init__`` raises ``_Invalid`` naming
+the field; ``decode.py`` turns that into one ``ConfigError`` line with the file and the dotted key).
+Plugins read their section's values from here and repeat no default. The module is long because it
+is the list of RoadRunner's sections; it holds declarations only (scalar types: ``types.py``;
+turning a dict into an ``RRConfig``: ``decode.py``).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tempfile
-import typing
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from rrgrpc.config.compat import Notes, check_sections, normalize, without_none
-from rrgrpc.errors import ConfigError
-
-# --------------------------------------------------------------------------- scalar types
-
-
-class Duration(float):
-    """Seconds. Decoded from Go-style strings ('500ms', '1m30s', '2µs') or numbers (= seconds)."""
-
-
-class Text(str):
-    """A string that also accepts numbers and booleans from YAML (RoadRunner decodes weakly)."""
-
-
-class Argv(list[str]):
-    """A command line: a list is argv verbatim, a single string is split on runs of whitespace."""
-
-
-class StrList(list[str]):
-    """A list of strings; a single string is split on commas (``a.proto,b.proto``)."""
-
-
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 micro sign
-    "μs": 1e-6,  # U+03BC greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_PLAIN_NUMBER = re.compile(r"[+]?(\d+\.?\d*|\.\d+)")
-
-
-def parse_duration(value: object) -> Duration:
-    """A Go ``time.ParseDuration`` string, "0", or a number of seconds -> ``Duration`` (seconds).
-
-    Negative durations are rejected (no RoadRunner timeout is meaningful below zero).
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like '30s', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if _PLAIN_NUMBER.fullmatch(text):
-            seconds = float(text)
-        else:
-            body = text[1:] if text.startswith("+") else text
-            pos, seconds = 0, 0.0
-            while pos < len(body):
-                m = _DURATION_PART.match(body, pos)
-                if m is None:
-                    raise ValueError(f"expected a duration like '1m30s' or '500ms', got {value!r}")
-                seconds += float(m.group(1)) * _UNITS[m.group(2)]
-                pos = m.end()
-            if pos == 0:
-                raise ValueError(f"expected a duration like '1m30s' or '500ms', got {value!r}")
-    else:
-        raise ValueError(f"expected a duration like '30s', got {value!r}")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"duration must be a finite non-negative value, got {value!r}")
-    return Duration(seconds)
-
-
-def _scalar_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    raise ValueError(f"expected a string, got {type(value).__name__}")
-
-
-def _dec_hook(tp: type, value: object) -> object:
-    if tp is Duration:
-        return parse_duration(value)
-    if tp is Text:
-        return Text(_scalar_text(value))
-    if tp is Argv or tp is StrList:
-        if isinstance(value, str):
-            items = value.split() if tp is Argv else [p for p in value.split(",") if p != ""]
-            return tp(items)
-        if isinstance(value, list):
-            return tp(_scalar_text(v) for v in value)
-        raise ValueError(f"expected a string or a list of strings, got {type(value).__name__}")
-    raise NotImplementedError(f"no decoder for {tp!r}")
+from rrgrpc.config.types import Argv, Duration, StrList, Text
 
 
 class _Invalid(ValueError):
-    """Raised from ``__post_init__``: ``field`` is appended to the path msgspec reports."""
+    """Raised from ``__post_init__``: ``field`` is appended to the path msgspec reports (``decode.py``)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}\x1f{message}")
@@ -166,6 +64,8 @@ class OnInitConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     def __post_init__(self) -> None:
         if not self.command:
             raise _Invalid("command", "required")
+        if not self.exec_timeout:  # unset (0) means the 60 s default
+            msgspec.structs.force_setattr(self, "exec_timeout", Duration(60))
         _upper_keys(self, "env")
 
 
@@ -212,7 +112,9 @@ class DynamicAllocatorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_u
             raise _Invalid("idle_timeout", f"must be at least 1s, got {float(self.idle_timeout)}s")
 
 
-MAX_WORKERS = 500
+#: The largest ``num_workers`` a config may ask for at start (the pool's own ceiling for workers
+#: added at run time, ``informer.AddWorker``, is ``pool.MAX_WORKERS``).
+MAX_NUM_WORKERS = 500
 
 
 class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -230,8 +132,8 @@ class PoolConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
     def __post_init__(self) -> None:
         _non_negative(self, "num_workers", "max_jobs", "max_queue_size")
-        if self.num_workers > MAX_WORKERS:
-            raise _Invalid("num_workers", f"must be at most {MAX_WORKERS}, got {self.num_workers}")
+        if self.num_workers > MAX_NUM_WORKERS:
+            raise _Invalid("num_workers", f"must be at most {MAX_NUM_WORKERS}, got {self.num_workers}")
         for name in ("allocate_timeout", "destroy_timeout", "reset_timeout", "stream_timeout"):
             if getattr(self, name) == 0:  # RoadRunner: unset (0) means the 60 s default
                 msgspec.structs.force_setattr(self, name, Duration(60))
@@ -423,24 +325,43 @@ class CollectorConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
 
 
 class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    address: str = "127.0.0.1:2112"
+    DEFAULT_ADDRESS: ClassVar[str] = "127.0.0.1:2112"
+
+    address: str = DEFAULT_ADDRESS
     collect: dict[str, CollectorConfig] = {}
+
+    def __post_init__(self) -> None:
+        if not self.address:  # RoadRunner: empty means the default
+            msgspec.structs.force_setattr(self, "address", self.DEFAULT_ADDRESS)
 
 
 # --------------------------------------------------------------------------- otel
 
 
 class OtelResourceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    service_name: str = "RoadRunner"
-    service_version: Text = Text("1.0.0")
+    """Unset (""): ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, then RoadRunner's defaults below."""
+
+    DEFAULT_SERVICE_NAME: ClassVar[str] = "RoadRunner"
+    DEFAULT_SERVICE_VERSION: ClassVar[str] = "1.0.0"
+
+    service_name: str = ""
+    service_version: Text = Text("")
     service_namespace: str = ""
     service_instance_id: str = ""
 
 
+#: Exporters RoadRunner dropped; naming one is an error that says to use otlp.
+DEPRECATED_EXPORTERS = ("zipkin", "jaeger", "jaeger_agent")
+
+
 class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``endpoint`` unset (""): ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, else ``DEFAULT_ENDPOINT``."""
+
+    DEFAULT_ENDPOINT: ClassVar[str] = "127.0.0.1:4318"
+
     exporter: str = "otlp"
     client: Literal["", "grpc", "http"] = ""  # "" = OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http
-    endpoint: str = "127.0.0.1:4318"
+    endpoint: str = ""
     insecure: bool = False
     compress: bool = False
     custom_url: str = ""
@@ -450,7 +371,7 @@ class OtelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     service_version: Text = Text("")  # deprecated, use resource.service_version
 
     def __post_init__(self) -> None:
-        if self.exporter in ("zipkin", "jaeger"):
+        if self.exporter in DEPRECATED_EXPORTERS:
             raise _Invalid(
                 "exporter",
                 f"{self.exporter!r} is no longer supported by RoadRunner; use 'otlp' "
@@ -508,8 +429,20 @@ LogLevel = Literal["debug", "info", "warn", "error", "panic", "fatal"]
 LogEncoding = Literal["console", "json"]
 
 
+#: Each mode's level and encoding, used where ``logs`` (and a channel that sets its own mode) leaves
+#: them unset; ``raw`` writes the message alone whatever the encoding, ``off``/``none`` write nothing.
+LOG_PRESETS: dict[LogMode, tuple[LogLevel, LogEncoding]] = {
+    "development": ("debug", "console"),
+    "production": ("info", "json"),
+    "raw": ("info", "console"),
+    "off": ("info", "console"),
+    "none": ("info", "console"),
+}
+
+
 class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Per-plugin override; ``None`` fields inherit from the top-level ``logs`` values."""
+    """Per-plugin override; ``None`` fields inherit from the top-level ``logs`` values (a channel that
+    sets ``mode`` takes that mode's preset level and encoding instead)."""
 
     mode: LogMode | None = None
     level: LogLevel | None = None
@@ -519,11 +452,14 @@ class LogChannelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
 
 
 class LogsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``None`` level and encoding: the mode's (``LOG_PRESETS``); ``None`` output: stderr; ``None``
+    err_output: errors go to ``output`` too."""
+
     mode: LogMode = "development"
-    level: LogLevel = "debug"
-    encoding: LogEncoding = "console"
-    output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
-    err_output: StrList = msgspec.field(default_factory=lambda: StrList(["stderr"]))
+    level: LogLevel | None = None
+    encoding: LogEncoding | None = None
+    output: StrList | None = None
+    err_output: StrList | None = None
     channels: dict[str, LogChannelConfig] = {}
 
 
@@ -562,168 +498,13 @@ class RRConfig(msgspec.Struct, kw_only=True, frozen=True):
     jobs: JobsConfig | None = None
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
     endure: EndureConfig = msgspec.field(default_factory=EndureConfig)
+    #: The broker connection sections (``BROKER_SECTIONS``) present, as written: each jobs driver
+    #: checks the keys of the section named after it.
+    brokers: dict[str, dict[str, Any]] = {}
 
 
 SECTIONS = ("server", "rpc", "grpc", "http", "metrics", "otel", "status", "logs", "endure", "jobs")
-# Broker connection sections, read as plain dicts by the jobs drivers named after them (cfg.raw).
+# Broker connection sections, given as plain dicts (RRConfig.brokers) to the jobs drivers named after them.
 BROKER_SECTIONS = ("amqp", "beanstalk", "nats", "boltdb")
 # Top-level keys the loader consumes itself; they are not sections and not "unknown".
 LOADER_KEYS = ("version", "include", "envfile")
-
-
-def check_version(raw: dict[str, Any], source: str) -> str:
-    """The configuration version: "3" (a YAML number 3 is accepted too), anything else is an error."""
-    version = raw.get("version")
-    if version is None:
-        raise ConfigError(f'{source}: version: required, set version: "3"')
-    if version != "3" and not (isinstance(version, int) and not isinstance(version, bool) and version == 3):
-        raise ConfigError(
-            f'{source}: version: expected "3" (the only configuration version rrgrpc reads), got {version!r}'
-        )
-    return "3"
-
-
-def _drop_none(value: Any) -> Any:
-    """An empty YAML key (``user:``) means "not set": drop it so the field default applies."""
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value
-
-
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-
-
-def _resolve(raw: dict[str, Any], path: str) -> tuple[str, bool, Any, Any]:
-    """msgspec's ``$.a.b[...].c`` -> ``("a.b.<key>.c", found, value, schema type there)``.
-
-    msgspec does not say which mapping entry failed (``[...]``); walking the schema types along the
-    path and converting each entry of that mapping on its own finds it.
-    """
-    tp: Any = RRConfig
-    node: Any = raw
-    found = True
-    dotted = ""
-    for m in _PATH_PART.finditer(path):
-        key, index = m.group(1), m.group(2)
-        tp = without_none(tp)
-        if key is not None:
-            dotted += f".{key}"
-            is_struct = isinstance(tp, type) and issubclass(tp, msgspec.Struct)
-            tp = typing.get_type_hints(tp).get(key, Any) if is_struct else Any
-            found = found and isinstance(node, dict) and key in node
-            node = node[key] if found else None
-        elif index != "...":
-            dotted += f"[{index}]"
-            tp = typing.get_args(tp)[0] if typing.get_origin(tp) is list else Any
-            found = found and isinstance(node, list) and int(index) < len(node)
-            node = node[int(index)] if found else None
-        else:
-            tp = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else Any
-            bad = (
-                [k for k, v in node.items() if not _converts(v, tp)]
-                if found and isinstance(node, dict)
-                else []
-            )
-            found = bool(bad)
-            dotted += f".{bad[0]}" if found else "[...]"
-            node = node[bad[0]] if found else None
-    return dotted.lstrip("."), found, node, without_none(tp)
-
-
-def _converts(value: Any, tp: Any) -> bool:
-    try:
-        msgspec.convert(_drop_none(value), tp, strict=False, dec_hook=_dec_hook)
-    except msgspec.ValidationError:
-        return False
-    return True
-
-
-_MSG = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-
-
-def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str) -> ConfigError:
-    m = _MSG.match(str(exc))
-    assert m is not None  # the pattern matches any string
-    msg = m.group("msg")
-    dotted, found, value, tp = _resolve(raw, m.group("path") or "")
-    if "\x1f" in msg:
-        field, msg = msg.split("\x1f", 1)
-        return ConfigError(f"{source}: {_join(dotted, field)}: {msg}")
-    if mm := _MISSING.match(msg):
-        return ConfigError(f"{source}: {_join(dotted, mm.group('field'))}: required")
-    if em := _EXPECTED.match(msg):
-        got = repr(value) if found else em.group("got")
-        return ConfigError(f"{source}: {dotted}: expected {em.group('want')}, got {got}")
-    if msg.startswith("Invalid enum value") and typing.get_origin(tp) is typing.Literal:
-        allowed = ", ".join(repr(a) for a in typing.get_args(tp) if a != "")
-        return ConfigError(f"{source}: {dotted}: expected one of {allowed}, got {value!r}")
-    if msg:
-        msg = msg[0].lower() + msg[1:]
-    return ConfigError(f"{source}: {dotted}: {msg}" if dotted else f"{source}: {msg}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def config_from_dict(
-    raw: dict[str, Any], source: str = "<dict>", strict: bool = False, notes: Notes | None = None
-) -> RRConfig:
-    """Validate a plain config dict (no env expansion here) and build the frozen ``RRConfig``.
-
-    What RoadRunner tolerates is tolerated (``compat.py``): unknown and unsupported keys and sections
-    are dropped with a note in ``RRConfig.notes``, or raised with ``strict``. An empty known section
-    means "present with defaults"; everything else that is wrong raises
-    ``ConfigError("<source>: <dotted.key>: ...")``. ``notes`` carries what the loader already noted.
-    """
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    version = check_version(raw, source)
-    notes = notes if notes is not None else Notes(source, strict)
-    check_sections(raw, SECTIONS, LOADER_KEYS + BROKER_SECTIONS, notes)
-    sections: dict[str, Any] = {}
-    hints = typing.get_type_hints(RRConfig)
-    for key in SECTIONS:
-        if key not in raw:
-            continue
-        value = raw[key]
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
-        if key == "http":
-            value = _without_acme_only_ssl(value, notes)
-        sections[key] = normalize(_drop_none(value), hints[key], key, notes)
-    try:
-        cfg = msgspec.convert(sections, RRConfig, strict=False, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        raise _format_error(exc, sections, source) from None
-    cfg = _known_middleware(cfg, notes)
-    return msgspec.structs.replace(cfg, version=version, source=source, raw=raw, notes=tuple(notes.items))
-
-
-def _without_acme_only_ssl(http: dict[str, Any], notes: Notes) -> dict[str, Any]:
-    """``http.ssl`` with ``acme`` and no ``cert``/``key``: RoadRunner obtains the certificate; rrgrpc
-    cannot, so the section goes (with the ``http.ssl.acme`` warning) and plain HTTP is still served."""
-    ssl = http.get("ssl")
-    if isinstance(ssl, dict) and "acme" in ssl and "cert" not in ssl and "key" not in ssl:
-        notes.ignored_key("http.ssl.acme", "acme", ())
-        return {k: v for k, v in http.items() if k != "ssl"}
-    return http
-
-
-def _known_middleware(cfg: RRConfig, notes: Notes) -> RRConfig:
-    """RoadRunner warns about a middleware no plugin provides and serves without it; so does rrgrpc."""
-    if cfg.http is None:
-        return cfg
-    known = [m for m in cfg.http.middleware if m in HTTP_MIDDLEWARE]
-    for name in cfg.http.middleware:
-        if name not in HTTP_MIDDLEWARE:
-            notes.warn(f"http.middleware: unknown middleware {name!r}", f" (known: {', '.join(sorted(HTTP_MIDDLEWARE))})")
-    if len(known) == len(cfg.http.middleware):
-        return cfg
-    return msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, middleware=StrList(known)))

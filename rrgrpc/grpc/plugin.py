@@ -23,6 +23,8 @@ Choices where grpcio differs from grpc-go:
 * grpc-core's stream "overload protection" is off: with it, ``max_concurrent_streams`` (10 by
   default) refuses streams the client already considers finished, failing calls that grpc-go
   would serve.
+* ``interceptors``: each name must be in ``INTERCEPTORS`` (empty: rrgrpc ships none); an unknown
+  name fails startup, since a silently skipped interceptor (auth, say) is a security hole.
 * Reflection: the v1alpha service (grpcio-reflection) and ``grpc.reflection.v1`` (same messages,
   served by the same servicer) answer from the private pool, so descriptor queries work without
   RoadRunner's separate ``protoreg`` plugin.
@@ -32,35 +34,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from opentelemetry import trace
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.goridge.relay import parse_address
 from rrgrpc.grpc.protos import ProtoSet, load_protos
 from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
-from rrgrpc.plugin import Peers
+from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, ProvidesMetrics, Resettable
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import Activity, ProcessState
+from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
-    from rrgrpc.config.schema import GrpcConfig, GrpcTlsConfig
+    from rrgrpc.config.schema import GrpcConfig, GrpcTlsConfig, ServerConfig
 
 __all__ = ["GrpcPlugin"]
 
 log = logging.getLogger("rr.grpc")
 
 MB = 1024 * 1024
+#: The gRPC interceptors ``grpc.interceptors`` may name: name -> factory (RoadRunner's interceptor plugins).
+INTERCEPTORS: Mapping[str, Callable[[], grpc.aio.ServerInterceptor]] = {}
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -70,13 +73,21 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 class GrpcPlugin:
     """The ``grpc`` plugin: Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
     name = "grpc"
 
-    def __init__(self, cfg: RRConfig) -> None:
-        if cfg.grpc is None:
-            raise ConfigError(f"{cfg.source}: grpc: the section is missing")
-        self.cfg: GrpcConfig = cfg.grpc
-        self._root = cfg
+    def __init__(
+        self, section: GrpcConfig, server: ServerConfig, *, rpc_listen: str | None = None, source: str = "<dict>"
+    ) -> None:
+        """``section`` is ``grpc:``; the workers run ``server``'s command and reach RPC at ``rpc_listen``;
+        ``source`` (the config file) is named in configuration errors."""
+        self.cfg = section
+        self._server = server
+        self._rpc_listen = rpc_listen
+        unknown = [name for name in section.interceptors if name not in INTERCEPTORS]
+        if unknown:
+            have = ", ".join(sorted(INTERCEPTORS)) or "rrgrpc has none"
+            raise ConfigError(f"{source}: grpc.interceptors: unknown interceptor {unknown[0]!r} (known: {have})")
         self._metrics = GrpcMetrics()
         self._pool: Pool | None = None
         self._health: HealthServicer | None = None
@@ -96,28 +107,28 @@ class GrpcPlugin:
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
         cfg = self.cfg
-        if cfg.interceptors:
-            log.warning("grpc.interceptors %s: rrgrpc has no interceptor plugins; ignored", list(cfg.interceptors))
         protos = load_protos(cfg.proto, cfg.import_paths, extra=_builtin_files())
         if not protos.services:
             log.warning("grpc.proto: no service found in %s; only health and reflection are served", list(cfg.proto))
-        server = grpc.aio.server(options=self._options())
+        server = grpc.aio.server(
+            options=self._options(), interceptors=[INTERCEPTORS[name]() for name in cfg.interceptors]
+        )
         try:
             authority = self._bind(server)
             health = HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             self._health = health
-            proxy = Proxy(self._executor, _tracer(), authority, self._metrics)
+            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics)
             self._register(server, proxy, protos)
             self._statuses = ("", *self.services)
             await self._set_all(NOT_SERVING)
             async with open_pool(
                 name="grpc",
                 pool=cfg.pool,
-                server=self._root.server,
+                server=self._server,
                 mode="grpc",
                 env=dict(cfg.env),
-                rpc_listen=self._root.rpc.listen if self._root.rpc else None,
+                rpc_listen=self._rpc_listen,
             ) as pool:
                 self._pool = pool
                 await server.start()
@@ -297,9 +308,3 @@ def _builtin_files() -> list[descriptor_pb2.FileDescriptorProto]:
     ]
 
 
-def _tracer() -> trace.Tracer | None:
-    """The global tracer when a real provider is installed (the otel plugin), else ``None``."""
-    tracer = trace.get_tracer("rrgrpc.grpc")
-    if tracer.start_span("rrgrpc.grpc.probe").get_span_context().is_valid:  # never ended: never exported
-        return tracer
-    return None

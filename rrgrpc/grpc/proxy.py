@@ -42,10 +42,6 @@ import grpc
 import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.jaeger import JaegerPropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
 
 from rrgrpc.errors import PoolError
@@ -53,12 +49,12 @@ from rrgrpc.goridge.frame import Flag
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
 from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply
 from rrgrpc.pool.payload import Payload
+from rrgrpc.tracing import PROPAGATOR
 
 __all__ = [
     "Executor",
     "GrpcMetrics",
     "Proxy",
-    "PROPAGATOR",
     "fresh_trace_carrier",
     "request_context",
     "go_json",
@@ -70,10 +66,6 @@ __all__ = [
 
 log = logging.getLogger("rr.grpc")
 
-#: RoadRunner's composite propagator: W3C TraceContext, W3C Baggage, Jaeger.
-PROPAGATOR = CompositePropagator(
-    [TraceContextTextMapPropagator(), W3CBaggagePropagator(), JaegerPropagator()]
-)
 _INJECTED = ("traceparent", "tracestate", "baggage", "uber-trace-id")
 _EXTRACTED = frozenset(_INJECTED)  # and jaeger's "uberctx-" baggage keys
 
@@ -154,18 +146,6 @@ def peer_address(peer: str) -> str:
     return unquote(rest) if scheme in ("ipv4", "ipv6", "unix", "unix-abstract") else peer
 
 
-def _normalise_uber(value: str) -> str:
-    """Render ``uber-trace-id`` as Go's Jaeger propagator does: ``trace:span:0:<sampled bit>``."""
-    parts = value.split(":")
-    if len(parts) != 4:
-        return value
-    try:
-        flags = int(parts[3], 16) & 0x01
-    except ValueError:
-        return value
-    return f"{parts[0]}:{parts[1]}:0:{flags:x}"
-
-
 def request_context(
     service: str,
     method: str,
@@ -184,13 +164,13 @@ def request_context(
         metadata: incoming metadata pairs in arrival order (``-bin`` values as bytes).
         peer: the remote address, already ``ip:port``.
         auth_type: ``tls`` on a TLS connection, else ``None``.
-        injected: the trace carrier (lower-case keys as propagators write them).
+        injected: the trace carrier (lower-case keys, as ``tracing.PROPAGATOR`` writes them).
         timeout: the remaining deadline in seconds, if the client set one.
     """
     ctx: dict[str, list[str]] = {}
     for key, value in (injected or {}).items():
         if key in _INJECTED:
-            ctx[canonical_header_key(key)] = [_normalise_uber(value) if key == "uber-trace-id" else value]
+            ctx[canonical_header_key(key)] = [value]
     incoming: dict[str, list[str]] = {}
     for key, raw in metadata:
         incoming.setdefault(key, []).append(go_string(raw) if isinstance(raw, bytes) else raw)

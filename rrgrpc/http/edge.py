@@ -10,7 +10,7 @@ aiohttp's low-level server, with its connection protocol extended:
 * an HTTP/0.9 request line (``GET /path`` without a version) is answered ``HTTP/1.0 400``;
 * no ``Server:`` header (RoadRunner sends none; aiohttp would name itself and Python's version).
 
-Every log line here is throttled (:class:`rrgrpc.logs.Throttle`): a flood of bad clients writes
+Every log line here is throttled (:class:`rrgrpc.obs.Throttle`): a flood of bad clients writes
 one line per 10 s per kind.
 """
 
@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
 from rrgrpc.goridge.rpc import peer_name
-from rrgrpc.logs import Throttle
+from rrgrpc.obs import Throttle
 
 log = logging.getLogger("rr.http")
 

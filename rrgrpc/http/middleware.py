@@ -27,16 +27,13 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDict
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.jaeger import JaegerPropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.http.convert import canonical_header, client_ip
 from rrgrpc.http.dispatch import Handler, finish, forward_of, send_plain
+from rrgrpc.tracing import PROPAGATOR, tracer
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import CorsConfig, HeadersConfig, StaticConfig
@@ -252,43 +249,26 @@ async def sendfile_middleware(request: web.BaseRequest, handler: Handler) -> web
 # --------------------------------------------------------------------------- otel
 
 
-#: RoadRunner's composite propagator for HTTP: W3C TraceContext, W3C Baggage, Jaeger.
-PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator(), JaegerPropagator()])
-
-
 def _tracer() -> trace.Tracer:
     """The global tracer when the otel plugin configured one, else a local SDK tracer (valid ids)."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    found = tracer("rrgrpc.http")
+    if found is None:
         from opentelemetry.sdk.trace import TracerProvider
 
         return TracerProvider().get_tracer("rrgrpc.http")
-    return trace.get_tracer("rrgrpc.http")
-
-
-def _go_uber_trace_id(value: str) -> str:
-    """``uber-trace-id`` as Go's Jaeger propagator writes it: ``trace:span:0:<sampled bit>``."""
-    parts = value.split(":")
-    if len(parts) != 4:
-        return value
-    try:
-        return f"{parts[0]}:{parts[1]}:0:{int(parts[3], 16) & 1:x}"
-    except ValueError:
-        return value
+    return found
 
 
 def otel_middleware() -> Middleware:
-    tracer = _tracer()
+    http_tracer = _tracer()
 
     async def otel(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
         parent = PROPAGATOR.extract(request.headers)
         attrs = {"http.request.method": request.method, "url.path": request.path}
-        with tracer.start_as_current_span(request.method, context=parent, kind=trace.SpanKind.SERVER, attributes=attrs) as span:
-            with tracer.start_as_current_span("http"):
+        with http_tracer.start_as_current_span(request.method, context=parent, kind=trace.SpanKind.SERVER, attributes=attrs) as span:
+            with http_tracer.start_as_current_span("http"):
                 carrier: dict[str, str] = {}
                 PROPAGATOR.inject(carrier)
-            if "uber-trace-id" in carrier:
-                carrier["uber-trace-id"] = _go_uber_trace_id(carrier["uber-trace-id"])
             forward_of(request).set_headers.update({canonical_header(k): v for k, v in carrier.items()})
             resp = await handler(request)
             span.set_attribute("http.response.status_code", resp.status)

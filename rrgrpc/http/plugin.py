@@ -42,7 +42,7 @@ from rrgrpc.http.middleware import (
     proxy_ip_middleware,
     sendfile_middleware,
 )
-from rrgrpc.plugin import PoolBacked
+from rrgrpc.plugin import PoolBacked, ProvidesMetrics
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import WorkerState
 
@@ -111,6 +111,7 @@ class _WorkerStats(Collector):
 class HttpPlugin(PoolBacked):
     """RoadRunner's http plugin: listeners, middlewares, a worker pool in ``http`` mode."""
 
+    capabilities = (*PoolBacked.capabilities, ProvidesMetrics)
     name = "http"
 
     def __init__(self, cfg: RRConfig) -> None:

@@ -25,13 +25,10 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -41,16 +38,15 @@ from rrgrpc.jobs.driver import Delivery, Driver, Job, Pipeline, Stat, driver_fac
 from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
 from rrgrpc.jobs.queue import PriorityQueue
 from rrgrpc.jobs.rpc import JobsError, rpc_methods
-from rrgrpc.plugin import PoolBacked
+from rrgrpc.plugin import HasPipelines, PoolBacked, ProvidesMetrics, RpcProvider
 from rrgrpc.pool import Payload, Pool, open_pool
+from rrgrpc.tracing import PROPAGATOR
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import JobsConfig, RRConfig
     from rrgrpc.plugin import Peers, RpcMethod
 
 log = logging.getLogger("rr.jobs")
-
-PROPAGATOR: Final = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 
 @dataclass(slots=True)
@@ -79,6 +75,7 @@ class _Counters(Collector):
 class JobsPlugin(PoolBacked):
     """RoadRunner's jobs plugin (HasWorkers, Resettable, RpcProvider, ProvidesMetrics, HasStatus)."""
 
+    capabilities = (*PoolBacked.capabilities, RpcProvider, ProvidesMetrics, HasPipelines)
     name = "jobs"
     rpc_service = "jobs"
 
@@ -166,8 +163,7 @@ class JobsPlugin(PoolBacked):
             raise JobsError("the jobs plugin is not running")
         factory = driver_factory(pipeline)
         _ = pipeline.priority, pipeline.prefetch  # a bad number fails here, naming the key
-        broker = self.cfg.raw.get(pipeline.driver)
-        driver = factory(pipeline, broker if isinstance(broker, Mapping) else {}, self._queue)
+        driver = factory(pipeline, self.cfg.brokers.get(pipeline.driver, {}), self._queue)
         pipe = _Pipe(pipeline, driver)
         try:
             async with self._bounded(f"pipeline {pipeline.name} ({pipeline.driver})"):

@@ -50,6 +50,7 @@ from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
 from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker, exit_text
+from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
@@ -162,9 +163,7 @@ class Pool:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Spawn the initial workers concurrently; any failure fails the start with its cause."""
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-            self._tracer = trace.get_tracer("rrgrpc.pool")
+        self._tracer = tracer("rrgrpc.pool")
         if self.relay != "pipes":
             self._listener = SocketRelayListener(self.relay, self.cfg.allocate_timeout or 60, self.max_frame)
             await self._listener.start()

@@ -48,8 +48,6 @@ class Informer(PeerService):
     name = "informer"
     rpc_service = "informer"
 
-    # The methods are private: public ``workers``/``reset``-like names would make this plugin match
-    # the HasWorkers/ManagesWorkers capability protocols itself.
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
         return {
             "List": self._list_plugins,

@@ -28,7 +28,6 @@ class Resetter(PeerService):
     name = "resetter"
     rpc_service = "resetter"
 
-    # Private method names: a public ``reset`` would make this plugin Resettable itself.
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
         return {"List": self._list_plugins, "Reset": self._reset}
 

@@ -32,7 +32,7 @@ from rrgrpc.config.schema import LOADER_KEYS, SECTIONS
 from rrgrpc.errors import ConfigError, RRError
 from rrgrpc.goridge.relay import Address, exposed_address, parse_address
 from rrgrpc.goridge.rpc import ByteBudget, peer_name, serve_connection
-from rrgrpc.logs import Throttle
+from rrgrpc.obs import Throttle
 from rrgrpc.plugin import Peers, RpcMethod, RpcProvider
 
 if TYPE_CHECKING:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
-from rrgrpc.plugin import Peers
-
-if TYPE_CHECKING:
-    from rrgrpc.config import RRConfig
+from rrgrpc.plugin import Peers, RpcProvider
 
 
 class PeerService:
     """A plugin whose lifespan only remembers the peers (``self.peers``) for later look-ups."""
 
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = ""
     rpc_service = ""
 
-    def __init__(self, cfg: RRConfig | None = None) -> None:
+    def __init__(self) -> None:
         self.peers: Peers | None = None
 
     @contextlib.asynccontextmanager

@@ -46,9 +46,12 @@ async def test_health_and_ready_across_boot_reset_and_shutdown():
             "status": {"address": "127.0.0.1:0", "unavailable_status_code": 599},
         }
     )
-    status, grpc_plugin, rpc = StatusPlugin(cfg), GrpcPlugin(cfg), RpcPlugin(cfg)
+    assert cfg.status is not None
+    assert cfg.grpc is not None and cfg.rpc is not None
+    grpc_plugin = GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=cfg.rpc.listen, source=cfg.source)
+    status, rpc = StatusPlugin(cfg.status), RpcPlugin(cfg)
     # status before the plugins it checks (its endpoint outlives them), the RPC endpoint last
-    host = Host([LogsPlugin(cfg), status, grpc_plugin, rpc])
+    host = Host([LogsPlugin(cfg.logs), status, grpc_plugin, rpc])
     stop = asyncio.Event()
     run = asyncio.create_task(host.run(stop.wait()))
     try:

@@ -132,7 +132,7 @@ async def serving(
     """Run Informer, Resetter and RpcPlugin (as the roster does) with the given fake peers."""
     cfg = make_config(listen, **extra)
     rpc = RpcPlugin(cfg)
-    informer, resetter = Informer(cfg), Resetter(cfg)
+    informer, resetter = Informer(), Resetter()
     peers = Peers(*plugins, informer, resetter, rpc)
     async with informer.lifespan(peers), resetter.lifespan(peers), rpc.lifespan(peers):
         yield rpc

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,26 @@ async def test_startup_error_is_one_line_and_exit_code_1(tmp_path):
     lines = out.decode().strip().splitlines()
     assert lines == [
         f"rr: error: {tmp_path / '.rr.yaml'}: rpc.listen: expected tcp://host:port or unix://path, got '127.0.0.1:6001'"
+    ]
+
+
+async def test_unknown_grpc_interceptor_is_a_startup_error(tmp_path: Path) -> None:
+    # sent: a grpc section naming an interceptor rrgrpc does not have (a skipped auth check would
+    # be a security hole); failed: the start-up, exit code 1, with one line naming key, file and name
+    (tmp_path / "svc.proto").write_text('syntax = "proto3";\npackage t;\n')
+    proc = await start_rr(tmp_path, """
+        version: "3"
+        server:
+          command: "php worker.php"
+        grpc:
+          listen: tcp://127.0.0.1:0
+          proto: svc.proto
+          interceptors: [auth]
+    """)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert out.decode().splitlines() == [
+        f"rr: error: {tmp_path / '.rr.yaml'}: grpc.interceptors: unknown interceptor 'auth' (known: rrgrpc has none)"
     ]
 
 

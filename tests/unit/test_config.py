@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any, Literal
 
+import msgspec
 import pytest
 
-from rrgrpc.config import RRConfig, config_from_dict, load_config, parse_duration, read_dotenv
+from rrgrpc.config import RRConfig, config_from_dict, decode, load_config, parse_duration, read_dotenv
 from rrgrpc.config.loader import apply_override, expand, expand_tree
+from rrgrpc.config.schema import OtelConfig, OtelResourceConfig
 from rrgrpc.errors import ConfigError
 
 
@@ -655,25 +659,21 @@ def test_defaults_equal_roadrunner():
 
     o = cfg.otel
     assert o is not None
-    assert (o.exporter, o.client, o.endpoint, o.insecure, o.compress, o.custom_url) == (
-        "otlp",
-        "",
-        "127.0.0.1:4318",
-        False,
-        False,
-        "",
-    )
-    assert (o.resource.service_name, o.resource.service_version) == ("RoadRunner", "1.0.0")
+    # endpoint and service unset: the OTEL_* variables, then these defaults, decide (see otel.py)
+    assert (o.exporter, o.client, o.endpoint, o.insecure, o.compress, o.custom_url) == ("otlp", "", "", False, False, "")
+    assert (OtelConfig.DEFAULT_ENDPOINT, o.resource.service_name, o.resource.service_version) == ("127.0.0.1:4318", "", "")
+    assert (OtelResourceConfig.DEFAULT_SERVICE_NAME, OtelResourceConfig.DEFAULT_SERVICE_VERSION) == ("RoadRunner", "1.0.0")
 
     assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60
 
     lg = cfg.logs
+    # unset: the mode's preset (LOG_PRESETS), stderr, errors with the rest
     assert (lg.mode, lg.level, lg.encoding, lg.output, lg.err_output, lg.channels) == (
         "development",
-        "debug",
-        "console",
-        ["stderr"],
-        ["stderr"],
+        None,
+        None,
+        None,
+        None,
         {},
     )
 
@@ -745,3 +745,52 @@ def test_full_sections_decode():
     assert cfg.metrics is not None and cfg.metrics.collect["app_hits"].objectives == {0.5: 0.05}
     assert cfg.otel is not None and cfg.otel.resource.service_version == "2"
     assert cfg.logs.channels["grpc"].level == "info" and cfg.logs.channels["grpc"].mode is None
+
+
+def test_broker_sections_reach_the_drivers_as_plain_mappings() -> None:
+    # the jobs drivers get their broker section from cfg.brokers, never from cfg.raw
+    cfg = config_from_dict(
+        {"version": "3", "amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}, "boltdb": None, "kv": {}}
+    )
+    assert cfg.brokers == {"amqp": {"addr": "amqp://guest:guest@127.0.0.1:5672/"}}
+
+
+class _Inner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    n: int = 0
+    kind: Literal["a", "b"] = "a"
+    counts: dict[str, int] = {}
+    positive: int = 1
+
+    def __post_init__(self) -> None:
+        if self.positive < 1:
+            raise ValueError("positive\x1fmust be positive")
+
+
+class _Outer(msgspec.Struct, kw_only=True):
+    inner: _Inner
+    needed: int
+
+
+@pytest.mark.parametrize(
+    "value, pattern, path",
+    [
+        ({"inner": {"n": "x"}, "needed": 1}, decode._EXPECTED, ".inner.n"),
+        ({"inner": {"counts": {"k": "v"}}, "needed": 1}, decode._EXPECTED, ".inner.counts[...]"),
+        ({"inner": {}}, decode._MISSING, None),
+        ({"inner": {"kind": "c"}, "needed": 1}, re.compile(re.escape(decode._ENUM)), ".inner.kind"),
+        ({"inner": {"positive": 0}, "needed": 1}, re.compile("^positive\x1fmust be positive$"), ".inner"),
+    ],
+)
+def test_msgspec_error_forms_are_the_ones_we_read(value: dict[str, Any], pattern: re.Pattern[str], path: str | None) -> None:
+    # msgspec says where a value failed only in its message text; if an upgrade rewords a form that
+    # decode._format_error reads, this fails here instead of config errors quietly losing their key
+    with pytest.raises(msgspec.ValidationError) as err:
+        msgspec.convert(value, _Outer, strict=False)
+    parts = decode._MSG.match(str(err.value))
+    assert parts is not None and parts.group("path") == path, str(err.value)
+    assert pattern.match(parts.group("msg")), str(err.value)
+
+
+def test_on_init_exec_timeout_zero_means_the_default() -> None:
+    cfg = config_from_dict({"version": "3", "server": {"on_init": {"command": "php init.php", "exec_timeout": 0}}})
+    assert cfg.server.on_init is not None and cfg.server.on_init.exec_timeout == 60

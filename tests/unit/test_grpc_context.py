@@ -11,7 +11,6 @@ from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from rrgrpc.grpc.proxy import (
-    PROPAGATOR,
     _local_span,
     canonical_header_key,
     format_timeout,
@@ -23,6 +22,7 @@ from rrgrpc.grpc.proxy import (
 )
 from rrgrpc.grpc.status import failure_from_error_text, parse_reply
 from rrgrpc.pool.payload import Payload
+from rrgrpc.tracing import PROPAGATOR
 from tests.helpers import VECTORS
 
 TRANSCRIPT = json.loads((VECTORS / "grpc_worker.json").read_text())

@@ -13,7 +13,9 @@ MB = 1024 * 1024
 
 def plugin(**grpc: object) -> GrpcPlugin:
     section = {"listen": "tcp://127.0.0.1:0", **grpc}
-    return GrpcPlugin(config_from_dict({"version": "3", "server": {"command": "php w.php"}, "grpc": section}))
+    cfg = config_from_dict({"version": "3", "server": {"command": "php w.php"}, "grpc": section})
+    assert cfg.grpc is not None
+    return GrpcPlugin(cfg.grpc, cfg.server, source=cfg.source)
 
 
 def test_defaults_follow_roadrunner() -> None:
@@ -50,9 +52,12 @@ def test_configured_values_are_mapped() -> None:
     assert opts["grpc.max_connection_age_grace_ms"] == 10_000
 
 
-def test_a_config_without_grpc_section_is_refused() -> None:
-    with pytest.raises(ConfigError, match="grpc"):
-        GrpcPlugin(config_from_dict({"version": "3", "server": {"command": "php w.php"}}))
+def test_an_unknown_interceptor_is_refused_naming_key_file_and_name() -> None:
+    cfg = config_from_dict({"version": "3", "grpc": {"listen": "tcp://127.0.0.1:0", "interceptors": "sentry,auth"}})
+    assert cfg.grpc is not None
+    with pytest.raises(ConfigError) as err:
+        GrpcPlugin(cfg.grpc, cfg.server, source="/srv/.rr.yaml")
+    assert str(err.value) == "/srv/.rr.yaml: grpc.interceptors: unknown interceptor 'sentry' (known: rrgrpc has none)"
 
 
 def test_idle_plugin_reports_no_workers_and_not_ready() -> None:

@@ -322,7 +322,7 @@ async def test_bad_status_from_worker_is_internal_error_code_without_the_reason(
 
 
 def test_plugin_capabilities():
-    from rrgrpc.config.schema import config_from_dict
+    from rrgrpc.config import config_from_dict
     from rrgrpc.http.plugin import HttpPlugin
     from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Plugin, ProvidesMetrics, Resettable
 

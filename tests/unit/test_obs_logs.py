@@ -7,15 +7,15 @@ import logging
 
 import pytest
 
-from rrgrpc.config import config_from_dict
+from rrgrpc.config import LogChannelConfig, LogsConfig, StrList, config_from_dict
 from rrgrpc.errors import ConfigError
-from rrgrpc.logs import LogsPlugin, configure_logging, resolve, written_settings
+from rrgrpc.logs import LogsPlugin, configure_logging
 
 
 @pytest.fixture(autouse=True)
 def _restore_rr_loggers():
     yield
-    configure_logging({}).close()
+    configure_logging().close()
 
 
 def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args, **extra):
@@ -23,7 +23,7 @@ def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello 
 
 
 def test_production_is_json_lines_with_flattened_extra(capsys):
-    configure_logging({"mode": "production"})
+    configure_logging(LogsConfig(mode="production"))
     _emit(pid=4242, trace_id="0af7651916cd43dd8448eb211c80319c")
     _emit(level=logging.DEBUG)  # production's preset level is info
     lines = capsys.readouterr().err.splitlines()
@@ -38,7 +38,7 @@ def test_production_is_json_lines_with_flattened_extra(capsys):
 
 
 def test_development_is_console_with_fields(capsys):
-    configure_logging({"mode": "development"})
+    configure_logging(LogsConfig(mode="development"))
     _emit(level=logging.DEBUG, pid=7)
     err = capsys.readouterr().err
     stamp, level, logger, msg, fields = err.rstrip("\n").split("\t")
@@ -48,19 +48,19 @@ def test_development_is_console_with_fields(capsys):
 
 
 def test_raw_prints_the_message_only(capsys):
-    configure_logging({"mode": "raw"})
+    configure_logging(LogsConfig(mode="raw"))
     _emit(msg="%s", pid=1)
     assert capsys.readouterr().err == "php\n"
 
 
 def test_off_prints_nothing(capsys):
-    configure_logging({"mode": "off"})
+    configure_logging(LogsConfig(mode="off"))
     _emit(level=logging.ERROR)
     assert capsys.readouterr().err == ""
 
 
 def test_level_and_encoding_override_the_preset(capsys):
-    configure_logging({"mode": "development", "level": "warn", "encoding": "json", "output": "stdout"})
+    configure_logging(LogsConfig(mode="development", level="warn", encoding="json", output=StrList(["stdout"])))
     _emit()
     _emit(level=logging.WARNING)
     out = capsys.readouterr()
@@ -70,7 +70,7 @@ def test_level_and_encoding_override_the_preset(capsys):
 
 def test_err_output_takes_errors(tmp_path, capsys):
     errors = tmp_path / "errors.log"
-    configure_logging({"mode": "production", "output": "stdout", "err_output": str(errors)})
+    configure_logging(LogsConfig(mode="production", output=StrList(["stdout"]), err_output=StrList([str(errors)])))
     _emit()
     _emit(level=logging.ERROR, msg="boom %s")
     out = capsys.readouterr()
@@ -81,11 +81,14 @@ def test_err_output_takes_errors(tmp_path, capsys):
 def test_channels_get_their_own_settings(tmp_path, capsys):
     http_log = tmp_path / "http.log"
     configure_logging(
-        {
-            "mode": "production",
-            "level": "info",
-            "channels": {"http": {"level": "debug", "output": str(http_log)}, "grpc": {"mode": "off"}},
-        }
+        LogsConfig(
+            mode="production",
+            level="info",
+            channels={
+                "http": LogChannelConfig(level="debug", output=StrList([str(http_log)])),
+                "grpc": LogChannelConfig(mode="off"),
+            },
+        )
     )
     _emit("rr.http", logging.DEBUG, "request %s", "GET")
     _emit("rr.grpc", logging.ERROR)
@@ -95,13 +98,11 @@ def test_channels_get_their_own_settings(tmp_path, capsys):
     assert (line["logger"], line["level"], line["msg"]) == ("http", "debug", "request GET")
 
 
-def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys):
+def test_unset_level_is_the_modes_preset_not_developments(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_from_dict({"version": "3", "logs": {"mode": "production"}})
-    assert written_settings(cfg.logs, cfg.raw["logs"]) == {"mode": "production"}
-    # without the raw mapping the schema defaults (development's) must not leak into production
-    assert "level" not in written_settings(cfg.logs)
-    LogsPlugin(cfg)
-    configure_logging(cfg.logs, cfg.raw["logs"])
+    # the schema leaves unwritten keys unset, so development's level cannot leak into production
+    assert cfg.logs.level is None and cfg.logs.encoding is None
+    configure_logging(cfg.logs)
     _emit(level=logging.DEBUG)
     _emit()
     assert [json.loads(x)["level"] for x in capsys.readouterr().err.splitlines()] == ["info"]
@@ -109,7 +110,7 @@ def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys):
 
 async def test_plugin_lifespan_installs_and_removes(capsys):
     cfg = config_from_dict({"version": "3", "logs": {"mode": "raw"}})
-    plugin = LogsPlugin(cfg)
+    plugin = LogsPlugin(cfg.logs, cfg.notes)
     async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
         _emit(msg="inside %s")
         assert logging.getLogger("rr").handlers
@@ -118,22 +119,25 @@ async def test_plugin_lifespan_installs_and_removes(capsys):
 
 
 @pytest.mark.parametrize(
-    "section, key",
+    "section, message",
     [
-        ({"mode": "loud"}, "logs.mode"),
-        ({"level": "chatty"}, "logs.level"),
-        ({"encoding": "xml"}, "logs.encoding"),
+        ({"mode": "loud"}, "logs.mode: expected one of 'development', 'production', 'raw', 'off', 'none', got 'loud'"),
+        ({"level": "warning"}, "logs.level: expected one of 'debug', 'info', 'warn', 'error', 'panic', 'fatal', got 'warning'"),
+        ({"encoding": "xml"}, "logs.encoding: expected one of 'console', 'json', got 'xml'"),
+        ({"channels": {"http": {"level": "chatty"}}}, "logs.channels.http.level: expected one of"),
     ],
 )
-def test_bad_values_name_the_key(section, key):
-    with pytest.raises(ConfigError, match=key):
-        resolve(section)
+def test_bad_values_name_the_key(section: dict[str, object], message: str) -> None:
+    # the schema is the one validator: what it refuses, nothing downstream accepts
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"version": "3", "logs": section})
+    assert str(err.value).startswith(f"<dict>: {message}")
 
 
 def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog):
     import time
 
-    from rrgrpc.logs import Throttle
+    from rrgrpc.obs import Throttle
 
     throttle = Throttle(logging.getLogger("test.throttle"), interval=0.2)
     with caplog.at_level(logging.WARNING, logger="test.throttle"):

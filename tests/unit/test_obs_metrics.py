@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from rrgrpc.config import config_from_dict
+from rrgrpc.config import CollectorConfig, MetricsConfig, StrList, config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.metrics import MetricsPlugin, MetricsRpcError
 from rrgrpc.plugin import HasWorkers, ProvidesMetrics
@@ -48,7 +48,9 @@ def _plugin(collect=None):
     raw = {"version": "3", "metrics": {"address": "127.0.0.1:0"}}
     if collect:
         raw["metrics"]["collect"] = collect
-    return MetricsPlugin(config_from_dict(raw))
+    section = config_from_dict(raw).metrics
+    assert section is not None
+    return MetricsPlugin(section)
 
 
 async def _scrape(plugin: MetricsPlugin) -> str:
@@ -214,10 +216,6 @@ async def test_summary_objectives_from_config():
 
 def test_bad_config():
     with pytest.raises(ConfigError, match="metrics.address"):
-        MetricsPlugin(config_from_dict({"version": "3", "metrics": {"address": "nowhere"}}))
+        MetricsPlugin(MetricsConfig(address="nowhere"))
     with pytest.raises(ConfigError, match="metrics.collect.dup"):
-        MetricsPlugin(
-            config_from_dict(
-                {"version": "3", "metrics": {"collect": {"dup": {"type": "gauge", "labels": ["a", "a"]}}}}
-            )
-        )
+        MetricsPlugin(MetricsConfig(collect={"dup": CollectorConfig(type="gauge", labels=StrList(["a", "a"]))}))

@@ -11,8 +11,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from rrgrpc.config import config_from_dict
+from rrgrpc.config.schema import OtelConfig
 from rrgrpc.errors import ConfigError
-from rrgrpc.obs import written_fields
 from rrgrpc.otel import (
     OtelPlugin,
     build_exporter,
@@ -20,13 +20,15 @@ from rrgrpc.otel import (
     exporter_kind,
     http_url,
     otlp_client,
-    rr_propagator,
 )
+from rrgrpc.tracing import PROPAGATOR
 from tests.obs_otlp import otlp_receiver
 
 
-def _cfg(otel: dict):
-    return config_from_dict({"version": "3", "otel": otel})
+def _cfg(otel: dict[str, object]) -> OtelConfig:
+    section = config_from_dict({"version": "3", "otel": otel}).otel
+    assert section is not None
+    return section
 
 
 @pytest.mark.parametrize(
@@ -44,24 +46,28 @@ def _cfg(otel: dict):
         ({"client": "http"}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http"),
     ],
 )
-def test_client_from_config_then_env(section, env, expected):
-    assert otlp_client(section, env) == expected
+def test_client_from_config_then_env(section: dict[str, object], env: dict[str, str], expected: str) -> None:
+    assert otlp_client(_cfg(section), env) == expected
 
 
-def test_exporters():
-    assert isinstance(build_exporter({"exporter": "stdout"}, {}), ConsoleSpanExporter)
-    assert isinstance(build_exporter({"exporter": "stderr"}, {}), ConsoleSpanExporter)
-    grpc_exp = build_exporter({"client": "grpc", "endpoint": "127.0.0.1:4317", "insecure": True}, {})
+def test_exporters() -> None:
+    assert isinstance(build_exporter(OtelConfig(exporter="stdout"), {}), ConsoleSpanExporter)
+    assert isinstance(build_exporter(OtelConfig(exporter="stderr"), {}), ConsoleSpanExporter)
+    grpc_exp = build_exporter(OtelConfig(client="grpc", endpoint="127.0.0.1:4317", insecure=True), {})
     assert isinstance(grpc_exp, GrpcExporter)
     grpc_exp.shutdown()
-    http_exp = build_exporter({"endpoint": "collector:4318", "insecure": True, "compress": True}, {})
+    http_exp = build_exporter(OtelConfig(endpoint="collector:4318", insecure=True, compress=True), {})
     assert isinstance(http_exp, HttpExporter)
     assert http_exp._endpoint == "http://collector:4318/v1/traces"
     http_exp.shutdown()
-    with pytest.raises(ConfigError, match="otel.exporter"):
-        exporter_kind({"exporter": "zipkin"})
-    with pytest.raises(ConfigError, match="otel.exporter"):
-        exporter_kind({"exporter": "carrier-pigeon"})
+    assert exporter_kind(OtelConfig(), {}) == "otlp-http"
+
+
+@pytest.mark.parametrize("exporter", ["zipkin", "jaeger", "jaeger_agent", "carrier-pigeon"])
+def test_unsupported_exporters_are_refused_by_the_schema(exporter: str) -> None:
+    # one validator: the schema; the plugin never sees an exporter it cannot build
+    with pytest.raises(ConfigError, match=f"^<dict>: otel.exporter: .*'{exporter}'"):
+        config_from_dict({"version": "3", "otel": {"exporter": exporter}})
 
 
 def test_http_urls():
@@ -75,12 +81,12 @@ def test_resource_config_wins_then_env_then_defaults(monkeypatch):
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     cfg = _cfg({})
-    attrs = build_resource(cfg.otel, cfg.raw["otel"]).attributes
+    attrs = build_resource(cfg).attributes
     assert (attrs["service.name"], attrs["service.version"]) == ("RoadRunner", "1.0.0")
 
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=mesh,service.version=9")
-    attrs = build_resource(cfg.otel, cfg.raw["otel"]).attributes
+    attrs = build_resource(cfg).attributes
     assert (attrs["service.name"], attrs["service.version"], attrs["service.namespace"]) == (
         "from-env",
         "9",
@@ -90,16 +96,22 @@ def test_resource_config_wins_then_env_then_defaults(monkeypatch):
     cfg = _cfg(
         {"resource": {"service_name": "orders", "service_instance_id": "i-1"}, "service_version": "2.0"}
     )
-    attrs = build_resource(cfg.otel, cfg.raw["otel"]).attributes
+    attrs = build_resource(cfg).attributes
     assert attrs["service.name"] == "orders"
     assert attrs["service.instance.id"] == "i-1"
     assert attrs["service.version"] == "2.0"  # the deprecated top-level key still counts
 
 
-def test_written_fields_drop_schema_defaults():
-    cfg = _cfg({"exporter": "stdout"})
-    assert written_fields(cfg.otel, cfg.raw["otel"]) == {"exporter": "stdout"}
-    assert "endpoint" in written_fields(cfg.otel)
+def test_unset_endpoint_leaves_the_env_endpoint_in_charge() -> None:
+    # the schema leaves endpoint unset, so its default cannot hide OTEL_EXPORTER_OTLP_ENDPOINT
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318"}
+    assert _cfg({}).endpoint == ""
+    exporter = build_exporter(_cfg({}), env)
+    assert isinstance(exporter, HttpExporter)
+    exporter.shutdown()
+    exporter = build_exporter(_cfg({}), {})
+    assert isinstance(exporter, HttpExporter) and exporter._endpoint == f"https://{OtelConfig.DEFAULT_ENDPOINT}/v1/traces"
+    exporter.shutdown()
 
 
 def test_propagator_injects_roadrunner_keys():
@@ -112,11 +124,11 @@ def test_propagator_injects_roadrunner_keys():
         )
     )
     carrier: dict[str, str] = {}
-    rr_propagator().inject(carrier, context=trace.set_span_in_context(tp))
+    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(tp))
     assert carrier["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert carrier["uber-trace-id"] == "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"
     # and extraction from a Jaeger-only caller works too
-    ctx = rr_propagator().extract({"uber-trace-id": "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"})
+    ctx = PROPAGATOR.extract({"uber-trace-id": "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"})
     assert trace.get_current_span(ctx).get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
 

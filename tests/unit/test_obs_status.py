@@ -33,7 +33,9 @@ class Peers:
 
 
 def _plugin(**status):
-    return StatusPlugin(config_from_dict({"version": "3", "status": {"address": "127.0.0.1:0", **status}}))
+    section = config_from_dict({"version": "3", "status": {"address": "127.0.0.1:0", **status}}).status
+    assert section is not None
+    return StatusPlugin(section)
 
 
 async def _get(plugin: StatusPlugin, path: str) -> tuple[int, str, str]:
