@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiostalk
 import greenstalk
 
-from rrgrpc.config.schema import parse_duration
+from rrgrpc.config.types import parse_duration
 from rrgrpc.jobs import gob
 from rrgrpc.jobs._broker import (
     AUTO_JOB,
