@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rrgrpc.config import config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.logs import LogsPlugin, configure_logging, resolve, written_settings
+from tests.helpers import StaticPeers
 
 
 @pytest.fixture(autouse=True)
-def _restore_rr_loggers():
+def _restore_rr_loggers() -> Iterator[None]:
     yield
     configure_logging({}).close()
 
 
-def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args, **extra):
+def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args: object, **extra: object) -> None:
     logging.getLogger(name).log(level, msg, *(args or ("php",)), extra=extra or None)
 
 
-def test_production_is_json_lines_with_flattened_extra(capsys):
+def test_production_is_json_lines_with_flattened_extra(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging({"mode": "production"})
     _emit(pid=4242, trace_id="0af7651916cd43dd8448eb211c80319c")
     _emit(level=logging.DEBUG)  # production's preset level is info
@@ -37,7 +40,7 @@ def test_production_is_json_lines_with_flattened_extra(capsys):
     assert isinstance(line["ts"], float)
 
 
-def test_development_is_console_with_fields(capsys):
+def test_development_is_console_with_fields(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging({"mode": "development"})
     _emit(level=logging.DEBUG, pid=7)
     err = capsys.readouterr().err
@@ -47,19 +50,19 @@ def test_development_is_console_with_fields(capsys):
     assert stamp[:2] == "20"
 
 
-def test_raw_prints_the_message_only(capsys):
+def test_raw_prints_the_message_only(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging({"mode": "raw"})
     _emit(msg="%s", pid=1)
     assert capsys.readouterr().err == "php\n"
 
 
-def test_off_prints_nothing(capsys):
+def test_off_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging({"mode": "off"})
     _emit(level=logging.ERROR)
     assert capsys.readouterr().err == ""
 
 
-def test_level_and_encoding_override_the_preset(capsys):
+def test_level_and_encoding_override_the_preset(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging({"mode": "development", "level": "warn", "encoding": "json", "output": "stdout"})
     _emit()
     _emit(level=logging.WARNING)
@@ -68,7 +71,7 @@ def test_level_and_encoding_override_the_preset(capsys):
     assert [json.loads(x)["level"] for x in out.out.splitlines()] == ["warn"]
 
 
-def test_err_output_takes_errors(tmp_path, capsys):
+def test_err_output_takes_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     errors = tmp_path / "errors.log"
     configure_logging({"mode": "production", "output": "stdout", "err_output": str(errors)})
     _emit()
@@ -78,7 +81,7 @@ def test_err_output_takes_errors(tmp_path, capsys):
     assert json.loads(errors.read_text())["msg"] == "boom php"
 
 
-def test_channels_get_their_own_settings(tmp_path, capsys):
+def test_channels_get_their_own_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     http_log = tmp_path / "http.log"
     configure_logging(
         {
@@ -95,7 +98,7 @@ def test_channels_get_their_own_settings(tmp_path, capsys):
     assert (line["logger"], line["level"], line["msg"]) == ("http", "debug", "request GET")
 
 
-def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys):
+def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_from_dict({"version": "3", "logs": {"mode": "production"}})
     assert written_settings(cfg.logs, cfg.raw["logs"]) == {"mode": "production"}
     # without the raw mapping the schema defaults (development's) must not leak into production
@@ -107,10 +110,10 @@ def test_plugin_reads_the_written_keys_not_the_schema_defaults(capsys):
     assert [json.loads(x)["level"] for x in capsys.readouterr().err.splitlines()] == ["info"]
 
 
-async def test_plugin_lifespan_installs_and_removes(capsys):
+async def test_plugin_lifespan_installs_and_removes(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_from_dict({"version": "3", "logs": {"mode": "raw"}})
     plugin = LogsPlugin(cfg)
-    async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+    async with plugin.lifespan(StaticPeers()):
         _emit(msg="inside %s")
         assert logging.getLogger("rr").handlers
     assert capsys.readouterr().err == "inside php\n"
@@ -125,12 +128,12 @@ async def test_plugin_lifespan_installs_and_removes(capsys):
         ({"encoding": "xml"}, "logs.encoding"),
     ],
 )
-def test_bad_values_name_the_key(section, key):
+def test_bad_values_name_the_key(section: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         resolve(section)
 
 
-def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog):
+def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog: pytest.LogCaptureFixture) -> None:
     import time
 
     from rrgrpc.logs import Throttle

@@ -10,7 +10,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from rrgrpc.config import config_from_dict
+from rrgrpc.config import RRConfig, config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.obs import written_fields
 from rrgrpc.otel import (
@@ -22,10 +22,11 @@ from rrgrpc.otel import (
     otlp_client,
     rr_propagator,
 )
+from tests.helpers import StaticPeers
 from tests.obs_otlp import otlp_receiver
 
 
-def _cfg(otel: dict):
+def _cfg(otel: dict[str, object]) -> RRConfig:
     return config_from_dict({"version": "3", "otel": otel})
 
 
@@ -44,11 +45,11 @@ def _cfg(otel: dict):
         ({"client": "http"}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http"),
     ],
 )
-def test_client_from_config_then_env(section, env, expected):
+def test_client_from_config_then_env(section: dict[str, str], env: dict[str, str], expected: str) -> None:
     assert otlp_client(section, env) == expected
 
 
-def test_exporters():
+def test_exporters() -> None:
     assert isinstance(build_exporter({"exporter": "stdout"}, {}), ConsoleSpanExporter)
     assert isinstance(build_exporter({"exporter": "stderr"}, {}), ConsoleSpanExporter)
     grpc_exp = build_exporter({"client": "grpc", "endpoint": "127.0.0.1:4317", "insecure": True}, {})
@@ -57,21 +58,21 @@ def test_exporters():
     http_exp = build_exporter({"endpoint": "collector:4318", "insecure": True, "compress": True}, {})
     assert isinstance(http_exp, HttpExporter)
     assert http_exp._endpoint == "http://collector:4318/v1/traces"
-    http_exp.shutdown()
+    http_exp.shutdown()  # type: ignore[no-untyped-call]  # the OTLP/HTTP exporter is not annotated
     with pytest.raises(ConfigError, match="otel.exporter"):
         exporter_kind({"exporter": "zipkin"})
     with pytest.raises(ConfigError, match="otel.exporter"):
         exporter_kind({"exporter": "carrier-pigeon"})
 
 
-def test_http_urls():
+def test_http_urls() -> None:
     assert http_url("127.0.0.1:4318", insecure=True) == "http://127.0.0.1:4318/v1/traces"
     assert http_url("collector:4318", insecure=False) == "https://collector:4318/v1/traces"
     assert http_url("collector:4318", True, "/custom/traces") == "http://collector:4318/custom/traces"
     assert http_url("https://c.example/otlp/v1/traces", False) == "https://c.example/otlp/v1/traces"
 
 
-def test_resource_config_wins_then_env_then_defaults(monkeypatch):
+def test_resource_config_wins_then_env_then_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     cfg = _cfg({})
@@ -96,13 +97,13 @@ def test_resource_config_wins_then_env_then_defaults(monkeypatch):
     assert attrs["service.version"] == "2.0"  # the deprecated top-level key still counts
 
 
-def test_written_fields_drop_schema_defaults():
+def test_written_fields_drop_schema_defaults() -> None:
     cfg = _cfg({"exporter": "stdout"})
     assert written_fields(cfg.otel, cfg.raw["otel"]) == {"exporter": "stdout"}
     assert "endpoint" in written_fields(cfg.otel)
 
 
-def test_propagator_injects_roadrunner_keys():
+def test_propagator_injects_roadrunner_keys() -> None:
     tp = trace.NonRecordingSpan(
         trace.SpanContext(
             trace_id=0x0AF7651916CD43DD8448EB211C80319C,
@@ -120,7 +121,7 @@ def test_propagator_injects_roadrunner_keys():
     assert trace.get_current_span(ctx).get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
 
-async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
+async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit() -> None:
     async with otlp_receiver() as rx:
         cfg = _cfg(
             {
@@ -132,7 +133,7 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
         )
         plugin = OtelPlugin(cfg)
         tracer = trace.get_tracer("test")  # obtained before the plugin starts: still routed
-        async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+        async with plugin.lifespan(StaticPeers()):
             assert plugin.tracer_provider is not None
             with tracer.start_as_current_span("outer"):
                 carrier: dict[str, str] = {}
@@ -157,7 +158,7 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
                 }
             )
         )
-        async with plugin_b.lifespan(peers=None):  # type: ignore[arg-type]
+        async with plugin_b.lifespan(StaticPeers()):
             with tracer.start_as_current_span("second"):
                 pass
         with tracer.start_as_current_span("after-stop"):
@@ -166,9 +167,9 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
         assert [(s.name, s.service) for s in rx.spans[2:]] == [("second", "unit-b")]
 
 
-async def test_stdout_exporter_prints_spans(capsys):
+async def test_stdout_exporter_prints_spans(capsys: pytest.CaptureFixture[str]) -> None:
     plugin = OtelPlugin(_cfg({"exporter": "stdout"}))
-    async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+    async with plugin.lifespan(StaticPeers()):
         with trace.get_tracer("test").start_as_current_span("printed"):
             pass
     assert '"name": "printed"' in capsys.readouterr().out
