@@ -1,5 +1,5 @@
-"""The layers contract ([tool.importlinter] in pyproject.toml, a gate in .ci/run) holds on the package,
-and an import that points up breaks it with a message naming the importing module and line."""
+"""The import contracts ([tool.importlinter] in pyproject.toml, a gate in .ci/run) hold on the package,
+and an import that breaks one fails with a message naming the importing module and line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import ROOT
 
@@ -22,21 +24,29 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_package_keeps_its_layers() -> None:
+def test_the_package_keeps_its_contracts() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 1 kept, 0 broken." in result.stdout
+    assert "Contracts: 2 kept, 0 broken." in result.stdout
 
 
-def test_an_import_pointing_up_breaks_the_contract(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("module", "imported", "broken"),
+    [
+        ("pool.payload", "rrgrpc.host", "rrgrpc.pool is not allowed to import rrgrpc.host"),  # L1 reaching L3
+        ("metrics", "rrgrpc.otel", "rrgrpc.metrics is not allowed to import rrgrpc.otel"),  # peers at L2
+        ("cli.stop", "rrgrpc.pool.state", "rrgrpc.cli is not allowed to import rrgrpc.pool"),  # an RPC client
+    ],
+)
+def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, imported: str, broken: str) -> None:
     shutil.copytree(ROOT / "rrgrpc", tmp_path / "rrgrpc", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    payload = tmp_path / "rrgrpc" / "pool" / "payload.py"
-    lines = payload.read_text().count("\n")
-    with payload.open("a") as f:  # the pool (L1) reaching up into the host (L3)
-        f.write("from rrgrpc import host  # noqa: E402\n")
+    path = tmp_path / "rrgrpc" / (module.replace(".", "/") + ".py")
+    line = path.read_text().count("\n") + 1
+    with path.open("a") as f:
+        f.write(f"import {imported}  # noqa: E402\n")
     result = lint_imports(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Contracts: 0 kept, 1 broken." in result.stdout
-    assert "rrgrpc.pool is not allowed to import rrgrpc.host" in result.stdout
-    assert f"rrgrpc.pool.payload -> rrgrpc.host (l.{lines + 1})" in result.stdout
+    assert "Contracts: 1 kept, 1 broken." in result.stdout  # the other contract still holds
+    assert broken in result.stdout
+    assert f"rrgrpc.{module} -> {imported} (l.{line})" in result.stdout
