@@ -12,8 +12,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import psutil
 import pytest
 
@@ -22,6 +23,26 @@ PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
 VECTORS = ROOT / "tests" / "vectors"  # the captured frames (tests/vectors/README.md)
 PHP = shutil.which("php")
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class StaticPeers:
+    """The host's side of rrgrpc.plugin.Peers over a fixed set of plugins, for a plugin tested alone;
+    ``stopping`` is the Host's event that starts its shutdown."""
+
+    def __init__(self, *plugins: object) -> None:
+        self.plugins = list(plugins)
+        self.stopping = asyncio.Event()
+
+    def having(self, capability: type[T]) -> list[T]:
+        return [p for p in self.plugins if isinstance(p, capability)]
+
+
+def section(tp: type[S], **values: object) -> S:
+    """A typed config section from plain values (floats for durations, lists for argv, str for text),
+    converted and validated as the loader does, so tests need not spell Duration(...) or Argv(...)."""
+    return msgspec.convert(values, tp, strict=False, dec_hook=lambda kind, value: kind(value))
 
 
 def php_cmd(script: str | Path, *args: str) -> list[str]:

@@ -68,7 +68,9 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, rx: Receiver) -> None:
         self._rx = rx
 
-    async def Export(self, request, context):  # noqa: N802 (generated name)
+    async def Export(  # noqa: N802 (generated name)
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         self._rx.take(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -77,7 +79,7 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
 async def otlp_receiver() -> AsyncIterator[Receiver]:
     rx = Receiver()
     server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Servicer(rx), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Servicer(rx), server)  # type: ignore[no-untyped-call]  # generated, not annotated
     port = server.add_insecure_port("127.0.0.1:0")
     rx.endpoint = f"127.0.0.1:{port}"
     await server.start()

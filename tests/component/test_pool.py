@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,15 @@ from rrgrpc.errors import BootError, ExecTTLExceeded, NoFreeWorkers, QueueFull, 
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
 from rrgrpc.pool.state import WorkerState
-from tests.helpers import ROOT, eventually, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
+from tests.helpers import (
+    ROOT,
+    eventually,
+    free_port,
+    no_leftover_workers_fixture,
+    php_cmd,
+    section,
+    stock_and_uvloop,
+)
 
 pytestmark = pytest.mark.php
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
@@ -20,16 +30,16 @@ leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave 
 
 
 def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerConfig:
-    return ServerConfig(command=php_cmd(script, *args), relay=relay, env=env)
+    return section(ServerConfig, command=php_cmd(script, *args), relay=relay, env=env)
 
 
-def pool_cfg(n: int = 1, **kw) -> PoolConfig:
-    sup = kw.pop("supervisor", {})
+def pool_cfg(n: int = 1, **kw: Any) -> PoolConfig:
+    sup: dict[str, object] = kw.pop("supervisor", {})
     kw.setdefault("allocate_timeout", 10.0)
-    return PoolConfig(num_workers=n, supervisor=SupervisorConfig(watch_tick=0.05, **sup), **kw)
+    return section(PoolConfig, num_workers=n, supervisor=section(SupervisorConfig, watch_tick=0.05, **sup), **kw)
 
 
-async def test_echo_roundtrip_and_env():
+async def test_echo_roundtrip_and_env() -> None:
     async with open_pool("grpc", pool_cfg(2), server("echo.php"), mode="grpc", env={"extra": "1"}) as pool:
         reply = await pool.exec(Payload(b'{"a":1}', b"body", Flag.CODEC_JSON))
         assert (reply.context, reply.body) == (b'{"a":1}', b"body")
@@ -40,7 +50,7 @@ async def test_echo_roundtrip_and_env():
 
 
 @pytest.mark.parametrize("relay", ["tcp", "unix"])
-async def test_socket_relays(relay, tmp_path):
+async def test_socket_relays(relay: str, tmp_path: Path) -> None:
     if relay == "unix":
         relay = f"unix://{tmp_path}/rr.sock"
     else:
@@ -51,7 +61,7 @@ async def test_socket_relays(relay, tmp_path):
         assert pids <= {str(s.pid).encode() for s in pool.workers()}
 
 
-async def test_soft_error_keeps_worker():
+async def test_soft_error_keeps_worker() -> None:
     async with open_pool("grpc", pool_cfg(1), server("error.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         with pytest.raises(WorkerError, match="boom: hi"):
@@ -59,7 +69,7 @@ async def test_soft_error_keeps_worker():
         assert [s.pid for s in pool.workers()] == [pid]
 
 
-async def test_crash_mid_request_is_reported_and_replaced():
+async def test_crash_mid_request_is_reported_and_replaced() -> None:
     async with open_pool("grpc", pool_cfg(2), server("crash.php"), mode="grpc") as pool:
         before = {s.pid for s in pool.workers()}
         with pytest.raises(WorkerLost, match="exited with code 3"):
@@ -69,7 +79,7 @@ async def test_crash_mid_request_is_reported_and_replaced():
         assert all(s.status_str == "ready" for s in pool.workers())
 
 
-async def test_exec_ttl_kills_hung_worker():
+async def test_exec_ttl_kills_hung_worker() -> None:
     cfg = pool_cfg(1, supervisor={"exec_ttl": 0.3})
     async with open_pool("grpc", cfg, server("hang.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
@@ -78,7 +88,7 @@ async def test_exec_ttl_kills_hung_worker():
         await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "ready"] not in ([], [pid]))
 
 
-async def test_leaking_worker_recycled_at_max_memory():
+async def test_leaking_worker_recycled_at_max_memory() -> None:
     cfg = pool_cfg(1, supervisor={"max_worker_memory": 40})
     async with open_pool("grpc", cfg, server("leak.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
@@ -87,7 +97,7 @@ async def test_leaking_worker_recycled_at_max_memory():
         await eventually(lambda: pool.workers() and pool.workers()[0].pid != pid, timeout=10)
 
 
-async def test_idle_ttl_and_ttl_replace_workers():
+async def test_idle_ttl_and_ttl_replace_workers() -> None:
     cfg = pool_cfg(1, supervisor={"idle_ttl": 0.2})
     async with open_pool("grpc", cfg, server("echo.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
@@ -98,19 +108,19 @@ async def test_idle_ttl_and_ttl_replace_workers():
         await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "ready"] not in ([], [pid]))
 
 
-async def test_garbage_on_stdout_fails_boot_with_clear_error():
+async def test_garbage_on_stdout_fails_boot_with_clear_error() -> None:
     with pytest.raises(BootError, match="wrote text to stdout"):
         async with open_pool("grpc", pool_cfg(1), server("garbage.php"), mode="grpc"):
             pass
 
 
-async def test_missing_script_fails_boot_naming_the_cause():
+async def test_missing_script_fails_boot_naming_the_cause() -> None:
     with pytest.raises(BootError, match="Could not open input file"):
         async with open_pool("grpc", pool_cfg(1), server("does-not-exist.php"), mode="grpc"):
             pass
 
 
-async def test_no_respawn_storm_after_repeated_boot_failures(tmp_path):
+async def test_no_respawn_storm_after_repeated_boot_failures(tmp_path: Path) -> None:
     flag = tmp_path / "broken"
     script = tmp_path / "flaky.php"
     script.write_text(
@@ -119,7 +129,7 @@ async def test_no_respawn_storm_after_repeated_boot_failures(tmp_path):
         "while (($r = $w->waitPayload()) !== null) {{ exit(1); }}\n".format(str(flag), str(ROOT / "php" / "autoload.php"))
     )
     with pytest.raises(BootError, match="broken on purpose"):
-        async with open_pool("grpc", pool_cfg(1), ServerConfig(command=php_cmd(str(script))), mode="grpc") as pool:
+        async with open_pool("grpc", pool_cfg(1), section(ServerConfig, command=php_cmd(str(script))), mode="grpc") as pool:
             flag.write_text("1")
             with pytest.raises(WorkerLost):
                 await pool.exec(Payload(b"", b"x"))
@@ -127,18 +137,18 @@ async def test_no_respawn_storm_after_repeated_boot_failures(tmp_path):
                 await asyncio.Event().wait()  # the failing pool ends this block with its cause
 
 
-async def test_slow_boot_within_allocate_timeout():
+async def test_slow_boot_within_allocate_timeout() -> None:
     async with open_pool("grpc", pool_cfg(1, allocate_timeout=5.0), server("slowboot.php", "400"), mode="grpc") as pool:
         assert (await pool.exec(Payload(b"c", b"b"))).body == b"b"
 
 
-async def test_slow_boot_beyond_allocate_timeout_fails():
+async def test_slow_boot_beyond_allocate_timeout_fails() -> None:
     with pytest.raises(BootError, match="allocate_timeout"):
         async with open_pool("grpc", pool_cfg(1, allocate_timeout=0.2), server("slowboot.php", "3000"), mode="grpc"):
             pass
 
 
-async def test_max_jobs_recycling_under_load_loses_nothing():
+async def test_max_jobs_recycling_under_load_loses_nothing() -> None:
     async with open_pool("grpc", pool_cfg(2, max_jobs=3), server("pid.php"), mode="grpc") as pool:
         replies = await asyncio.gather(*(pool.exec(Payload(b"", b"x")) for _ in range(40)))
         assert len(replies) == 40
@@ -146,13 +156,13 @@ async def test_max_jobs_recycling_under_load_loses_nothing():
         assert len(pids) >= 40 // 4  # each worker serves at most 3 + jitter (< 15%) requests
 
 
-async def test_stop_request_reruns_on_another_worker():
+async def test_stop_request_reruns_on_another_worker() -> None:
     async with open_pool("grpc", pool_cfg(2), server("stop.php", RR_STOP_EVERY="3"), mode="grpc") as pool:
         replies = await asyncio.gather(*(pool.exec(Payload(b"c", b"x")) for _ in range(10)))
         assert all(r.body == b"x" for r in replies)
 
 
-async def test_no_free_workers_and_queue_full():
+async def test_no_free_workers_and_queue_full() -> None:
     async with open_pool("grpc", pool_cfg(1, allocate_timeout=0.2), server("sleep.php"), mode="grpc") as pool:
         slow = asyncio.create_task(pool.exec(Payload(b"", b"800")))
         await eventually(lambda: pool.activity().busy)
@@ -169,7 +179,7 @@ async def test_no_free_workers_and_queue_full():
         await asyncio.gather(slow, queued)
 
 
-async def test_cancelled_caller_does_not_strand_the_worker():
+async def test_cancelled_caller_does_not_strand_the_worker() -> None:
     async with open_pool("grpc", pool_cfg(1), server("sleep.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         with pytest.raises(TimeoutError):
@@ -179,13 +189,13 @@ async def test_cancelled_caller_does_not_strand_the_worker():
         assert pool.workers()[0].num_execs == 2
 
 
-async def test_reset_replaces_all_workers_under_load():
+async def test_reset_replaces_all_workers_under_load() -> None:
     async with open_pool("grpc", pool_cfg(3), server("sleep.php"), mode="grpc") as pool:
         before = {s.pid for s in pool.workers()}
         stop = asyncio.Event()
         served = 0
 
-        async def load():
+        async def load() -> None:
             nonlocal served
             while not stop.is_set():
                 await pool.exec(Payload(b"", b"5"), timeout=10)
@@ -202,7 +212,7 @@ async def test_reset_replaces_all_workers_under_load():
         assert len(after) == 3 and not after & before
 
 
-async def test_stderr_lines_logged_with_pid(caplog):
+async def test_stderr_lines_logged_with_pid(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="rr.server")
     async with open_pool("grpc", pool_cfg(1), server("stderr.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
@@ -210,7 +220,7 @@ async def test_stderr_lines_logged_with_pid(caplog):
         await eventually(lambda: any(getattr(r, "pid", None) == pid for r in caplog.records))
 
 
-async def test_add_and_remove_worker():
+async def test_add_and_remove_worker() -> None:
     async with open_pool("grpc", pool_cfg(1), server("echo.php"), mode="grpc") as pool:
         await pool.add_worker()
         assert len(pool.workers()) == 2
@@ -220,7 +230,7 @@ async def test_add_and_remove_worker():
         assert len(pool.workers()) == 1 and pool.workers()[0].status == WorkerState.READY
 
 
-async def test_streamed_reply_with_ping_pong():
+async def test_streamed_reply_with_ping_pong() -> None:
     async with open_pool("http", pool_cfg(1), server("stream.php"), mode="http") as pool:
         async with pool.stream(Payload(b"", b"12")) as frames:
             chunks = [f async for f in frames]
@@ -236,6 +246,6 @@ def test_worker_env_order(monkeypatch: pytest.MonkeyPatch) -> None:
     from rrgrpc.pool.pool import worker_env
 
     monkeypatch.setenv("RRGRPC_TEST_ENV", "from-rr")
-    env = worker_env(ServerConfig(command=["x"], env={"RR_MODE": "nope", "app": "1"}), "grpc", {"k": "v"}, "tcp://127.0.0.1:6001")
+    env = worker_env(section(ServerConfig, command=["x"], env={"RR_MODE": "nope", "app": "1"}), "grpc", {"k": "v"}, "tcp://127.0.0.1:6001")
     assert env["RRGRPC_TEST_ENV"] == "from-rr" and env["APP"] == "1" and env["K"] == "v"
     assert env["RR_MODE"] == "grpc" and env["RR_RPC"] == "tcp://127.0.0.1:6001" and env["RR_RELAY"] == "pipes"

@@ -244,7 +244,7 @@ async def grpc_answers(server: Server) -> dict[str, Any]:
             try:
                 answer["reply"] = json_format.MessageToDict(await call)
             except grpc.aio.AioRpcError as exc:
-                status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+                status = rpc_status.from_call(exc)
                 answer["code"] = exc.code().name
                 answer["details"] = exc.details()
                 if status is not None:

@@ -17,7 +17,15 @@ from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
 from rrgrpc.errors import BootError, RequestDropped, WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import PHP, eventually, free_port, no_leftover_workers_fixture, php_cmd, stock_and_uvloop
+from tests.helpers import (
+    PHP,
+    eventually,
+    free_port,
+    no_leftover_workers_fixture,
+    php_cmd,
+    section,
+    stock_and_uvloop,
+)
 
 pytestmark = pytest.mark.php
 leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
@@ -26,7 +34,7 @@ event_loop_policy = stock_and_uvloop  # every test here runs on both loops
 
 def pool_cfg(n: int, **kw: object) -> PoolConfig:
     kw.setdefault("allocate_timeout", 10.0)
-    return PoolConfig(num_workers=n, supervisor=SupervisorConfig(watch_tick=0.05), **kw)  # type: ignore[arg-type]
+    return section(PoolConfig, num_workers=n, supervisor=section(SupervisorConfig, watch_tick=0.05), **kw)
 
 
 def ping(text: str) -> Payload:
@@ -43,7 +51,7 @@ async def test_boot_failure_shows_the_php_fatal_line(tmp_path: Path) -> None:
     calls = "".join(f"function f{i}() {{ f{i + 1}(); }}\n" for i in range(8))
     script.write_text(f"<?php\n{calls}function f8() {{ throw new Exception('boom'); }}\nf0();\n")
     with pytest.raises(BootError) as err:
-        async with open_pool("grpc", pool_cfg(1), ServerConfig(command=[PHP or "php", str(script)]), mode="grpc"):
+        async with open_pool("grpc", pool_cfg(1), section(ServerConfig, command=[PHP or "php", str(script)]), mode="grpc"):
             pass
     text = str(err.value)
     assert f"PHP Fatal error:  Uncaught Exception: boom in {script}:10" in text
@@ -56,7 +64,7 @@ async def test_worker_dying_in_the_handshake_gives_one_clear_line() -> None:
     for _ in range(8):
         with pytest.raises(BootError) as err:
             cmd = [PHP or "php", "-r", 'fwrite(STDERR, "bye\\n"); exit(7);']
-            async with open_pool("grpc", pool_cfg(1), ServerConfig(command=cmd), mode="grpc"):
+            async with open_pool("grpc", pool_cfg(1), section(ServerConfig, command=cmd), mode="grpc"):
                 pass
         assert "exited with code 7" in str(err.value) and "bye" in str(err.value)
         assert_one_clear_line(str(err.value))
@@ -65,7 +73,7 @@ async def test_worker_dying_in_the_handshake_gives_one_clear_line() -> None:
 async def test_text_on_stdout_mid_request_fails_it_at_once() -> None:
     """A worker prints to stdout mid-request (then sleeps 30 s): that request fails at once, naming the
     worker and the text, the worker is replaced, and the next request is served."""
-    async with open_pool("http", pool_cfg(1), ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+    async with open_pool("http", pool_cfg(1), section(ServerConfig, command=php_cmd("fault.php")), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         with pytest.raises(WorkerLost) as err:
             await pool.exec(ping("print-now"), timeout=10)  # well before PHP's 30 s sleep ends
@@ -80,7 +88,7 @@ async def test_text_on_stdout_mid_request_fails_it_at_once() -> None:
 async def test_reset_kills_a_hung_idle_worker_and_completes(caplog: pytest.LogCaptureFixture) -> None:
     """rr reset with one SIGSTOPped idle worker: killed after destroy_timeout, the reset completes."""
     cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=20.0)
-    async with open_pool("grpc", cfg, ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+    async with open_pool("grpc", cfg, section(ServerConfig, command=php_cmd("fault.php")), mode="grpc") as pool:
         old = {s.pid for s in pool.workers()}
         hung = min(old)
         os.kill(hung, signal.SIGSTOP)
@@ -101,7 +109,7 @@ async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest
     """A worker SIGSTOPped mid-request never finishes it: reset_timeout kills it (by pid) and the reset
     completes; its request fails naming the signal; nothing else fails."""
     cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=3.0)  # room to start 2 workers on a busy machine
-    async with open_pool("grpc", cfg, ServerConfig(command=php_cmd("fault.php")), mode="grpc") as pool:
+    async with open_pool("grpc", cfg, section(ServerConfig, command=php_cmd("fault.php")), mode="grpc") as pool:
         stuck = asyncio.create_task(pool.exec(ping("sleep:300 stuck"), timeout=20))
         busy = await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "working"])
         os.kill(busy[0], signal.SIGSTOP)
@@ -118,7 +126,7 @@ async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest
 async def test_socket_relay_worker_exiting_between_requests_never_leaks_a_repr() -> None:
     """tcp relay, workers exit(0) after every answer: a request racing an exit either runs elsewhere
     or fails as WorkerLost naming pid and exit code; no transport repr, no other exception."""
-    server = ServerConfig(command=php_cmd("fault.php"), relay=f"tcp://127.0.0.1:{free_port()}", env={"FAULT_EXIT_AFTER": "1"})
+    server = section(ServerConfig, command=php_cmd("fault.php"), relay=f"tcp://127.0.0.1:{free_port()}", env={"FAULT_EXIT_AFTER": "1"})
     async with open_pool("grpc", pool_cfg(2), server, mode="grpc") as pool:
         ok, lost = 0, []
         for i in range(30):
@@ -140,7 +148,7 @@ async def test_a_request_dead_when_its_worker_is_taken_is_dropped(tmp_path: Path
     """exec(alive=...) false when the worker is taken: RequestDropped, PHP never sees it, the worker
     serves the next request (debug mode: the fresh worker is retired, none is left behind)."""
     log = tmp_path / "requests.log"
-    server = ServerConfig(command=php_cmd("fault.php"), env={"FAULT_LOG": str(log)})
+    server = section(ServerConfig, command=php_cmd("fault.php"), env={"FAULT_LOG": str(log)})
     async with open_pool("grpc", pool_cfg(1, debug=debug), server, mode="grpc") as pool:
         with pytest.raises(RequestDropped, match="the client went away while the request waited for a worker"):
             await pool.exec(ping("req-dead"), timeout=10, alive=lambda: False)

@@ -24,6 +24,7 @@ from tests.helpers import (
     free_port,
     no_leftover_workers_fixture,
     php_cmd,
+    section,
     stock_and_uvloop,
 )
 
@@ -34,13 +35,13 @@ event_loop_policy = stock_and_uvloop  # every test here runs on both loops
 
 
 def pool_cfg(n: int) -> PoolConfig:
-    return PoolConfig(num_workers=n, allocate_timeout=10.0, supervisor=SupervisorConfig(watch_tick=0.05))
+    return section(PoolConfig, num_workers=n, allocate_timeout=10.0, supervisor=section(SupervisorConfig, watch_tick=0.05))
 
 
 async def test_idle_workers_outlive_php_default_socket_timeout() -> None:
     """PHP's default_socket_timeout (here 1 s) never ends a worker blocked waiting for a request."""
     command = [PHP or "php", "-d", "default_socket_timeout=1", *php_cmd("echo.php")[1:]]
-    async with open_pool("grpc", pool_cfg(2), ServerConfig(command=command), mode="grpc") as pool:
+    async with open_pool("grpc", pool_cfg(2), section(ServerConfig, command=command), mode="grpc") as pool:
         before = sorted(s.pid for s in pool.workers())
         for pid in before:
             for fd in (0, 1):
@@ -72,7 +73,7 @@ async def test_workers_inherit_no_descriptor_of_rr(relay: str) -> None:
     os.set_inheritable(r, True)  # a descriptor rr holds without CLOEXEC (as C libraries leave them)
     os.set_inheritable(w, True)
     try:
-        server = ServerConfig(command=php_cmd("echo.php"), relay=address)
+        server = section(ServerConfig, command=php_cmd("echo.php"), relay=address)
         async with open_pool("grpc", pool_cfg(2), server, mode="grpc") as pool:
             await pool.exec(Payload(b"{}", b"x", Flag.CODEC_JSON), timeout=10)
             for s in pool.workers():
@@ -87,7 +88,7 @@ async def test_exits_are_seen_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> 
     """Where os.pidfd_open does not exist (macOS), a waiting thread reports the exit: a crash
     mid-request still fails with the exit code and the worker is replaced."""
     monkeypatch.delattr(os, "pidfd_open")
-    async with open_pool("grpc", pool_cfg(1), ServerConfig(command=php_cmd("crash.php")), mode="grpc") as pool:
+    async with open_pool("grpc", pool_cfg(1), section(ServerConfig, command=php_cmd("crash.php")), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         with pytest.raises(WorkerLost, match=f"worker {pid} exited with code 3 mid-request"):
             await pool.exec(Payload(b"{}", b"x", Flag.CODEC_JSON), timeout=10)

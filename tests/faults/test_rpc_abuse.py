@@ -28,21 +28,16 @@ from rrgrpc.config import config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.goridge.rpc import RpcClient, encode_request
 from rrgrpc.rpc.server import RpcPlugin
-from tests.helpers import eventually
+from tests.helpers import StaticPeers, eventually
 
 MB = 1024 * 1024
-
-
-class NoPeers:
-    def having(self, capability: type[Any]) -> list[Any]:
-        return []
 
 
 @asynccontextmanager
 async def endpoint(**rpc: Any) -> AsyncIterator[RpcPlugin]:
     cfg = config_from_dict({"version": "3", "rpc": {"listen": "tcp://127.0.0.1:0", **rpc}})
     plugin = RpcPlugin(cfg)
-    async with plugin.lifespan(NoPeers()):
+    async with plugin.lifespan(StaticPeers()):
         yield plugin
 
 

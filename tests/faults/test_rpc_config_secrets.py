@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from rrgrpc.goridge.frame import Flag
 from rrgrpc.goridge.relay import SocketRelayListener
 from rrgrpc.goridge.rpc import RpcClient
 from rrgrpc.rpc.server import RpcPlugin
+from tests.helpers import StaticPeers
 
 SECRETS = {
     "RRT_DB_PASS": "hunter2-db",
@@ -64,15 +64,10 @@ logs:
 """
 
 
-class NoPeers:
-    def having(self, capability: type[Any]) -> list[Any]:
-        return []
-
-
 @asynccontextmanager
 async def endpoint(cfg: RRConfig) -> AsyncIterator[RpcPlugin]:
     rpc = RpcPlugin(cfg)
-    async with asyncio.timeout(10), rpc.lifespan(NoPeers()):
+    async with asyncio.timeout(10), rpc.lifespan(StaticPeers()):
         yield rpc
 
 

@@ -73,8 +73,12 @@ def tasks(tmp_path: Path) -> list[dict[str, Any]]:
 def jobs_errors() -> Iterator[list[logging.LogRecord]]:
     """The ERROR records of ``rr.jobs`` while the block runs (the logs plugin stops propagation)."""
     records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.ERROR)
-    handler.emit = records.append  # type: ignore[method-assign]
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.ERROR)
     logger = logging.getLogger("rr.jobs")
     logger.addHandler(handler)
     try:

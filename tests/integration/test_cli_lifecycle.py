@@ -67,10 +67,11 @@ async def serving(
         *rr_argv("serve", *args), cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     seen: list[str] = []
+    assert proc.stdout is not None
     try:
         async with asyncio.timeout(30):
             while not any(until in line for line in seen):
-                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                line = (await proc.stdout.readline()).decode()
                 assert line, f"rr serve exited early: {''.join(seen)}"
                 seen.append(line)
         yield proc, seen
@@ -79,7 +80,8 @@ async def serving(
 
 
 async def rest_of_output(proc: asyncio.subprocess.Process, seen: list[str]) -> str:
-    out = await asyncio.wait_for(proc.stdout.read(), 30)  # type: ignore[union-attr]
+    assert proc.stdout is not None
+    out = await asyncio.wait_for(proc.stdout.read(), 30)
     await asyncio.wait_for(proc.wait(), 30)
     return "".join(seen) + out.decode()
 

@@ -305,7 +305,7 @@ def write_reference(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     return config, ports
 
 
-async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path):
+async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path: Path) -> None:
     config, ports = write_reference(tmp_path)
     async with rr_serve(config) as (proc, lines), aiohttp.ClientSession() as client:
 
@@ -364,7 +364,7 @@ async def test_reference_config_serves_http_grpc_status_and_metrics(tmp_path):
     ]
 
 
-async def test_reference_config_with_strict_stops_on_the_first_ignored_thing(tmp_path):
+async def test_reference_config_with_strict_stops_on_the_first_ignored_thing(tmp_path: Path) -> None:
     config, _ = write_reference(tmp_path)
     async with rr_serve(config, "--strict") as (proc, lines):
         await asyncio.wait_for(proc.wait(), 30)
@@ -374,7 +374,7 @@ async def test_reference_config_with_strict_stops_on_the_first_ignored_thing(tmp
     ]
 
 
-async def test_warnings_follow_the_logs_section_format(tmp_path):
+async def test_warnings_follow_the_logs_section_format(tmp_path: Path) -> None:
     config = tmp_path / ".rr.yaml"
     config.write_text(
         f'version: "3"\nrpc:\n  listen: tcp://127.0.0.1:{free_port()}\nlogs:\n  mode: production\n'
@@ -387,7 +387,7 @@ async def test_warnings_follow_the_logs_section_format(tmp_path):
     assert record["msg"] == f"{config}: unknown section 'grcp', ignored (did you mean grpc?)"
 
 
-async def test_endure_grace_period_bounds_the_graceful_stop(tmp_path):
+async def test_endure_grace_period_bounds_the_graceful_stop(tmp_path: Path) -> None:
     # the worker ignores the stop command and destroy_timeout would wait a minute for it; the
     # graceful stop gets endure.grace_period, then it is forced and the worker killed
     config = tmp_path / ".rr.yaml"
@@ -414,7 +414,7 @@ async def sigterm_until_forced(proc: asyncio.subprocess.Process, lines: list[str
     await eventually(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers))
 
 
-async def test_forced_stop_kills_a_worker_hung_on_a_request(tmp_path):
+async def test_forced_stop_kills_a_worker_hung_on_a_request(tmp_path: Path) -> None:
     # the forced stop's cancel lands while the HTTP server drains the hung request; the pool must
     # then kill the busy worker at once, not wait destroy_timeout (a minute) for it
     port, status = free_port(), free_port()

@@ -56,18 +56,18 @@ def one_error_line(config: Path) -> str:
         ("deep", 'version: "3"\nx: ' + "[" * 5000 + "]" * 5000 + "\n", ": invalid YAML: nested too deeply"),
     ],
 )
-def test_hostile_yaml_is_one_line(tmp_path, name, content, message):
+def test_hostile_yaml_is_one_line(tmp_path: Path, name: str, content: str, message: str) -> None:
     config = tmp_path / f"{name}.yaml"
     config.write_text(content)
     assert one_error_line(config).startswith(f"rr: error: {config}{message}")
 
 
-def test_billion_laughs_file_is_small():
+def test_billion_laughs_file_is_small() -> None:
     # the point of the attack: a few hundred bytes that would expand to 9^9 nodes
     assert len(BILLION_LAUGHS) < 500
 
 
-def test_non_utf8_file_names_line_and_byte(tmp_path):
+def test_non_utf8_file_names_line_and_byte(tmp_path: Path) -> None:
     config = tmp_path / "latin1.yaml"
     config.write_bytes(b'version: "3"\nserver:\n  command: "php caf\xe9.php"\n')
     assert one_error_line(config) == (
@@ -75,7 +75,7 @@ def test_non_utf8_file_names_line_and_byte(tmp_path):
     )
 
 
-def test_merge_keys_may_be_overridden(tmp_path):
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     # a key set again after a ``<<`` merge is not a duplicate (yaml.v3 agrees), and an anchor
     # shared a few times is no bomb
     config = tmp_path / "merge.yaml"
@@ -90,7 +90,7 @@ def test_merge_keys_may_be_overridden(tmp_path):
     assert cfg.grpc is not None and (cfg.grpc.pool.num_workers, cfg.grpc.pool.max_jobs) == (2, 5)
 
 
-def test_unset_variable_is_named_in_the_error(tmp_path, monkeypatch):
+def test_unset_variable_is_named_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RRGRPC_TEST_RPC_ADDR", raising=False)
     config = tmp_path / ".rr.yaml"
     config.write_text('version: "3"\nrpc:\n  listen: ${RRGRPC_TEST_RPC_ADDR}\n')
@@ -100,7 +100,7 @@ def test_unset_variable_is_named_in_the_error(tmp_path, monkeypatch):
     )
 
 
-def test_unset_variable_is_a_warning_and_strict_makes_it_an_error(tmp_path, monkeypatch):
+def test_unset_variable_is_a_warning_and_strict_makes_it_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RRGRPC_TEST_FLAGS", raising=False)
     config = tmp_path / ".rr.yaml"
     config.write_text('version: "3"\nserver:\n  command: "php w.php ${RRGRPC_TEST_FLAGS}"\nrpc:\n  listen: tcp://127.0.0.1:1\n')
@@ -144,7 +144,9 @@ def pems(tmp_path: Path) -> dict[str, Path]:
         ("a_crt", "b_key", "http.ssl.key: {b_key} does not match the certificate {a_crt} ("),
     ],
 )
-def test_tls_files_are_named_with_their_key(tmp_path, pems, cert, key, message):
+def test_tls_files_are_named_with_their_key(
+    tmp_path: Path, pems: dict[str, Path], cert: str, key: str, message: str
+) -> None:
     config = tmp_path / ".rr.yaml"
     config.write_text(
         f'version: "3"\nserver:\n  command: "{" ".join(php_cmd("http_echo.php"))}"\n'
@@ -155,7 +157,7 @@ def test_tls_files_are_named_with_their_key(tmp_path, pems, cert, key, message):
     assert one_error_line(config).startswith(f"rr: error: {config}: {expected}")
 
 
-def test_unset_variables_follow_include(tmp_path, monkeypatch):
+def test_unset_variables_follow_include(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the main file's http section is replaced by the included one: its unset variable no longer
     # matters; the included file's does, and an error on that key names it
     monkeypatch.delenv("RRGRPC_TEST_MAIN_PORT", raising=False)

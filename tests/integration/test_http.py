@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.helpers import eventually, free_port, php_cmd, running_host, self_signed_certificate
 
@@ -50,7 +51,7 @@ async def echo(client: aiohttp.ClientSession, url: str, method: str = "GET", **k
         return dict(await resp.json())
 
 
-async def test_get_post_query_headers_cookies(codec):
+async def test_get_post_query_headers_cookies(codec: str) -> None:
     async with serve({"codec": codec}) as (base, _), aiohttp.ClientSession() as client:
         async with client.get(base + "/") as resp:
             assert (resp.status, await resp.text(), resp.headers["Content-Type"]) == (200, "hello", "text/plain")
@@ -78,7 +79,7 @@ async def test_get_post_query_headers_cookies(codec):
             assert (resp.status, await resp.text()) == (404, "status 404")
 
 
-async def test_multipart_uploads_and_cleanup(codec, tmp_path):
+async def test_multipart_uploads_and_cleanup(codec: str, tmp_path: Path) -> None:
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     cfg = {"codec": codec, "uploads": {"dir": str(uploads), "forbid": [".php"]}}
@@ -101,7 +102,7 @@ async def test_multipart_uploads_and_cleanup(codec, tmp_path):
         assert os.listdir(uploads) == []  # temp copies removed after the response
 
 
-async def test_max_request_size_answers_413_without_php():
+async def test_max_request_size_answers_413_without_php() -> None:
     async with serve({"max_request_size": 1}) as (base, plugin), aiohttp.ClientSession() as client:
         before = sum(w.num_execs for w in plugin.workers())
         async with client.post(base + "/echo", data=b"x" * (1024 * 1024 + 1)) as resp:
@@ -116,7 +117,7 @@ async def test_max_request_size_answers_413_without_php():
 
 
 @pytest.mark.parametrize(("trusted", "expected"), [(["127.0.0.0/8"], "203.0.113.7"), (["10.0.0.0/8"], "127.0.0.1")])
-async def test_forwarded_for_only_from_trusted_peers(trusted, expected):
+async def test_forwarded_for_only_from_trusted_peers(trusted: list[str], expected: str) -> None:
     cfg = {"middleware": ["proxy_ip_parser"], "trusted_subnets": trusted}
     async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
         data = await echo(client, base + "/echo", headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"})
@@ -125,7 +126,7 @@ async def test_forwarded_for_only_from_trusted_peers(trusted, expected):
         assert data["remote_addr"] == ("198.51.100.2" if expected != "127.0.0.1" else "127.0.0.1")
 
 
-async def test_static_files_etag_304_and_traversal(tmp_path):
+async def test_static_files_etag_304_and_traversal(tmp_path: Path) -> None:
     root = tmp_path / "public"
     root.mkdir()
     (root / "app.css").write_text("body{}")
@@ -148,12 +149,12 @@ async def test_static_files_etag_304_and_traversal(tmp_path):
         async with client.get(base + "/.env") as resp:  # dotfiles are never served
             assert resp.status == 404
         for attempt in ("/../outside.txt", "/%2e%2e/outside.txt", "/a/..%2f..%2foutside.txt"):
-            async with client.get(aiohttp.client.URL(base + attempt, encoded=True)) as resp:
+            async with client.get(URL(base + attempt, encoded=True)) as resp:
                 assert resp.status in (403, 404), attempt
                 assert await resp.text() != "nope"
 
 
-async def test_gzip_and_cors_preflight():
+async def test_gzip_and_cors_preflight() -> None:
     cfg = {
         "middleware": ["headers", "gzip"],
         "headers": {
@@ -183,7 +184,7 @@ async def test_gzip_and_cors_preflight():
             assert data["headers"]["X-From-Rr"] == ["yes"]
 
 
-async def test_streamed_response_with_ping_pong(codec):
+async def test_streamed_response_with_ping_pong(codec: str) -> None:
     async with serve({"codec": codec}) as (base, plugin), aiohttp.ClientSession() as client:
         async with client.get(base + "/stream?n=12") as resp:
             assert resp.headers["Transfer-Encoding"] == "chunked"
@@ -193,7 +194,7 @@ async def test_streamed_response_with_ping_pong(codec):
             assert await resp.text() == "hello"  # the worker is back in the pool
 
 
-async def test_client_disconnect_mid_stream_frees_the_worker(capfd):
+async def test_client_disconnect_mid_stream_frees_the_worker(capfd: pytest.CaptureFixture[str]) -> None:
     cfg = {"pool": {"allocate_timeout": "5s"}}
     async with serve(cfg) as (base, plugin), aiohttp.ClientSession() as client:
         pid = plugin.workers()[0].pid
@@ -201,12 +202,17 @@ async def test_client_disconnect_mid_stream_frees_the_worker(capfd):
         assert (await resp.content.readline()) == b"chunk 1\n"
         resp.close()  # client goes away after one chunk of a ~30 minute stream
         err: list[str] = []
-        await eventually(lambda: err.append(capfd.readouterr().err) or "stream stopped" in "".join(err), timeout=10)
+
+        def stream_stopped() -> bool:
+            err.append(capfd.readouterr().err)
+            return "stream stopped" in "".join(err)
+
+        await eventually(stream_stopped, timeout=10)
         async with client.get(base + "/slow?ms=1") as again:
             assert (again.status, await again.text()) == (200, str(pid))  # same worker, free again
 
 
-async def test_worker_error_is_500_without_details_unless_debug():
+async def test_worker_error_is_500_without_details_unless_debug() -> None:
     async with serve() as (base, plugin), aiohttp.ClientSession() as client:
         pid = plugin.workers()[0].pid
         async with client.get(base + "/error") as resp:
@@ -218,7 +224,7 @@ async def test_worker_error_is_500_without_details_unless_debug():
             assert resp.status == 502 and "boom: secret worker detail" in await resp.text()
 
 
-async def test_parallel_slow_requests_share_two_workers():
+async def test_parallel_slow_requests_share_two_workers() -> None:
     async with serve(workers=2) as (base, plugin), aiohttp.ClientSession() as client:
         pids = {w.pid for w in plugin.workers()}
 
@@ -232,7 +238,7 @@ async def test_parallel_slow_requests_share_two_workers():
         assert sum(w.num_execs for w in plugin.workers()) == 8
 
 
-async def test_no_free_workers_sets_header():
+async def test_no_free_workers_sets_header() -> None:
     cfg = {"pool": {"allocate_timeout": "200ms"}}
     async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
         slow = asyncio.create_task(client.get(base + "/slow?ms=3000"))
@@ -244,7 +250,7 @@ async def test_no_free_workers_sets_header():
         (await slow).close()
 
 
-async def test_early_hints_then_response():
+async def test_early_hints_then_response() -> None:
     async with serve() as (base, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
         writer.write(b"GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -255,7 +261,7 @@ async def test_early_hints_then_response():
         assert b"HTTP/1.1 200 OK" in raw and raw.endswith(b"after hints")
 
 
-async def test_metrics_collectors_and_reset():
+async def test_metrics_collectors_and_reset() -> None:
     async with serve({"middleware": ["http_metrics"]}, workers=2) as (base, plugin), aiohttp.ClientSession() as client:
         for _ in range(3):
             async with client.get(base + "/") as resp:
@@ -280,7 +286,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return made
 
 
-async def test_tls_listener_and_redirect(certificate):
+async def test_tls_listener_and_redirect(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     tls_port = free_port()
     cfg = {"ssl": {"address": f"127.0.0.1:{tls_port}", "cert": str(cert), "key": str(key), "redirect": True}}
@@ -292,7 +298,7 @@ async def test_tls_listener_and_redirect(certificate):
             assert resp.status == 308 and resp.headers["Location"] == f"https://127.0.0.1:{tls_port}/echo?x=1"
 
 
-async def test_otel_injects_trace_headers_continuing_the_callers_trace():
+async def test_otel_injects_trace_headers_continuing_the_callers_trace() -> None:
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     async with serve({"middleware": ["otel"]}) as (base, _), aiohttp.ClientSession() as client:
         data = await echo(client, base + "/echo", headers={"traceparent": f"00-{trace_id}-{parent}-01"})
@@ -303,7 +309,7 @@ async def test_otel_injects_trace_headers_continuing_the_callers_trace():
     assert "traceparent" not in data["headers"]
 
 
-async def test_graceful_shutdown_finishes_in_flight_requests():
+async def test_graceful_shutdown_finishes_in_flight_requests() -> None:
     async with aiohttp.ClientSession() as client:
         async with serve() as (base, plugin):
             inflight = asyncio.create_task(client.get(base + "/slow?ms=500"))
@@ -312,11 +318,11 @@ async def test_graceful_shutdown_finishes_in_flight_requests():
         assert resp.status == 200 and (await resp.text()).isdigit()
 
 
-def test_php_worker_script_exists():
+def test_php_worker_script_exists() -> None:
     assert Path(php_cmd("http_echo.php")[1]).is_file()
 
 
-async def test_cors_origin_regex_wins_over_allowed_origin():
+async def test_cors_origin_regex_wins_over_allowed_origin() -> None:
     cors = {"allowed_origin": "https://listed.example", "allowed_origin_regex": r"^https://[a-z]+\.app\.example$",
             "allowed_methods": "GET", "options_success_status": 204}
     async with serve({"middleware": ["headers"], "headers": {"cors": cors}}) as (base, _), aiohttp.ClientSession() as client:
@@ -330,7 +336,7 @@ async def test_cors_origin_regex_wins_over_allowed_origin():
             assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "https://tenant.app.example"
 
 
-async def test_sendfile_sends_the_file_the_worker_names(tmp_path):
+async def test_sendfile_sends_the_file_the_worker_names(tmp_path: Path) -> None:
     payload = os.urandom(256 * 1024)
     (tmp_path / "report.bin").write_bytes(payload)
     (tmp_path / "sub").mkdir()
@@ -350,7 +356,7 @@ async def test_sendfile_sends_the_file_the_worker_names(tmp_path):
             assert (resp.status, await resp.text()) == (200, "hello")
 
 
-async def test_without_sendfile_middleware_the_header_passes_through(tmp_path):
+async def test_without_sendfile_middleware_the_header_passes_through(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("file")
     async with serve() as (base, _), aiohttp.ClientSession() as client:
         async with client.get(base + "/sendfile", params={"path": str(tmp_path / "f.txt")}) as resp:

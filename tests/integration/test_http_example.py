@@ -19,7 +19,7 @@ pytestmark = pytest.mark.php
 EXAMPLE = ROOT / "examples" / "http"
 
 
-async def test_example_serves_http_and_grpc_from_one_process():
+async def test_example_serves_http_and_grpc_from_one_process() -> None:
     http_port, grpc_port, rpc_port, metrics_port = (free_port() for _ in range(4))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rrgrpc", "-c", ".rr.yaml",

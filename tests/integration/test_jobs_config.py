@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ from tests.integration.test_serve import start_rr
         ("config: {}", "jobs.pipelines.emails.driver: required"),
     ],
 )
-async def test_bad_pipeline_is_one_line_and_exit_code_1(tmp_path, pipeline, message):
+async def test_bad_pipeline_is_one_line_and_exit_code_1(tmp_path: Path, pipeline: str, message: str) -> None:
     proc = await start_rr(tmp_path, f"""
         version: "3"
         server:
@@ -38,7 +39,7 @@ async def test_bad_pipeline_is_one_line_and_exit_code_1(tmp_path, pipeline, mess
     assert out.decode().strip().splitlines() == [f"rr: error: {tmp_path / '.rr.yaml'}: {message}"]
 
 
-async def test_a_typo_in_a_pipeline_is_a_warning_and_an_error_with_strict(tmp_path):
+async def test_a_typo_in_a_pipeline_is_a_warning_and_an_error_with_strict(tmp_path: Path) -> None:
     (tmp_path / ".rr.yaml").write_text(textwrap.dedent("""
         version: "3"
         server:
@@ -61,7 +62,7 @@ async def test_a_typo_in_a_pipeline_is_a_warning_and_an_error_with_strict(tmp_pa
     ]
 
 
-async def test_a_boltdb_file_that_cannot_be_opened_is_one_line(tmp_path):
+async def test_a_boltdb_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "queue.db").mkdir()  # a directory where the database file should be
     proc = await start_rr(tmp_path, f"""
         version: "3"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,11 +28,11 @@ async def invoke(*args: str) -> Result:
     return await asyncio.to_thread(CliRunner().invoke, rr, list(args))
 
 
-def plugin(host, name: str):
+def plugin(host: Any, name: str) -> Any:
     return next(p for p in host.plugins if p.name == name)
 
 
-async def test_rr_jobs_pause_resume_destroy_list(tmp_path):
+async def test_rr_jobs_pause_resume_destroy_list(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"a": {"driver": "memory"}, "b": {"driver": "memory", "config": {"priority": 4}}})
     path = tmp_path / ".rr.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -65,7 +67,7 @@ async def test_rr_jobs_pause_resume_destroy_list(tmp_path):
         assert list(await stats(rpc)) == ["b"]
 
 
-async def test_declare_at_run_time_consumes_after_resume(tmp_path):
+async def test_declare_at_run_time_consumes_after_resume(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         declare = pb.DeclareRequest(pipeline={"name": "dyn", "driver": "memory", "priority": "2", "prefetch": "5"})
@@ -89,7 +91,7 @@ async def test_declare_at_run_time_consumes_after_resume(tmp_path):
         assert (await call(rpc, "jobs.List", pb.Empty(), pb.Pipelines)).pipelines == []
 
 
-async def test_informer_status_and_metrics_report_the_pipelines(tmp_path):
+async def test_informer_status_and_metrics_report_the_pipelines(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory", "config": {"priority": 7}}})
     cfg["status"] = {"address": f"127.0.0.1:{free_port()}"}
     cfg["metrics"] = {"address": f"127.0.0.1:{free_port()}"}

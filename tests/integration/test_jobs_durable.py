@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,23 +19,24 @@ from tests.integration.jobs_helpers import idle, job, jobs_config, jobs_errors, 
 pytestmark = pytest.mark.php
 
 
-def pipeline(driver: str, tmp_path) -> dict:
+def pipeline(driver: str, tmp_path: Path) -> dict[str, Any]:
     config = {"file": str(tmp_path / "queue.db")} if driver == "boltdb" else {}
     return {"driver": driver, "config": config}
 
 
 @pytest.mark.parametrize("driver", ["memory", "boltdb"])
-async def test_a_consumer_killed_mid_task_gets_the_task_redelivered(tmp_path, driver):
+async def test_a_consumer_killed_mid_task_gets_the_task_redelivered(tmp_path: Path, driver: str) -> None:
     cfg = jobs_config(tmp_path, {"p": pipeline(driver, tmp_path)})
     with jobs_errors() as failures:
         await _kill_mid_task(tmp_path, cfg)
     # what was sent: one task; what failed: its first run, in one line naming the task and the worker
     [failure] = failures
-    assert (failure.getMessage(), failure.id) == ("job processed with errors, requeued", tasks(tmp_path)[0]["id"])
-    assert str(tasks(tmp_path)[0]["pid"]) in failure.error
+    fields = vars(failure)  # the record's extra=
+    assert (failure.getMessage(), fields["id"]) == ("job processed with errors, requeued", tasks(tmp_path)[0]["id"])
+    assert str(tasks(tmp_path)[0]["pid"]) in fields["error"]
 
 
-async def _kill_mid_task(tmp_path, cfg) -> None:
+async def _kill_mid_task(tmp_path: Path, cfg: dict[str, Any]) -> None:
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         (tmp_path / "tasks.log.hold").touch()  # the task runs until the file goes away
         sent = job("hold", "p")
@@ -52,7 +55,7 @@ async def _kill_mid_task(tmp_path, cfg) -> None:
     assert len(tasks(tmp_path)) == 2  # ran once more, and only once
 
 
-async def test_boltdb_stop_with_tasks_in_flight_keeps_them_for_the_next_start(tmp_path):
+async def test_boltdb_stop_with_tasks_in_flight_keeps_them_for_the_next_start(tmp_path: Path) -> None:
     pipes = {"p": pipeline("boltdb", tmp_path)}
     cfg = jobs_config(tmp_path, pipes)
     sent = [job("sleep", "p", b"0.4") for _ in range(4)]
@@ -69,7 +72,7 @@ async def test_boltdb_stop_with_tasks_in_flight_keeps_them_for_the_next_start(tm
     assert sorted(t["id"] for t in tasks(tmp_path)) == sorted(j.id for j in sent)  # each once: none lost
 
 
-async def test_boltdb_jobs_pushed_before_a_restart_are_consumed_after_it(tmp_path):
+async def test_boltdb_jobs_pushed_before_a_restart_are_consumed_after_it(tmp_path: Path) -> None:
     pipes = {"p": pipeline("boltdb", tmp_path)}
     cfg = jobs_config(tmp_path, pipes)
     cfg["jobs"]["consume"] = []  # push only
@@ -84,7 +87,7 @@ async def test_boltdb_jobs_pushed_before_a_restart_are_consumed_after_it(tmp_pat
     assert [t["id"] for t in tasks(tmp_path)] == [sent[1].id, sent[2].id, sent[0].id]
 
 
-async def test_boltdb_keeps_every_job_when_rr_itself_is_killed(tmp_path):
+async def test_boltdb_keeps_every_job_when_rr_itself_is_killed(tmp_path: Path) -> None:
     """SIGKILL of rr with a task running and others taken: the next rr runs all of them."""
     cfg = jobs_config(tmp_path, {"p": pipeline("boltdb", tmp_path)})
     (tmp_path / ".rr.yaml").write_text(json.dumps(cfg))

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,11 +23,11 @@ EXAMPLE = ROOT / "examples" / "jobs"
 PRODUCER, CONSUMER = 4, 5  # opentelemetry.proto SpanKind
 
 
-def sent(log: Path) -> list[dict]:
+def sent(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-async def test_example_pushes_over_http_and_consumes_on_the_memory_driver(tmp_path):
+async def test_example_pushes_over_http_and_consumes_on_the_memory_driver(tmp_path: Path) -> None:
     http_port, rpc_port = free_port(), free_port()
     log = tmp_path / "sent.log"
     proc = await asyncio.create_subprocess_exec(
@@ -62,7 +63,7 @@ async def test_example_pushes_over_http_and_consumes_on_the_memory_driver(tmp_pa
     assert len(errors) == 1 and "job failed" in errors[0] and "smtp said try later" in errors[0]
 
 
-async def test_request_push_and_consume_are_one_trace(tmp_path):
+async def test_request_push_and_consume_are_one_trace(tmp_path: Path) -> None:
     cfg = yaml.safe_load((EXAMPLE / ".rr.yaml").read_text())
     log = tmp_path / "sent.log"
     cfg["server"] = {"command": ["php", str(EXAMPLE / "worker.php")], "env": {"MAIL_LOG": str(log)}}

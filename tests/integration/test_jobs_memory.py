@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rrgrpc.goridge.rpc import RpcClient, RpcError
@@ -12,7 +14,7 @@ from tests.integration.jobs_helpers import call, idle, job, jobs_config, jobs_er
 pytestmark = pytest.mark.php
 
 
-async def test_pushed_jobs_reach_a_php_consumer_with_roadrunners_context(tmp_path):
+async def test_pushed_jobs_reach_a_php_consumer_with_roadrunners_context(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"emails": {"driver": "memory", "config": {"priority": 3}}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         sent = job("App\\Jobs\\Mail", "emails", b'{"to":"a@b"}', headers={"X-Tenant": ["7"]})
@@ -29,7 +31,7 @@ async def test_pushed_jobs_reach_a_php_consumer_with_roadrunners_context(tmp_pat
     assert (row.driver, row.ready, row.priority) == ("memory", True, 3)
 
 
-async def test_priorities_order_the_queue_and_pause_holds_it(tmp_path):
+async def test_priorities_order_the_queue_and_pause_holds_it(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await call(rpc, "jobs.Pause", pb.Pipelines(pipelines=["p"]))
@@ -41,7 +43,7 @@ async def test_priorities_order_the_queue_and_pause_holds_it(tmp_path):
     assert [t["job"] for t in tasks(tmp_path)] == ["j1", "j3", "j5"]
 
 
-async def test_delay_holds_a_job_back_and_stat_counts_it(tmp_path):
+async def test_delay_holds_a_job_back_and_stat_counts_it(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await push(rpc, job("later", "p", delay=1))
@@ -52,7 +54,7 @@ async def test_delay_holds_a_job_back_and_stat_counts_it(tmp_path):
     assert [t["job"] for t in tasks(tmp_path)] == ["now", "later"]
 
 
-async def test_worker_answers_requeue_with_headers_and_fail_counts_once(tmp_path):
+async def test_worker_answers_requeue_with_headers_and_fail_counts_once(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await push(rpc, job("fail_once", "p"), job("requeue_once", "p"), job("fail", "p"), job("nack", "p"))
@@ -65,7 +67,7 @@ async def test_worker_answers_requeue_with_headers_and_fail_counts_once(tmp_path
     )  # fmt: skip
 
 
-async def test_push_to_an_unknown_pipeline_is_refused_with_roadrunners_text(tmp_path):
+async def test_push_to_an_unknown_pipeline_is_refused_with_roadrunners_text(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         with pytest.raises(RpcError) as err:
@@ -78,7 +80,7 @@ async def test_push_to_an_unknown_pipeline_is_refused_with_roadrunners_text(tmp_
         await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
 
 
-async def test_auto_ack_takes_the_job_off_before_the_worker_runs_it(tmp_path):
+async def test_auto_ack_takes_the_job_off_before_the_worker_runs_it(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await push(rpc, job("fail_once", "p", auto_ack=True), job("fail_once", "p"))
@@ -89,7 +91,7 @@ async def test_auto_ack_takes_the_job_off_before_the_worker_runs_it(tmp_path):
     assert sorted(runs.count(i) for i in set(runs)) == [1, 2]
 
 
-async def test_prefetch_bounds_the_jobs_taken_from_a_pipeline(tmp_path):
+async def test_prefetch_bounds_the_jobs_taken_from_a_pipeline(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory", "config": {"prefetch": 1}}}, workers=2)
     (tmp_path / "tasks.log.hold").touch()
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
@@ -101,7 +103,7 @@ async def test_prefetch_bounds_the_jobs_taken_from_a_pipeline(tmp_path):
         await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
 
 
-async def test_a_worker_error_frame_is_logged_and_not_redelivered(tmp_path):
+async def test_a_worker_error_frame_is_logged_and_not_redelivered(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     with jobs_errors() as failures:
         async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
@@ -111,11 +113,12 @@ async def test_a_worker_error_frame_is_logged_and_not_redelivered(tmp_path):
             await eventually(lambda: idle(rpc), timeout=10)
     assert sorted(t["job"] for t in tasks(tmp_path)) == ["ok", "worker_error"]  # each ran once
     [failure] = failures
-    assert (failure.getMessage(), failure.id) == ("job processed with errors, negatively acknowledged", sent.id)
-    assert "boom" in failure.error
+    fields = vars(failure)  # the record's extra=
+    assert (failure.getMessage(), fields["id"]) == ("job processed with errors, negatively acknowledged", sent.id)
+    assert "boom" in fields["error"]
 
 
-async def test_requeue_on_fail_requeues_a_worker_error(tmp_path):
+async def test_requeue_on_fail_requeues_a_worker_error(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory", "config": {"requeue_on_fail": True}}})
     with jobs_errors() as failures:
         async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:

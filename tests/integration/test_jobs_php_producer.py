@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ async def produce(address: str, *args: str, code: int = 0) -> Any:
     return json.loads(out)
 
 
-async def test_php_push_batch_delay_and_priority_reach_the_consumer(tmp_path):
+async def test_php_push_batch_delay_and_priority_reach_the_consumer(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     address = cfg["rpc"]["listen"]
     async with running_host(cfg):
@@ -43,7 +44,7 @@ async def test_php_push_batch_delay_and_priority_reach_the_consumer(tmp_path):
     assert [t["headers"]["n"] for t in rest[:2]] == [["1"], ["2"]]
 
 
-async def test_php_declare_destroy_and_the_servers_refusal(tmp_path):
+async def test_php_declare_destroy_and_the_servers_refusal(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     address = cfg["rpc"]["listen"]
     async with running_host(cfg):

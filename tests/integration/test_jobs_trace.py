@@ -3,6 +3,8 @@ as exported to a real OTLP receiver (the HTTP entry is in test_jobs_example.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.php
 SERVER, PRODUCER, CONSUMER = 2, 4, 5  # opentelemetry.proto SpanKind
 
 
-async def test_grpc_call_push_and_consume_are_one_trace(tmp_path):
+async def test_grpc_call_push_and_consume_are_one_trace(tmp_path: Path) -> None:
     cfg = jobs_config(tmp_path, {"p": {"driver": "memory"}})
     cfg["server"]["command"] = php_cmd("jobs_grpc_push.php")
     cfg["grpc"] = {"listen": "tcp://127.0.0.1:0", "proto": [str(ECHO_PROTO)], "pool": {"num_workers": 1}}

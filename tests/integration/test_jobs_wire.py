@@ -4,24 +4,25 @@ spiral/roadrunner-jobs answers out (PROTOCOL.md §8a.2), over a real pool and a 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from rrgrpc.config.schema import PoolConfig, ServerConfig
 from rrgrpc.pool import Payload, open_pool
-from tests.helpers import php_cmd
+from tests.helpers import php_cmd, section
 
 pytestmark = pytest.mark.php
 
 
-def context(name: str, headers: dict | None = None) -> bytes:
+def context(name: str, headers: dict[str, list[str]] | None = None) -> bytes:
     ctx = {"id": "id-1", "job": name, "driver": "memory", "queue": "q", "pipeline": "p", "headers": headers or {}}
     return json.dumps(ctx).encode()
 
 
-async def test_php_consumer_answers_with_the_real_librarys_bytes(tmp_path):
-    server = ServerConfig(command=php_cmd("jobs_consumer.php"), env={"JOBS_LOG": str(tmp_path / "log")})
-    async with open_pool("jobs", PoolConfig(num_workers=1, allocate_timeout=10.0), server, mode="jobs") as pool:
+async def test_php_consumer_answers_with_the_real_librarys_bytes(tmp_path: Path) -> None:
+    server = section(ServerConfig, command=php_cmd("jobs_consumer.php"), env={"JOBS_LOG": str(tmp_path / "log")})
+    async with open_pool("jobs", section(PoolConfig, num_workers=1, allocate_timeout=10.0), server, mode="jobs") as pool:
         ok = await pool.exec(Payload(context=context("ok"), body=b"x"))
         failed = await pool.exec(Payload(context=context("fail_once"), body=b"x"))
         plain = await pool.exec(Payload(context=context("fail"), body=b"x"))

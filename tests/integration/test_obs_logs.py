@@ -56,7 +56,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-async def test_production_json_lines_carry_pid_and_trace_id(tmp_path):
+async def test_production_json_lines_carry_pid_and_trace_id(tmp_path: Path) -> None:
     out = tmp_path / "rr.log"
     async with (
         otlp_receiver() as rx,
@@ -78,7 +78,7 @@ async def test_production_json_lines_carry_pid_and_trace_id(tmp_path):
     assert {s.trace_id for s in rx.spans if s.name == "rr.pool.exec"} == {TRACE_ID}
 
 
-async def test_development_raw_and_off(tmp_path):
+async def test_development_raw_and_off(tmp_path: Path) -> None:
     dev, raw, off = tmp_path / "dev.log", tmp_path / "raw.log", tmp_path / "off.log"
     async with running_host(config({"mode": "development", "output": str(dev)})) as host:
         pid = await ping(host, "dev")
@@ -101,7 +101,7 @@ async def test_development_raw_and_off(tmp_path):
     assert lines(off) == []
 
 
-async def test_channel_level_for_one_plugin(tmp_path):
+async def test_channel_level_for_one_plugin(tmp_path: Path) -> None:
     out, grpc_out = tmp_path / "rr.log", tmp_path / "grpc.log"
     logs = {
         "mode": "production",

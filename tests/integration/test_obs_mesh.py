@@ -71,10 +71,11 @@ async def start_host_b(workdir: Path, endpoint: str, port: int) -> asyncio.subpr
         env=env,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert proc.stderr is not None
     async with asyncio.timeout(30), aiohttp.ClientSession() as session:
         while True:
             if proc.returncode is not None:
-                raise AssertionError(f"host B exited: {(await proc.stderr.read()).decode()}")  # type: ignore[union-attr]
+                raise AssertionError(f"host B exited: {(await proc.stderr.read()).decode()}")
             try:
                 async with session.get(f"http://127.0.0.1:{port}/health-probe") as resp:
                     if resp.status == 200:
@@ -97,7 +98,7 @@ def one(spans: list[ReceivedSpan], **match: Any) -> ReceivedSpan:
     return found[0]
 
 
-async def test_one_trace_through_two_hosts(tmp_path):
+async def test_one_trace_through_two_hosts(tmp_path: Path) -> None:
     b_port = free_port()
     async with otlp_receiver() as rx:
         host_b = await start_host_b(tmp_path, rx.endpoint, b_port)

@@ -49,7 +49,8 @@ async def run_php(*argv: str) -> dict[str, Any]:
     async with asyncio.timeout(20):
         out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    return json.loads(out)
+    report: dict[str, Any] = json.loads(out)
+    return report
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,7 +61,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-async def test_scrape_workers_requests_and_app_metric_from_php():
+async def test_scrape_workers_requests_and_app_metric_from_php() -> None:
     rpc = f"tcp://127.0.0.1:{free_port()}"
     raw = {
         "version": "3",
@@ -131,7 +132,7 @@ def _exchange(name: str) -> dict[str, Any]:
     return next(e for e in vector["exchanges"] if e["name"] == name)
 
 
-async def test_php_metrics_client_sends_the_vector_bytes():
+async def test_php_metrics_client_sends_the_vector_bytes() -> None:
     exchange = _exchange("metrics: declare counter + add")
     sent = [bytes.fromhex(f["hex"]) for f in exchange["frames"] if f["dir"] == "client->server"]
     replies = [bytes.fromhex(f["hex"]) for f in exchange["frames"] if f["dir"] == "server->client"]
@@ -154,7 +155,7 @@ async def test_php_metrics_client_sends_the_vector_bytes():
     assert first.flags == Flag.CODEC_JSON
 
 
-async def test_php_client_reports_server_errors_without_retrying():
+async def test_php_client_reports_server_errors_without_retrying() -> None:
     calls = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -178,7 +179,7 @@ async def test_php_client_reports_server_errors_without_retrying():
     await eventually(lambda: calls == 1)
 
 
-async def test_http_plugin_with_its_own_worker_gauges_is_scraped_once():
+async def test_http_plugin_with_its_own_worker_gauges_is_scraped_once() -> None:
     port = free_port()
     raw = {
         "version": "3",

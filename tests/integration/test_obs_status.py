@@ -36,7 +36,7 @@ async def get(session: aiohttp.ClientSession, status: StatusPlugin, path: str) -
         return resp.status, (json.loads(text) if text.startswith("[") else text)
 
 
-async def test_health_and_ready_across_boot_reset_and_shutdown():
+async def test_health_and_ready_across_boot_reset_and_shutdown() -> None:
     cfg = config_from_dict(
         {
             "version": "3",

@@ -93,9 +93,10 @@ def sandbox(tmp_path: Path) -> Path:
 
 
 async def read_until_started(proc: asyncio.subprocess.Process, seen: list[str]) -> None:
+    assert proc.stdout is not None
     async with asyncio.timeout(60):
         while True:
-            line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+            line = (await proc.stdout.readline()).decode()
             assert line, f"the server exited: {''.join(seen)}"
             seen.append(line)
             if "rrgrpc server started" in line or "\tserving\t" in line:
@@ -117,8 +118,9 @@ async def started(command: str, cwd: Path) -> AsyncIterator[asyncio.subprocess.P
 
 
 async def stop_cleanly(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None
     proc.send_signal(signal.SIGTERM)
-    out = await asyncio.wait_for(proc.stdout.read(), 60)  # type: ignore[union-attr]
+    out = await asyncio.wait_for(proc.stdout.read(), 60)
     assert await asyncio.wait_for(proc.wait(), 60) == 0, out.decode()
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.goridge.frame import Flag
-from rrgrpc.goridge.rpc import RpcClient, RpcError, encode_request, parse, read_frame
+from rrgrpc.goridge.rpc import Request, RpcClient, RpcError, encode_request, parse, read_frame
 from tests.helpers import eventually, running_host
 from tests.integration.test_cli_workers import TMUX, Terminal, invoke, rr_argv, write_config
 from tests.integration.test_grpc import Echo, PingRequest, SleepRequest, config, grpc_target
@@ -173,7 +173,7 @@ async def test_go_cli_session_in_gob_is_answered_in_json() -> None:
         before = set(pids(grpc_plugin))
         reader, writer = await asyncio.open_connection(*address.removeprefix("tcp://").rsplit(":", 1))
         writer.write(b"".join(encode_request(seq, m, Flag.CODEC_GOB, body) for seq, m, body in requests))
-        replies = {}
+        replies: dict[int, Request] = {}
         async with asyncio.timeout(30):
             while len(replies) < len(requests):
                 frame = await read_frame(reader)

@@ -1,4 +1,4 @@
-"""The RPC endpoint over real sockets, with fake providers behind a tiny Peers.
+"""The RPC endpoint over real sockets, with fake providers behind tests.helpers.StaticPeers.
 
 Covers the golden transcript (rpc_client.json) byte for byte, gob requests from the Go CLI,
 pipelining, Go net/rpc error texts, malformed frames and unix sockets (rpc.Config redaction:
@@ -30,7 +30,7 @@ from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.rpc.informer import Informer
 from rrgrpc.rpc.resetter import Resetter
 from rrgrpc.rpc.server import RpcPlugin
-from tests.helpers import VECTORS, eventually
+from tests.helpers import VECTORS, StaticPeers, eventually
 
 CREATED = 1795788548630673452  # the timestamp in rpc_client.json
 
@@ -111,16 +111,6 @@ class FakeService:
         return {"Echo": echo, "Wait": wait, "Release": release, "Fail": fail, "Declare": true, "Add": true}
 
 
-class Peers:
-    """The one thing control plugins need from the host."""
-
-    def __init__(self, *plugins: object) -> None:
-        self.plugins = list(plugins)
-
-    def having(self, capability: type) -> list[Any]:
-        return [p for p in self.plugins if isinstance(p, capability)]
-
-
 def make_config(listen: str = "tcp://127.0.0.1:0", **extra: Any) -> Any:
     return config_from_dict({"version": "3", "rpc": {"listen": listen}, **extra})
 
@@ -133,7 +123,7 @@ async def serving(
     cfg = make_config(listen, **extra)
     rpc = RpcPlugin(cfg)
     informer, resetter = Informer(), Resetter()
-    peers = Peers(*plugins, informer, resetter, rpc)
+    peers = StaticPeers(*plugins, informer, resetter, rpc)
     async with informer.lifespan(peers), resetter.lifespan(peers), rpc.lifespan(peers):
         yield rpc
 

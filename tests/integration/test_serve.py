@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import eventually, php_cmd
 
 
-async def start_rr(tmp_path, config: str, *args: str) -> asyncio.subprocess.Process:
+async def start_rr(tmp_path: Path, config: str, *args: str) -> asyncio.subprocess.Process:
     (tmp_path / ".rr.yaml").write_text(textwrap.dedent(config))
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rrgrpc", "-c", str(tmp_path / ".rr.yaml"), *args, "serve",
@@ -23,6 +23,7 @@ async def start_rr(tmp_path, config: str, *args: str) -> asyncio.subprocess.Proc
 
 
 async def read_until(proc: asyncio.subprocess.Process, needle: str, seen: list[str]) -> None:
+    assert proc.stdout is not None
     async with asyncio.timeout(20):
         while True:
             line = (await proc.stdout.readline()).decode()
@@ -32,7 +33,7 @@ async def read_until(proc: asyncio.subprocess.Process, needle: str, seen: list[s
                 return
 
 
-async def test_startup_error_is_one_line_and_exit_code_1(tmp_path):
+async def test_startup_error_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
     proc = await start_rr(tmp_path, """
         version: "3"
         server:
@@ -69,13 +70,13 @@ async def test_unknown_grpc_interceptor_is_a_startup_error(tmp_path: Path) -> No
     ]
 
 
-async def test_missing_version_is_rejected(tmp_path):
+async def test_missing_version_is_rejected(tmp_path: Path) -> None:
     proc = await start_rr(tmp_path, "server:\n  command: php x.php\n")
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1 and "version" in out.decode()
 
 
-async def test_nothing_to_serve_is_a_startup_error(tmp_path):
+async def test_nothing_to_serve_is_a_startup_error(tmp_path: Path) -> None:
     # RoadRunner would start and idle; a config that serves nothing is almost always a mistake
     # (a typo in the section name, a section rrgrpc does not have)
     proc = await start_rr(tmp_path, 'version: "3"\nserver:\n  command: "php worker.php"\nkv:\n  local: {}\n')
@@ -87,7 +88,7 @@ async def test_nothing_to_serve_is_a_startup_error(tmp_path):
 
 
 @pytest.mark.php
-async def test_second_signal_forces_stop_and_kills_workers(tmp_path):
+async def test_second_signal_forces_stop_and_kills_workers(tmp_path: Path) -> None:
     # a gRPC-free pool host: the rpc plugin is not needed, the worker pool comes with grpc/http;
     # use the http plugin when present, else skip
     pytest.importorskip("rrgrpc.http.plugin")
@@ -115,7 +116,7 @@ async def test_second_signal_forces_stop_and_kills_workers(tmp_path):
     assert os.path.exists(tmp_path)
 
 
-async def test_rpc_port_in_use_is_one_line_naming_rpc_listen_and_the_file(tmp_path):
+async def test_rpc_port_in_use_is_one_line_naming_rpc_listen_and_the_file(tmp_path: Path) -> None:
     # sent: rpc.listen on a port another socket holds; fails: exit 1, one error line, no warning
     import socket
 

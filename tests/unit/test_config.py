@@ -24,7 +24,7 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def load_text(tmp_path: Path, text: str, **kwargs) -> RRConfig:
+def load_text(tmp_path: Path, text: str, **kwargs: Any) -> RRConfig:
     return load_config(write(tmp_path, ".rr.yaml", text), **kwargs)
 
 
@@ -52,17 +52,17 @@ def load_text(tmp_path: Path, text: str, **kwargs) -> RRConfig:
         (0.25, 0.25),
     ],
 )
-def test_duration_parses(value, seconds):
+def test_duration_parses(value: str | float, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("value", ["5x", "", "s", "1s5", "-1s", "-3", "1 s", "5 m", True, None, [1]])
-def test_duration_rejects(value):
+def test_duration_rejects(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)
 
 
-def test_duration_in_config_names_key_and_file():
+def test_duration_in_config_names_key_and_file() -> None:
     raw = {
         "version": "3",
         "grpc": {"listen": "tcp://127.0.0.1:9001", "pool": {"supervisor": {"ttl": "5 minutes"}}},
@@ -71,7 +71,7 @@ def test_duration_in_config_names_key_and_file():
         config_from_dict(raw, "f.yaml")
 
 
-def test_durations_are_float_seconds():
+def test_durations_are_float_seconds() -> None:
     raw = {
         "version": "3",
         "grpc": {"listen": "tcp://127.0.0.1:9001", "timeout": "1m", "pool": {"allocate_timeout": "250ms"}},
@@ -110,11 +110,11 @@ ENV = {"A": "alpha", "EMPTY": "", "PORT": "9001"}
         ("trailing $", "trailing $"),
     ],
 )
-def test_expand_forms(text, expected):
+def test_expand_forms(text: str, expected: str) -> None:
     assert expand(text, ENV) == expected
 
 
-def test_expand_tree_reaches_every_string():
+def test_expand_tree_reaches_every_string() -> None:
     tree = {"a": "$A", "b": ["${A}", 3, {"c": "${UNSET:-d}"}], "n": 5, "t": True, "$A": "key stays"}
     assert expand_tree(tree, ENV) == {
         "a": "alpha",
@@ -125,7 +125,7 @@ def test_expand_tree_reaches_every_string():
     }
 
 
-def test_expanded_number_is_coerced_by_schema(tmp_path, monkeypatch):
+def test_expanded_number_is_coerced_by_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RRT_WORKERS", "7")
     cfg = load_text(
         tmp_path,
@@ -159,22 +159,22 @@ def test_expanded_number_is_coerced_by_schema(tmp_path, monkeypatch):
         ("new.deep.key=v", ("new", "deep", "key"), "v"),
     ],
 )
-def test_apply_override(override, path, value):
-    tree = {"rpc": {"listen": "tcp://127.0.0.1:6001"}, "server": {"env": {}}}
+def test_apply_override(override: str, path: tuple[str, ...], value: str) -> None:
+    tree: dict[str, Any] = {"rpc": {"listen": "tcp://127.0.0.1:6001"}, "server": {"env": {}}}
     apply_override(tree, override, ENV)
-    node = tree
+    node: Any = tree
     for part in path:
         node = node[part]
     assert node == value
 
 
 @pytest.mark.parametrize("override", ["grpc.listen", "=x", "a..b=1", "a.b=", ".a=1"])
-def test_apply_override_rejects(override):
+def test_apply_override_rejects(override: str) -> None:
     with pytest.raises(ConfigError, match="-o"):
         apply_override({}, override, ENV)
 
 
-def test_overrides_reach_the_typed_config(tmp_path):
+def test_overrides_reach_the_typed_config(tmp_path: Path) -> None:
     cfg = load_text(
         tmp_path,
         """
@@ -198,7 +198,7 @@ def test_overrides_reach_the_typed_config(tmp_path):
     assert cfg.raw["grpc"]["pool"]["num_workers"] == "3"
 
 
-def test_override_error_names_key_and_file(tmp_path):
+def test_override_error_names_key_and_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\.rr\.yaml: grpc\.pool\.num_workers: expected int, got 'many'"):
         load_text(
             tmp_path,
@@ -210,7 +210,7 @@ def test_override_error_names_key_and_file(tmp_path):
 # --------------------------------------------------------------------------- include
 
 
-def test_include_relative_to_main_file_and_included_sections_win(tmp_path, monkeypatch):
+def test_include_relative_to_main_file_and_included_sections_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RRT_LEVEL", "warn")
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -248,7 +248,7 @@ def test_include_relative_to_main_file_and_included_sections_win(tmp_path, monke
     assert cfg.rpc is not None and cfg.rpc.listen == "tcp://127.0.0.1:7002"  # later include wins
 
 
-def test_override_beats_include(tmp_path):
+def test_override_beats_include(tmp_path: Path) -> None:
     write(tmp_path, "inc.yaml", 'version: "3"\nrpc:\n  listen: tcp://127.0.0.1:7001\n')
     cfg = load_text(
         tmp_path, 'version: "3"\ninclude: [inc.yaml]\n', overrides=["rpc.listen=tcp://127.0.0.1:7003"]
@@ -266,7 +266,7 @@ def test_override_beats_include(tmp_path):
         ('version: "3"\nrpc: [1\n', "[inc.yaml]", r"inc\.yaml:\d+:\d+: invalid YAML"),
     ],
 )
-def test_include_errors(tmp_path, included, include_value, message):
+def test_include_errors(tmp_path: Path, included: str | None, include_value: str, message: str) -> None:
     if included is not None:
         write(tmp_path, "inc.yaml", included)
     with pytest.raises(ConfigError, match=message):
@@ -276,7 +276,7 @@ def test_include_errors(tmp_path, included, include_value, message):
 # --------------------------------------------------------------------------- env files
 
 
-def test_read_dotenv_forms(tmp_path):
+def test_read_dotenv_forms(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         ".env",
@@ -315,12 +315,12 @@ def test_read_dotenv_forms(tmp_path):
         ("X='a' b\n", r"\.env:1: unexpected text after the closing quote"),
     ],
 )
-def test_read_dotenv_errors(tmp_path, text, message):
+def test_read_dotenv_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         read_dotenv(write(tmp_path, ".env", text))
 
 
-def test_envfile_relative_to_config_and_existing_env_wins(tmp_path, monkeypatch):
+def test_envfile_relative_to_config_and_existing_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RRT_EXISTING", "from-process")
     monkeypatch.delenv("RRT_FROM_FILE", raising=False)
     conf = tmp_path / "conf"
@@ -343,7 +343,7 @@ def test_envfile_relative_to_config_and_existing_env_wins(tmp_path, monkeypatch)
     assert cfg.server.env == {"A": "file", "B": "from-process"}
 
 
-def test_dotenv_option_precedes_envfile(tmp_path, monkeypatch):
+def test_dotenv_option_precedes_envfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RRT_BOTH", raising=False)
     write(tmp_path, "cli.env", "RRT_BOTH=cli\n")
     write(tmp_path, "cfg.env", "RRT_BOTH=cfg\n")
@@ -356,7 +356,7 @@ def test_dotenv_option_precedes_envfile(tmp_path, monkeypatch):
     assert cfg.server.env == {"X": "cli"}
 
 
-def test_missing_envfile_names_it(tmp_path):
+def test_missing_envfile_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.env: cannot read env file"):
         load_text(tmp_path, 'version: "3"\nenvfile: nope.env\n')
 
@@ -364,7 +364,7 @@ def test_missing_envfile_names_it(tmp_path):
 # --------------------------------------------------------------------------- workdir
 
 
-def test_workdir_anchors_relative_config_path_and_paths_stay_relative(tmp_path):
+def test_workdir_anchors_relative_config_path_and_paths_stay_relative(tmp_path: Path) -> None:
     write(
         tmp_path, "rr.yaml", 'version: "3"\ngrpc:\n  listen: tcp://127.0.0.1:9001\n  proto: [proto/a.proto]\n'
     )
@@ -373,7 +373,7 @@ def test_workdir_anchors_relative_config_path_and_paths_stay_relative(tmp_path):
     assert cfg.grpc is not None and cfg.grpc.proto == ["proto/a.proto"]
 
 
-def test_yaml_scalars_read_as_yaml_1_2(tmp_path):
+def test_yaml_scalars_read_as_yaml_1_2(tmp_path: Path) -> None:
     cfg = load_text(
         tmp_path,
         """
@@ -451,7 +451,7 @@ GRPC = {"listen": "tcp://127.0.0.1:9001"}
         ({"logs": {"channels": {"grpc": {"level": "loud"}}}}, "logs.channels.grpc.level"),
     ],
 )
-def test_errors_name_file_and_key(raw, message):
+def test_errors_name_file_and_key(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict({"version": "3", **raw}, "/app/.rr.yaml")
     text = str(info.value)
@@ -463,7 +463,7 @@ def test_errors_name_file_and_key(raw, message):
     ("version", "ok"),
     [("3", True), (3, True), ("2.7", False), (2.7, False), ("3.1", False), (True, False), (None, False)],
 )
-def test_version_gate(version, ok):
+def test_version_gate(version: object, ok: bool) -> None:
     raw = {} if version is None else {"version": version}
     if ok:
         assert config_from_dict(raw, "v.yaml").version == "3"
@@ -481,12 +481,12 @@ def test_version_gate(version, ok):
         ('version: "3"\nenvfile: [a]\n', r"\.rr\.yaml: envfile: expected a file name"),
     ],
 )
-def test_file_level_errors(tmp_path, text, message):
+def test_file_level_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_text(tmp_path, text)
 
 
-def test_missing_config_file_is_config_error(tmp_path):
+def test_missing_config_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"absent\.yaml: cannot read configuration"):
         load_config(tmp_path / "absent.yaml")
 
@@ -494,7 +494,7 @@ def test_missing_config_file_is_config_error(tmp_path):
 # --------------------------------------------------------------------------- sections
 
 
-def test_unknown_and_unsupported_sections_are_noted_and_ignored():
+def test_unknown_and_unsupported_sections_are_noted_and_ignored() -> None:
     cfg = config_from_dict(
         {"version": "3", "kv": None, "amqp": {"addr": "amqp://x"}, "grcp": {}, "server": {"command": "php w.php"}}, "s.yaml"
     )
@@ -505,8 +505,8 @@ def test_unknown_and_unsupported_sections_are_noted_and_ignored():
     )
 
 
-def test_roadrunner_keys_not_implemented_are_noted_and_dropped():
-    raw = {
+def test_roadrunner_keys_not_implemented_are_noted_and_dropped() -> None:
+    raw: dict[str, Any] = {
         "version": "3",
         "http": {"address": ":80", "http2": {"h2c": True}, "fcgi": {"address": "tcp://0.0.0.0:9000"}},
         "logs": {"line_ending": "\n"},
@@ -521,7 +521,7 @@ def test_roadrunner_keys_not_implemented_are_noted_and_dropped():
     assert raw["http"]["http2"] == {"h2c": True}  # the caller's dict is not modified
 
 
-def test_empty_sections_mean_present_with_defaults(tmp_path):
+def test_empty_sections_mean_present_with_defaults(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, 'version: "3"\nrpc:\nmetrics:\nserver:\n  command: php w.php\n  user:\n')
     assert cfg.rpc is not None and cfg.rpc.listen == "tcp://127.0.0.1:6001"
     assert cfg.metrics is not None and cfg.metrics.address == "127.0.0.1:2112"
@@ -529,7 +529,7 @@ def test_empty_sections_mean_present_with_defaults(tmp_path):
     assert cfg.grpc is None and cfg.http is None and cfg.otel is None and cfg.status is None
 
 
-def test_absent_sections_are_none_but_server_and_logs_exist():
+def test_absent_sections_are_none_but_server_and_logs_exist() -> None:
     cfg = config_from_dict({"version": "3"})
     assert (cfg.rpc, cfg.grpc, cfg.http, cfg.metrics, cfg.otel, cfg.status) == (None,) * 6
     assert cfg.server.command == [] and cfg.logs.mode == "development"
@@ -543,18 +543,18 @@ def test_absent_sections_are_none_but_server_and_logs_exist():
         (["php", "my worker.php"], ["php", "my worker.php"]),
     ],
 )
-def test_server_command(command, argv):
+def test_server_command(command: str | list[str], argv: list[str]) -> None:
     assert config_from_dict({"version": "3", "server": {"command": command}}).server.command == argv
 
 
-def test_server_env_keys_upper_cased_and_scalars_stringified():
+def test_server_env_keys_upper_cased_and_scalars_stringified() -> None:
     cfg = config_from_dict(
         {"version": "3", "server": {"env": {"app_env": "prod", "n": 5, "f": 1.5, "t": True, "x": False}}}
     )
     assert cfg.server.env == {"APP_ENV": "prod", "N": "5", "F": "1.5", "T": "1", "X": "0"}
 
 
-def test_single_strings_for_lists():
+def test_single_strings_for_lists() -> None:
     cfg = config_from_dict(
         {
             "version": "3",
@@ -567,13 +567,13 @@ def test_single_strings_for_lists():
     assert cfg.http.middleware == ["gzip"]
 
 
-def test_config_is_frozen():
+def test_config_is_frozen() -> None:
     cfg = config_from_dict({"version": "3", "rpc": {}})
     with pytest.raises(AttributeError):
         cfg.rpc.listen = "tcp://x:1"  # type: ignore[misc, union-attr]
 
 
-def test_zero_means_roadrunner_default():
+def test_zero_means_roadrunner_default() -> None:
     cfg = config_from_dict(
         {
             "version": "3",
@@ -588,15 +588,15 @@ def test_zero_means_roadrunner_default():
         }
     )
     assert cfg.grpc is not None and cfg.http is not None
-    assert cfg.grpc.max_concurrent_streams == 10 and cfg.grpc.ping_time == 7200 and cfg.grpc.timeout == 20
-    assert cfg.grpc.pool.allocate_timeout == 60 and cfg.grpc.pool.supervisor.watch_tick == 5
+    assert cfg.grpc.max_concurrent_streams == 10 and cfg.grpc.ping_time == 7200.0 and cfg.grpc.timeout == 20.0
+    assert cfg.grpc.pool.allocate_timeout == 60.0 and cfg.grpc.pool.supervisor.watch_tick == 5.0
     assert cfg.http.internal_error_code == 500
 
 
 # --------------------------------------------------------------------------- defaults (RoadRunner's values)
 
 
-def test_defaults_equal_roadrunner():
+def test_defaults_equal_roadrunner() -> None:
     cfg = config_from_dict(
         {
             "version": "3",
@@ -615,20 +615,20 @@ def test_defaults_equal_roadrunner():
     g = cfg.grpc
     assert g is not None
     assert (g.max_send_msg_size, g.max_recv_msg_size, g.max_concurrent_streams) == (50, 50, 10)
-    assert (g.max_connection_idle, g.max_connection_age, g.max_connection_age_grace) == (0, 0, 0)
+    assert (g.max_connection_idle, g.max_connection_age, g.max_connection_age_grace) == (0.0, 0.0, 0.0)
     assert (g.ping_time, g.timeout) == (7200.0, 20.0)
     assert g.tls is None and g.proto == [] and g.import_paths == [] and g.env == {} and g.interceptors == []
 
     p = g.pool
     assert (p.command, p.num_workers, p.max_jobs, p.max_queue_size, p.debug) == ([], 0, 0, 0, False)
-    assert (p.allocate_timeout, p.destroy_timeout, p.reset_timeout, p.stream_timeout) == (60, 60, 60, 60)
+    assert (p.allocate_timeout, p.destroy_timeout, p.reset_timeout, p.stream_timeout) == (60.0, 60.0, 60.0, 60.0)
     s = p.supervisor
-    assert (s.watch_tick, s.ttl, s.idle_ttl, s.exec_ttl, s.max_worker_memory) == (5, 0, 0, 0, 0)
+    assert (s.watch_tick, s.ttl, s.idle_ttl, s.exec_ttl, s.max_worker_memory) == (5.0, 0.0, 0.0, 0.0, 0)
     assert p.dynamic_allocator is None
     da = config_from_dict({"version": "3", "grpc": {**GRPC, "pool": {"dynamic_allocator": {}}}}).grpc
     assert da is not None and da.pool.dynamic_allocator is not None
     assert (da.pool.dynamic_allocator.max_workers, da.pool.dynamic_allocator.spawn_rate) == (10, 5)
-    assert da.pool.dynamic_allocator.idle_timeout == 60
+    assert da.pool.dynamic_allocator.idle_timeout == 60.0
 
     h = cfg.http
     assert h is not None
@@ -664,7 +664,7 @@ def test_defaults_equal_roadrunner():
     assert (OtelConfig.DEFAULT_ENDPOINT, o.resource.service_name, o.resource.service_version) == ("127.0.0.1:4318", "", "")
     assert (OtelResourceConfig.DEFAULT_SERVICE_NAME, OtelResourceConfig.DEFAULT_SERVICE_VERSION) == ("RoadRunner", "1.0.0")
 
-    assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60
+    assert cfg.status is not None and cfg.status.unavailable_status_code == 503 and cfg.status.check_timeout == 60.0
 
     lg = cfg.logs
     # unset: the mode's preset (LOG_PRESETS), stderr, errors with the rest
@@ -678,7 +678,7 @@ def test_defaults_equal_roadrunner():
     )
 
 
-def test_full_sections_decode():
+def test_full_sections_decode() -> None:
     cfg = config_from_dict(
         {
             "version": "3",
@@ -732,7 +732,7 @@ def test_full_sections_decode():
     )
     assert (
         cfg.server.on_init is not None
-        and cfg.server.on_init.exec_timeout == 10
+        and cfg.server.on_init.exec_timeout == 10.0
         and cfg.server.on_init.env == {"K": "v"}
     )
     assert cfg.grpc is not None and cfg.grpc.tls is not None

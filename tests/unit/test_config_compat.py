@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,9 @@ CONSTRUCTS: list[tuple[str, str, Any, list[tuple[int, str]]]] = [
 
 
 @pytest.mark.parametrize(("body", "check", "expected"), [c[1:] for c in CONSTRUCTS], ids=[c[0] for c in CONSTRUCTS])
-def test_roadrunner_construct_loads(tmp_path, body, check, expected):
+def test_roadrunner_construct_loads(
+    tmp_path: Path, body: str, check: Callable[[RRConfig], bool], expected: list[tuple[int, str]]
+) -> None:
     cfg = load(tmp_path, body)
     assert check(cfg)
     assert notes(cfg) == expected
@@ -199,7 +202,7 @@ def test_roadrunner_construct_loads(tmp_path, body, check, expected):
     [(c[1], c[3]) for c in CONSTRUCTS if any(level == WARN for level, _ in c[3])],
     ids=[c[0] for c in CONSTRUCTS if any(level == WARN for level, _ in c[3])],
 )
-def test_strict_makes_the_first_warning_an_error(tmp_path, body, expected):
+def test_strict_makes_the_first_warning_an_error(tmp_path: Path, body: str, expected: list[tuple[int, str]]) -> None:
     first = next(text for level, text in expected if level == WARN)
     what, _, hint = first.partition(", ignored")
     with pytest.raises(ConfigError) as info:
@@ -207,12 +210,12 @@ def test_strict_makes_the_first_warning_an_error(tmp_path, body, expected):
     assert str(info.value) == f"{tmp_path / '.rr.yaml'}: {what}{hint}; an error with --strict"
 
 
-def test_strict_keeps_info_notes(tmp_path):
+def test_strict_keeps_info_notes(tmp_path: Path) -> None:
     cfg = load(tmp_path, "server:\n  command: php w.php\n  relay_timeout: 20s\n", strict=True)
     assert notes(cfg) == [(INFO, "server.relay_timeout is obsolete in RoadRunner, ignored")]
 
 
-def test_errors_stay_errors(tmp_path):
+def test_errors_stay_errors(tmp_path: Path) -> None:
     # leniency is for what RoadRunner ignores; a wrong value of a known key is still an error
     with pytest.raises(ConfigError, match=r"http\.headers\.cors\.allowed_origin_regex: invalid regular expression"):
         load(tmp_path, "http:\n  address: :8080\n  headers:\n    cors:\n      allowed_origin_regex: '(['\n")

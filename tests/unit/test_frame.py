@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,14 +26,14 @@ SPEC = {
 
 
 @pytest.mark.parametrize("name", sorted(SPEC))
-def test_spec_vectors(name):
+def test_spec_vectors(name: str) -> None:
     hexs, frame = SPEC[name]
     raw = bytes.fromhex(hexs.replace(" ", ""))
     assert frame.encode() == raw
     assert decode(raw) == (frame, len(raw))
 
 
-def _captured():
+def _captured() -> Iterator[Any]:
     for path in sorted(VECTORS.glob("*.json")):
         data = json.loads(path.read_text())
         parts = [data[k] for k in ("json_codec", "proto_codec") if k in data] or [data]
@@ -43,7 +45,7 @@ def _captured():
 
 
 @pytest.mark.parametrize("captured", list(_captured()))
-def test_captured_frames_roundtrip(captured):
+def test_captured_frames_roundtrip(captured: dict[str, Any]) -> None:
     raw = bytes.fromhex(captured["hex"])
     frame, used = decode(raw)
     assert used == len(raw)
@@ -63,12 +65,12 @@ def test_captured_frames_roundtrip(captured):
         (encode(b"x")[:0] + bytes([0x12]) + encode(b"x")[1:], "CRC mismatch"),
     ],
 )
-def test_malformed_headers(raw, message):
+def test_malformed_headers(raw: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         decode_header(raw)
 
 
-def test_header_length_and_size_bounds():
+def test_header_length_and_size_bounds() -> None:
     import struct
     import zlib
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import grpc
 import pytest
@@ -136,7 +137,7 @@ def test_no_tracestate_or_baggage_keys_when_empty() -> None:
 # ------------------------------------------------------------------------ vector replay
 
 
-def _frames(direction: str) -> list[tuple[dict, dict]]:
+def _frames(direction: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     out = []
     for ex in TRANSCRIPT["exchanges"]:
         for frame in ex["frames"]:
@@ -145,13 +146,13 @@ def _frames(direction: str) -> list[tuple[dict, dict]]:
     return out
 
 
-def _payload(frame: dict) -> bytes:
+def _payload(frame: dict[str, Any]) -> bytes:
     raw = bytes.fromhex(frame.get("hex") or frame["hex_prefix"])
     return raw[4 * frame["header"]["hl"] :]
 
 
 @pytest.mark.parametrize(("ex", "frame"), _frames("server->worker"), ids=lambda v: v.get("name", "") if "frames" in v else "")
-def test_vector_request_context_is_rebuilt_byte_for_byte(ex: dict, frame: dict) -> None:
+def test_vector_request_context_is_rebuilt_byte_for_byte(ex: dict[str, Any], frame: dict[str, Any]) -> None:
     captured = frame["context_json"]
     metadata = [
         (key, value)
@@ -167,7 +168,7 @@ def test_vector_request_context_is_rebuilt_byte_for_byte(ex: dict, frame: dict) 
 
 
 @pytest.mark.parametrize(("ex", "frame"), _frames("worker->server"), ids=lambda v: v.get("name", "") if "frames" in v else "")
-def test_vector_worker_reply_maps_to_the_captured_outcome(ex: dict, frame: dict) -> None:
+def test_vector_worker_reply_maps_to_the_captured_outcome(ex: dict[str, Any], frame: dict[str, Any]) -> None:
     outcome = ex["outcome"]
     if "ERROR" in frame["header"]["flags_names"]:
         failure = failure_from_error_text(bytes.fromhex(frame["hex"])[12:])

@@ -76,7 +76,9 @@ def error_info() -> any_pb2.Any:
          (("x-ok", "ok"),), ()),
     ],
 )
-def test_response_context_variants(ctx: object, headers: tuple, trailers: tuple) -> None:
+def test_response_context_variants(
+    ctx: object, headers: tuple[tuple[str, str | bytes], ...], trailers: tuple[tuple[str, str | bytes], ...]
+) -> None:
     r = parse_reply(reply(ctx))
     assert r.failure is None
     assert r.body == b"body"

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from rrgrpc.errors import WorkerError
-from rrgrpc.goridge.frame import Flag, decode
+from rrgrpc.goridge.frame import Flag, Frame, decode
 from rrgrpc.http import convert, http_pb2
 from rrgrpc.http.convert import (
     BadWorkerResponse,
@@ -53,7 +55,7 @@ MULTIPART_BODY = (
         ("a[0]", ["a", "0"]),
     ],
 )
-def test_split_key(key, segments):
+def test_split_key(key: str, segments: list[str]) -> None:
     assert split_key(key) == segments
 
 
@@ -69,20 +71,20 @@ def test_split_key(key, segments):
         ({"x" + "[y]" * 127: ["deep"]}, {}),  # more than 127 segments: ignored
     ],
 )
-def test_form_tree(items, expected):
+def test_form_tree(items: dict[str, list[str]], expected: dict[str, object]) -> None:
     assert build_tree(items) == expected
 
 
-def test_form_tree_conflict():
+def test_form_tree_conflict() -> None:
     with pytest.raises(FormError, match="invalid multiple values"):
         build_tree({"a": ["1"], "a[b]": ["2"]})
 
 
-def test_form_json_is_sorted_like_go():
+def test_form_json_is_sorted_like_go() -> None:
     assert tree_json(build_tree({"name": ["rr"], "list[]": ["1", "2"]})) == b'{"list":["1","2"],"name":"rr"}'
 
 
-def test_uploads_tree_first_file_wins_and_lists_keep_all():
+def test_uploads_tree_first_file_wins_and_lists_keep_all() -> None:
     a, b, c = (UploadedFile(name=n, mime="text/plain", size=1, tmpName="/t/" + n) for n in "abc")
     tree = build_tree({"one": [a, b], "many[]": [b, c], "nested[x]": [c]}, files=True)
     assert tree == {"one": a, "many": [b, c], "nested": {"x": c}}
@@ -100,11 +102,11 @@ def test_uploads_tree_first_file_wins_and_lists_keep_all():
         ("bad header", "bad header"),  # invalid token: unchanged, as Go does
     ],
 )
-def test_canonical_header(raw, canon):
+def test_canonical_header(raw: str, canon: str) -> None:
     assert canonical_header(raw) == canon
 
 
-def test_cookies_unescaped_and_bad_ones_dropped():
+def test_cookies_unescaped_and_bad_ones_dropped() -> None:
     jar = parse_cookies(['sid=abc123; theme=dark', 'q=a+b%21; bad=%zz; "x"=1; quoted="v"'])
     assert jar == {"sid": "abc123", "theme": "dark", "q": "a b!", "quoted": "v"}
     assert query_unescape("%") is None
@@ -118,12 +120,12 @@ def test_cookies_unescaped_and_bad_ones_dropped():
         (b'{"status":200,"headers":[]}', 0, 200, ()),
     ],
 )
-def test_decode_head(context, flags, status, headers):
+def test_decode_head(context: bytes, flags: int, status: int, headers: tuple[tuple[str, str], ...]) -> None:
     head = decode_head(context, flags)
     assert head is not None and head.status == status and head.headers == headers
 
 
-def test_decode_head_rejects_bad_status_and_splits_trailers():
+def test_decode_head_rejects_bad_status_and_splits_trailers() -> None:
     with pytest.raises(BadWorkerResponse, match="unknown status code from worker: 0"):
         decode_head(http_pb2.Response().SerializeToString() or b"\x08\x00", Flag.CODEC_PROTO)
     with pytest.raises(BadWorkerResponse, match="unknown status code from worker: 600"):
@@ -133,7 +135,7 @@ def test_decode_head_rejects_bad_status_and_splits_trailers():
     assert decode_head(b"", Flag.CODEC_PROTO) is None
 
 
-def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded():
+def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded() -> None:
     proto = http_pb2.Response(status=201).SerializeToString()
     first = decode_head(proto, Flag.CODEC_PROTO)
     assert first is not None and decode_head(proto, Flag.CODEC_PROTO) is first
@@ -148,17 +150,17 @@ def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded():
 # --------------------------------------------------------------------------- vector replay
 
 
-def _frames(exchange):
+def _frames(exchange: dict[str, Any]) -> list[tuple[str, Frame]]:
     return [(f["dir"], decode(bytes.fromhex(f["hex"]))[0]) for f in exchange["frames"]]
 
 
-def _data_exchanges(part):
+def _data_exchanges(part: str) -> Iterator[dict[str, Any]]:
     for ex in TRANSCRIPT[part]["exchanges"]:
         if "outcome" in ex:
             yield ex
 
 
-def _client_request(ex, sent) -> tuple[str, str, list[tuple[str, str]], bytes]:
+def _client_request(ex: dict[str, Any], sent: Frame) -> tuple[str, str, list[tuple[str, str]], bytes]:
     ctx, body = sent.payload[: sent.options[0]], sent.payload[sent.options[0] :]
     if sent.flags & Flag.CODEC_PROTO:
         msg = http_pb2.Request.FromString(ctx)
@@ -177,11 +179,11 @@ def _client_request(ex, sent) -> tuple[str, str, list[tuple[str, str]], bytes]:
     return method, "".join(path), [*headers, ("Host", "127.0.0.1:8080")], body
 
 
-def _normalised(ctx: bytes, flags: int) -> dict:
+def _normalised(ctx: bytes, flags: int) -> dict[str, Any]:
     """A context in comparable form: tmpName and Content-Length (our multipart body is ours) blanked."""
     if flags & Flag.CODEC_PROTO:
         msg = http_pb2.Request.FromString(ctx)
-        out = {
+        out: dict[str, Any] = {
             "remote_addr": msg.remote_addr, "protocol": msg.protocol, "method": msg.method, "uri": msg.uri,
             "headers": {k: list(v.value) for k, v in msg.header.items()},
             "cookies": {k: list(v.value) for k, v in msg.cookies.items()},
@@ -201,7 +203,7 @@ def _normalised(ctx: bytes, flags: int) -> dict:
 
 
 @asynccontextmanager
-async def serving(handler) -> AsyncIterator[str]:
+async def serving(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
     server = web.Server(handler, access_log=None)
     srv = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
     try:
@@ -212,7 +214,7 @@ async def serving(handler) -> AsyncIterator[str]:
 
 
 @pytest.mark.parametrize("part", ["json_codec", "proto_codec"])
-async def test_request_contexts_match_the_transcript(part, tmp_path):
+async def test_request_contexts_match_the_transcript(part: str, tmp_path: Path) -> None:
     opts = RequestOptions(codec="proto" if part == "proto_codec" else "json", uploads_dir=str(tmp_path))
     seen: list[Built] = []
     files_during: list[list[str]] = []
@@ -255,20 +257,22 @@ class ReplayPool:
         self.replies = replies
 
     @asynccontextmanager
-    async def stream(self, payload: Payload, *, timeout=None, info="", alive=None):
+    async def stream(
+        self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
+    ) -> AsyncIterator[AsyncIterator[Payload]]:
         if isinstance(self.replies, Exception):
             raise self.replies
         replies = self.replies
 
-        async def frames():
+        async def frames() -> AsyncIterator[Payload]:
             for reply in replies:
                 yield reply
 
         yield frames()
 
 
-def _replies(ex) -> list[Payload]:
-    out = []
+def _replies(ex: dict[str, Any]) -> list[Payload]:
+    out: list[Payload] = []
     for direction, f in _frames(ex)[1:]:
         if direction == "worker->server" and len(f.options) == 1:
             cut = f.options[0]
@@ -277,7 +281,7 @@ def _replies(ex) -> list[Payload]:
 
 
 @pytest.mark.parametrize("part", ["json_codec", "proto_codec"])
-async def test_captured_replies_map_to_the_same_http_response(part):
+async def test_captured_replies_map_to_the_same_http_response(part: str) -> None:
     checked = 0
     dispatcher = Dispatcher(ReplayPool([]), RequestOptions())
     async with serving(dispatcher) as base, aiohttp.ClientSession(auto_decompress=False) as client:
@@ -303,14 +307,14 @@ async def test_captured_replies_map_to_the_same_http_response(part):
     assert checked == 10
 
 
-def _expected_head(ctx) -> tuple[int, dict[str, list[str]]]:
-    headers = {}
+def _expected_head(ctx: dict[str, Any]) -> tuple[int, dict[str, list[str]]]:
+    headers: dict[str, list[str]] = {}
     for name, vals in ctx["headers"].items():
         headers[name] = vals["value_text"] if isinstance(vals, dict) else vals
     return int(ctx["status"]), headers
 
 
-async def test_bad_status_from_worker_is_internal_error_code_without_the_reason():
+async def test_bad_status_from_worker_is_internal_error_code_without_the_reason() -> None:
     bad = Payload(http_pb2.Response(status=700).SerializeToString(), b"body", Flag.CODEC_PROTO)
     dispatcher = Dispatcher(ReplayPool([bad]), RequestOptions(), internal_error_code=502)
     async with serving(dispatcher) as base, aiohttp.ClientSession() as client:
@@ -321,7 +325,7 @@ async def test_bad_status_from_worker_is_internal_error_code_without_the_reason(
             assert (resp.status, await resp.text()) == (200, "no head at all")
 
 
-def test_plugin_capabilities():
+def test_plugin_capabilities() -> None:
     from rrgrpc.config import config_from_dict
     from rrgrpc.http.plugin import HttpPlugin
     from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Plugin, ProvidesMetrics, Resettable
@@ -333,7 +337,7 @@ def test_plugin_capabilities():
     assert plugin.health() == 503 and plugin.workers() == []
 
 
-async def test_uploads_are_chowned_to_the_worker_owner(tmp_path):
+async def test_uploads_are_chowned_to_the_worker_owner(tmp_path: Path) -> None:
     owner = (os.getuid(), os.getgid())  # chown to ourselves: allowed without root, proves the call
     opts = RequestOptions(uploads_dir=str(tmp_path), uploads_owner=owner)
     owners: list[tuple[int, int]] = []

@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from rrgrpc.config.schema import StaticConfig
 from rrgrpc.errors import ConfigError
-from rrgrpc.http.middleware import StaticFiles, chain, parse_subnets, resolve_forwarded_ip
+from rrgrpc.http.dispatch import Handler
+from rrgrpc.http.middleware import Middleware, StaticFiles, chain, parse_subnets, resolve_forwarded_ip
 from rrgrpc.http.plugin import split_address
+from tests.helpers import section
 
 
 @pytest.mark.parametrize(
@@ -25,11 +29,11 @@ from rrgrpc.http.plugin import split_address
         ({}, None),
     ],
 )
-def test_resolve_forwarded_ip(headers, ip):
+def test_resolve_forwarded_ip(headers: dict[str, str], ip: str | None) -> None:
     assert resolve_forwarded_ip(CIMultiDict(headers)) == ip
 
 
-def test_parse_subnets():
+def test_parse_subnets() -> None:
     nets = parse_subnets(["10.0.0.0/8", " ::1/128 ", ""])
     assert [str(n) for n in nets] == ["10.0.0.0/8", "::1/128"]
 
@@ -39,23 +43,23 @@ def test_parse_subnets():
     [("127.0.0.1:8080", ("127.0.0.1", 8080)), (":8080", (None, 8080)), ("[::1]:80", ("::1", 80)),
      ("unix:///tmp/rr.sock", ("unix", "/tmp/rr.sock"))],
 )
-def test_split_address(address, parsed):
+def test_split_address(address: str, parsed: tuple[str | None, int | str]) -> None:
     assert split_address(address) == parsed
 
 
-def test_split_address_rejects_garbage():
+def test_split_address_rejects_garbage() -> None:
     with pytest.raises(ConfigError, match="host:port"):
         split_address("localhost")
 
 
-def test_static_lookup(tmp_path: Path):
+def test_static_lookup(tmp_path: Path) -> None:
     (tmp_path / "css").mkdir()
     (tmp_path / "css" / "a.css").write_text("x")
     (tmp_path / "index.php").write_text("<?php")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "config").write_text("x")
     (tmp_path / "link").symlink_to("/etc")
-    static = StaticFiles(StaticConfig(dir=str(tmp_path), forbid=[".php"]))
+    static = StaticFiles(section(StaticConfig, dir=str(tmp_path), forbid=[".php"]))
     assert static._lookup("/css/a.css?v=1") == (tmp_path / "css" / "a.css").resolve()
     assert static._lookup("/index.php") is None  # forbidden: PHP answers
     assert static._lookup("/.git/config") is None  # dotfiles are never served
@@ -63,23 +67,24 @@ def test_static_lookup(tmp_path: Path):
     assert static._lookup("/../etc/passwd") == 403
     assert static._lookup("/css/%2e%2e/%2e%2e/etc/passwd") == 403
     assert static._lookup("/link/hostname") == 403  # a symlink out of the root
-    allow_only = StaticFiles(StaticConfig(dir=str(tmp_path), allow=[".png"]))
+    allow_only = StaticFiles(section(StaticConfig, dir=str(tmp_path), allow=[".png"]))
     assert allow_only._lookup("/css/a.css") is None
 
 
-async def test_chain_runs_first_listed_outermost():
+async def test_chain_runs_first_listed_outermost() -> None:
     seen: list[str] = []
 
-    def mw(name: str):
-        async def run(request, handler):
+    def mw(name: str) -> Middleware:
+        async def run(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
             seen.append(name)
             return await handler(request)
 
         return run
 
-    async def terminal(request):
+    async def terminal(request: web.BaseRequest) -> web.StreamResponse:
         seen.append("terminal")
-        return "done"
+        return web.Response(text="done")
 
-    assert await chain([mw("a"), mw("b")], terminal)(object()) == "done"
+    response = await chain([mw("a"), mw("b")], terminal)(make_mocked_request("GET", "/"))
+    assert isinstance(response, web.Response) and response.text == "done"
     assert seen == ["a", "b", "terminal"]

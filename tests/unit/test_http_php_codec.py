@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.helpers import ROOT, VECTORS, php_cmd
 TRANSCRIPT = json.loads((VECTORS / "http_worker.json").read_text())
 
 
-def _frames(direction: str) -> list[dict]:
+def _frames(direction: str) -> list[dict[str, Any]]:
     return [
         f
         for ex in TRANSCRIPT["proto_codec"]["exchanges"]
@@ -53,7 +54,7 @@ RESPONSES = [
 
 
 @pytest.mark.php
-def test_php_codec_matches_generated_classes():
+def test_php_codec_matches_generated_classes() -> None:
     requests = [bytes.fromhex(f["context_hex"]) for f in _frames("server->worker")] + _synthetic_requests()
     responses = RESPONSES + [
         {
@@ -82,7 +83,7 @@ def test_php_codec_matches_generated_classes():
 
 
 @pytest.mark.php
-def test_php_codec_rejects_truncated_input():
+def test_php_codec_rejects_truncated_input() -> None:
     script = (
         "require 'php/autoload.php';"
         "foreach (['0a05616263', '0a', '08ffffffffffffffffffff01', '0b'] as $h) {"

@@ -8,13 +8,13 @@ from rrgrpc.errors import ConfigError
 from rrgrpc.jobs.driver import DEFAULT_PRIORITY, Pipeline, driver_factory
 
 
-def test_pipeline_accessors_coerce_declare_strings():
+def test_pipeline_accessors_coerce_declare_strings() -> None:
     pipe = Pipeline("p", "memory", {"priority": "3", "prefetch": "0", "durable": "true", "queue": 5})
     assert (pipe.priority, pipe.prefetch, pipe.get_bool("durable"), pipe.get_str("queue")) == (3, 1, True, "5")
     assert Pipeline("q", "memory").priority == DEFAULT_PRIORITY
 
 
-def test_bad_integer_names_the_key_and_file():
+def test_bad_integer_names_the_key_and_file() -> None:
     pipe = Pipeline("p", "memory", {"priority": "high"}, source="/app/.rr.yaml")
     with pytest.raises(ConfigError) as err:
         _ = pipe.priority
@@ -22,7 +22,7 @@ def test_bad_integer_names_the_key_and_file():
 
 
 @pytest.mark.parametrize(("driver", "why"), [("sqs", " (a RoadRunner driver rrgrpc does not implement)"), ("memroy", "")])
-def test_unsupported_driver_is_one_line_naming_pipeline_and_file(driver, why):
+def test_unsupported_driver_is_one_line_naming_pipeline_and_file(driver: str, why: str) -> None:
     with pytest.raises(ConfigError) as err:
         driver_factory(Pipeline("emails", driver, source="/app/.rr.yaml"))
     assert str(err.value).startswith(

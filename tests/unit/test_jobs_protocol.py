@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rrgrpc.jobs.driver import Delivery, Job
+from rrgrpc.jobs.driver import Delivery, Headers, Job
 from rrgrpc.jobs.protocol import Reply, ReplyType, parse_reply, task_context
 
 
@@ -14,10 +14,10 @@ class _Delivery(Delivery):
 
     async def nack(self, *, requeue: bool, delay: int = 0) -> None: ...
 
-    async def requeue(self, *, delay: int = 0, headers=None) -> None: ...
+    async def requeue(self, *, delay: int = 0, headers: Headers | None = None) -> None: ...
 
 
-def test_task_context_has_roadrunners_keys_in_order():
+def test_task_context_has_roadrunners_keys_in_order() -> None:
     job = Job(id="1", name="App\\Mail", payload=b"x", pipeline="emails", headers={"a": ["b", "c"]})
     ctx = task_context(_Delivery(job, driver="amqp", queue="q"))
     assert ctx == (
@@ -45,7 +45,7 @@ def test_task_context_has_roadrunners_keys_in_order():
         (b'{"type":9}', Reply(9)),  # unknown: the plugin acks it with a warning
     ],
 )
-def test_worker_answers(body, reply):
+def test_worker_answers(body: bytes, reply: Reply) -> None:
     assert parse_reply(body) == reply
 
 
@@ -57,7 +57,7 @@ def test_worker_answers(body, reply):
         (b'{"type":1,"data":{"headers":[1]}}', 'the worker\'s answer has "headers" that are not a map'),
     ],
 )
-def test_malformed_answers_are_one_line(body, message):
+def test_malformed_answers_are_one_line(body: bytes, message: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_reply(body)
     assert str(err.value).startswith(message)

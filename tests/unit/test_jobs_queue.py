@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rrgrpc.jobs.driver import Delivery, Job
+from rrgrpc.jobs.driver import Delivery, Headers, Job
 from rrgrpc.jobs.queue import PriorityQueue
 
 
@@ -19,18 +19,24 @@ class Recorded(Delivery):
     async def nack(self, *, requeue: bool, delay: int = 0) -> None:
         self.settled.append(f"nack requeue={requeue}")
 
-    async def requeue(self, *, delay: int = 0, headers=None) -> None:
+    async def requeue(self, *, delay: int = 0, headers: Headers | None = None) -> None:
         self.settled.append("requeue")
 
 
-async def test_lower_priority_first_then_arrival_order():
+async def test_lower_priority_first_then_arrival_order() -> None:
     q = PriorityQueue(10)
     for name, prio in (("a", 5), ("b", 1), ("c", 5), ("d", 1)):
         await q.put(Recorded(name, prio))
-    assert [(await q.get()).job.id for _ in range(4)] == ["b", "d", "a", "c"]
+    assert [await _next_id(q) for _ in range(4)] == ["b", "d", "a", "c"]
 
 
-async def test_put_waits_while_full_and_drain_frees_room():
+async def _next_id(q: PriorityQueue) -> str:
+    delivery = await q.get()
+    assert delivery is not None
+    return delivery.job.id
+
+
+async def test_put_waits_while_full_and_drain_frees_room() -> None:
     q = PriorityQueue(1)
     await q.put(Recorded("a", pipeline="p1"))
     blocked = asyncio.create_task(q.put(Recorded("b", pipeline="p2")))
@@ -41,7 +47,7 @@ async def test_put_waits_while_full_and_drain_frees_room():
     assert [d.job.id for d in await q.drain()] == ["b"]
 
 
-async def test_close_wakes_getters_with_none_and_hands_late_puts_back():
+async def test_close_wakes_getters_with_none_and_hands_late_puts_back() -> None:
     q = PriorityQueue(5)
     getter = asyncio.create_task(q.get())
     await asyncio.sleep(0)

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rrgrpc.config import LogChannelConfig, LogsConfig, StrList, config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.logs import LogsPlugin, configure_logging
+from tests.helpers import StaticPeers
 
 
 @pytest.fixture(autouse=True)
-def _restore_rr_loggers():
+def _restore_rr_loggers() -> Iterator[None]:
     yield
     configure_logging().close()
 
 
-def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args, **extra):
+def _emit(name: str = "rr.server", level: int = logging.INFO, msg: str = "hello %s", *args: object, **extra: object) -> None:
     logging.getLogger(name).log(level, msg, *(args or ("php",)), extra=extra or None)
 
 
-def test_production_is_json_lines_with_flattened_extra(capsys):
+def test_production_is_json_lines_with_flattened_extra(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogsConfig(mode="production"))
     _emit(pid=4242, trace_id="0af7651916cd43dd8448eb211c80319c")
     _emit(level=logging.DEBUG)  # production's preset level is info
@@ -37,7 +40,7 @@ def test_production_is_json_lines_with_flattened_extra(capsys):
     assert isinstance(line["ts"], float)
 
 
-def test_development_is_console_with_fields(capsys):
+def test_development_is_console_with_fields(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogsConfig(mode="development"))
     _emit(level=logging.DEBUG, pid=7)
     err = capsys.readouterr().err
@@ -47,19 +50,19 @@ def test_development_is_console_with_fields(capsys):
     assert stamp[:2] == "20"
 
 
-def test_raw_prints_the_message_only(capsys):
+def test_raw_prints_the_message_only(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogsConfig(mode="raw"))
     _emit(msg="%s", pid=1)
     assert capsys.readouterr().err == "php\n"
 
 
-def test_off_prints_nothing(capsys):
+def test_off_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogsConfig(mode="off"))
     _emit(level=logging.ERROR)
     assert capsys.readouterr().err == ""
 
 
-def test_level_and_encoding_override_the_preset(capsys):
+def test_level_and_encoding_override_the_preset(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogsConfig(mode="development", level="warn", encoding="json", output=StrList(["stdout"])))
     _emit()
     _emit(level=logging.WARNING)
@@ -68,7 +71,7 @@ def test_level_and_encoding_override_the_preset(capsys):
     assert [json.loads(x)["level"] for x in out.out.splitlines()] == ["warn"]
 
 
-def test_err_output_takes_errors(tmp_path, capsys):
+def test_err_output_takes_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     errors = tmp_path / "errors.log"
     configure_logging(LogsConfig(mode="production", output=StrList(["stdout"]), err_output=StrList([str(errors)])))
     _emit()
@@ -78,7 +81,7 @@ def test_err_output_takes_errors(tmp_path, capsys):
     assert json.loads(errors.read_text())["msg"] == "boom php"
 
 
-def test_channels_get_their_own_settings(tmp_path, capsys):
+def test_channels_get_their_own_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     http_log = tmp_path / "http.log"
     configure_logging(
         LogsConfig(
@@ -108,10 +111,10 @@ def test_unset_level_is_the_modes_preset_not_developments(capsys: pytest.Capture
     assert [json.loads(x)["level"] for x in capsys.readouterr().err.splitlines()] == ["info"]
 
 
-async def test_plugin_lifespan_installs_and_removes(capsys):
+async def test_plugin_lifespan_installs_and_removes(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_from_dict({"version": "3", "logs": {"mode": "raw"}})
     plugin = LogsPlugin(cfg.logs, cfg.notes)
-    async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+    async with plugin.lifespan(StaticPeers()):
         _emit(msg="inside %s")
         assert logging.getLogger("rr").handlers
     assert capsys.readouterr().err == "inside php\n"
@@ -134,7 +137,7 @@ def test_bad_values_name_the_key(section: dict[str, object], message: str) -> No
     assert str(err.value).startswith(f"<dict>: {message}")
 
 
-def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog):
+def test_throttle_logs_one_line_per_interval_and_counts_the_rest(caplog: pytest.LogCaptureFixture) -> None:
     import time
 
     from rrgrpc.obs import Throttle

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from rrgrpc.config import CollectorConfig, MetricsConfig, StrList, config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.metrics import MetricsPlugin, MetricsRpcError
 from rrgrpc.plugin import HasWorkers, ProvidesMetrics
 from rrgrpc.pool.state import Activity, ProcessState
+from tests.helpers import StaticPeers as Peers
 
 
 class FakePool:
@@ -22,30 +26,22 @@ class FakePool:
             "rr_grpc_request_total", "Requests", ["grpc_method", "status_code"], registry=None
         )
 
-    def workers(self):
+    def workers(self) -> list[ProcessState]:
         return [
             ProcessState(1, 1, 3, 0, 1000, 0.0, "", "ready"),
             ProcessState(2, 2, 1, 0, 2000, 0.0, "", "working"),
             ProcessState(3, 3, 0, 0, 500, 0.0, "", "invalid"),
         ]
 
-    def activity(self):
+    def activity(self) -> Activity:
         return Activity(queue=4)
 
-    def collectors(self):
+    def collectors(self) -> list[Collector]:
         return [self.requests]
 
 
-class Peers:
-    def __init__(self, *plugins):
-        self.plugins = plugins
-
-    def having(self, cap):
-        return [p for p in self.plugins if isinstance(p, cap)]
-
-
-def _plugin(collect=None):
-    raw = {"version": "3", "metrics": {"address": "127.0.0.1:0"}}
+def _plugin(collect: dict[str, object] | None = None) -> MetricsPlugin:
+    raw: dict[str, Any] = {"version": "3", "metrics": {"address": "127.0.0.1:0"}}
     if collect:
         raw["metrics"]["collect"] = collect
     section = config_from_dict(raw).metrics
@@ -60,7 +56,7 @@ async def _scrape(plugin: MetricsPlugin) -> str:
         return await r.text()
 
 
-def _samples(text: str) -> dict[tuple[str, tuple], float]:
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -68,7 +64,7 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
     return out
 
 
-async def test_scrape_has_worker_gauges_peer_collectors_and_config_collectors():
+async def test_scrape_has_worker_gauges_peer_collectors_and_config_collectors() -> None:
     pool = FakePool()
     assert isinstance(pool, HasWorkers) and isinstance(pool, ProvidesMetrics)
     plugin = _plugin({"app_jobs": {"type": "counter", "help": "Jobs", "labels": ["queue"]}})
@@ -95,7 +91,7 @@ async def test_scrape_has_worker_gauges_peer_collectors_and_config_collectors():
     assert "process_cpu_seconds_total" in text
 
 
-async def test_queue_gauge_is_left_to_a_peer_that_exports_it():
+async def test_queue_gauge_is_left_to_a_peer_that_exports_it() -> None:
     from prometheus_client import Gauge
 
     pool = FakePool()
@@ -107,7 +103,7 @@ async def test_queue_gauge_is_left_to_a_peer_that_exports_it():
     assert text.count("# TYPE rr_grpc_requests_queue gauge") == 1
 
 
-async def test_rpc_semantics_and_errors():
+async def test_rpc_semantics_and_errors() -> None:
     plugin = _plugin({"cfg_gauge": {"type": "gauge", "help": "from config"}})
     rpc = plugin.rpc_methods()
     async with plugin.lifespan(Peers()):
@@ -203,7 +199,7 @@ async def test_rpc_semantics_and_errors():
         )  # again after unregister
 
 
-async def test_summary_objectives_from_config():
+async def test_summary_objectives_from_config() -> None:
     plugin = _plugin({"rt": {"type": "summary", "help": "rt", "objectives": [{0.5: 0.05}, {0.99: 0.001}]}})
     async with plugin.lifespan(Peers()):
         for v in range(1, 101):
@@ -214,7 +210,7 @@ async def test_summary_objectives_from_config():
     assert samples[("rt_count", ())] == 100
 
 
-def test_bad_config():
+def test_bad_config() -> None:
     with pytest.raises(ConfigError, match="metrics.address"):
         MetricsPlugin(MetricsConfig(address="nowhere"))
     with pytest.raises(ConfigError, match="metrics.collect.dup"):

@@ -22,6 +22,7 @@ from rrgrpc.otel import (
     otlp_client,
 )
 from rrgrpc.tracing import PROPAGATOR
+from tests.helpers import StaticPeers
 from tests.obs_otlp import otlp_receiver
 
 
@@ -59,7 +60,7 @@ def test_exporters() -> None:
     http_exp = build_exporter(OtelConfig(endpoint="collector:4318", insecure=True, compress=True), {})
     assert isinstance(http_exp, HttpExporter)
     assert http_exp._endpoint == "http://collector:4318/v1/traces"
-    http_exp.shutdown()
+    http_exp.shutdown()  # type: ignore[no-untyped-call]  # the OTLP/HTTP exporter is not annotated
     assert exporter_kind(OtelConfig(), {}) == "otlp-http"
 
 
@@ -70,14 +71,14 @@ def test_unsupported_exporters_are_refused_by_the_schema(exporter: str) -> None:
         config_from_dict({"version": "3", "otel": {"exporter": exporter}})
 
 
-def test_http_urls():
+def test_http_urls() -> None:
     assert http_url("127.0.0.1:4318", insecure=True) == "http://127.0.0.1:4318/v1/traces"
     assert http_url("collector:4318", insecure=False) == "https://collector:4318/v1/traces"
     assert http_url("collector:4318", True, "/custom/traces") == "http://collector:4318/custom/traces"
     assert http_url("https://c.example/otlp/v1/traces", False) == "https://c.example/otlp/v1/traces"
 
 
-def test_resource_config_wins_then_env_then_defaults(monkeypatch):
+def test_resource_config_wins_then_env_then_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     cfg = _cfg({})
@@ -114,7 +115,7 @@ def test_unset_endpoint_leaves_the_env_endpoint_in_charge() -> None:
     exporter.shutdown()
 
 
-def test_propagator_injects_roadrunner_keys():
+def test_propagator_injects_roadrunner_keys() -> None:
     tp = trace.NonRecordingSpan(
         trace.SpanContext(
             trace_id=0x0AF7651916CD43DD8448EB211C80319C,
@@ -132,7 +133,7 @@ def test_propagator_injects_roadrunner_keys():
     assert trace.get_current_span(ctx).get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
 
-async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
+async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit() -> None:
     async with otlp_receiver() as rx:
         cfg = _cfg(
             {
@@ -144,7 +145,7 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
         )
         plugin = OtelPlugin(cfg)
         tracer = trace.get_tracer("test")  # obtained before the plugin starts: still routed
-        async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+        async with plugin.lifespan(StaticPeers()):
             assert plugin.tracer_provider is not None
             with tracer.start_as_current_span("outer"):
                 carrier: dict[str, str] = {}
@@ -169,7 +170,7 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
                 }
             )
         )
-        async with plugin_b.lifespan(peers=None):  # type: ignore[arg-type]
+        async with plugin_b.lifespan(StaticPeers()):
             with tracer.start_as_current_span("second"):
                 pass
         with tracer.start_as_current_span("after-stop"):
@@ -178,9 +179,9 @@ async def test_plugin_exports_through_otlp_grpc_and_flushes_on_exit():
         assert [(s.name, s.service) for s in rx.spans[2:]] == [("second", "unit-b")]
 
 
-async def test_stdout_exporter_prints_spans(capsys):
+async def test_stdout_exporter_prints_spans(capsys: pytest.CaptureFixture[str]) -> None:
     plugin = OtelPlugin(_cfg({"exporter": "stdout"}))
-    async with plugin.lifespan(peers=None):  # type: ignore[arg-type]
+    async with plugin.lifespan(StaticPeers()):
         with trace.get_tracer("test").start_as_current_span("printed"):
             pass
     assert '"name": "printed"' in capsys.readouterr().out

@@ -7,6 +7,7 @@ import pytest
 
 from rrgrpc.config import config_from_dict
 from rrgrpc.status import StatusPlugin, StatusRpcError, encode_proto_response
+from tests.helpers import StaticPeers as Peers
 
 
 class Checked:
@@ -24,15 +25,7 @@ class Checked:
         return self.ready_code
 
 
-class Peers:
-    def __init__(self, *plugins):
-        self.plugins = plugins
-
-    def having(self, cap):
-        return [p for p in self.plugins if isinstance(p, cap)]
-
-
-def _plugin(**status):
+def _plugin(**status: object) -> StatusPlugin:
     section = config_from_dict({"version": "3", "status": {"address": "127.0.0.1:0", **status}}).status
     assert section is not None
     return StatusPlugin(section)
@@ -43,7 +36,7 @@ async def _get(plugin: StatusPlugin, path: str) -> tuple[int, str, str]:
         return r.status, await r.text(), r.headers.get("Content-Type", "")
 
 
-async def test_health_and_ready_reports():
+async def test_health_and_ready_reports() -> None:
     grpc, http = Checked("grpc"), Checked("http", ready=503)
     plugin = _plugin(unavailable_status_code=599)
     async with plugin.lifespan(Peers(grpc, http)):
@@ -81,12 +74,10 @@ async def test_health_and_ready_reports():
         assert (code, body) == (200, "[]")
 
 
-async def test_shutdown_keeps_health_ok_and_ready_unavailable():
-    import asyncio
+async def test_shutdown_keeps_health_ok_and_ready_unavailable() -> None:
 
     plugin = _plugin()
     peers = Peers(Checked("grpc"))
-    peers.stopping = asyncio.Event()
     async with plugin.lifespan(peers):
         assert (await _get(plugin, "/ready"))[0] == 200
         peers.stopping.set()
@@ -99,7 +90,7 @@ async def test_shutdown_keeps_health_ok_and_ready_unavailable():
         assert (code, body) == (503, "service is shutting down\n")
 
 
-async def test_rpc_json_and_proto():
+async def test_rpc_json_and_proto() -> None:
     plugin = _plugin()
     rpc = plugin.rpc_methods()
     async with plugin.lifespan(Peers(Checked("grpc", ready=503))):

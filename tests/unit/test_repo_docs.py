@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -15,7 +16,7 @@ _SKIP = {".venv", ".cache", "node_modules", ".git", "build"}
 _LINK = re.compile(r"\]\(([^)#\s]+)")
 
 
-def markdown_files() -> list:
+def markdown_files() -> list[Path]:
     return [p for p in ROOT.rglob("*.md") if not _SKIP & set(p.relative_to(ROOT).parts)]
 
 

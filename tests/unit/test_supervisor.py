@@ -24,7 +24,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("state", "age", "idle", "rss", "limits", "verdict", "recorded"), CASES)
-def test_judge(state, age, idle, rss, limits, verdict, recorded):
+def test_judge(
+    state: S, age: float, idle: float, rss: int, limits: Limits, verdict: Verdict, recorded: S | None
+) -> None:
     assert judge(Vitals(state, age, idle, rss), limits) == (verdict, recorded)
 
 
@@ -33,5 +35,5 @@ def test_judge(state, age, idle, rss, limits, verdict, recorded):
     [(S.INACTIVE, "inactive"), (S.READY, "ready"), (S.WORKING, "working"), (S.MAX_JOBS_REACHED, "maxJobsReached"),
      (S.IDLE_TTL_REACHED, "idleTTLReached"), (S.MAX_MEMORY_REACHED, "maxMemoryReached"), (S.EXEC_TTL_REACHED, "undefined")],
 )
-def test_state_wire_names(state, name):
+def test_state_wire_names(state: S, name: str) -> None:
     assert state.wire_name == name
