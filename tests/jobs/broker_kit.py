@@ -195,7 +195,7 @@ async def survives_broker_restart(driver: str, broker: Mapping[str, Any], stop: 
         finally:
             await start()
         await drv.push(job("p", 3))
-        seen = []
+        seen: list[bytes] = []
         while not seen or seen[-1] != b'{"n":3}':  # redialed and consuming again
             delivery = await sink.take(timeout=30)
             await delivery.ack()

@@ -15,7 +15,7 @@ from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config, uni
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_delayed_push_waits():
+async def test_delayed_push_waits() -> None:
     addr = broker_addr("amqp")
     async with opened("amqp", "p", pipeline_config("amqp"), {"addr": addr}) as (drv, sink):
         await drv.run()
@@ -28,7 +28,7 @@ async def test_delayed_push_waits():
         await got.ack()
 
 
-async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
+async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one() -> None:
     """Headers as RoadRunner's amqp driver packs them are understood; a bare message becomes deduced_by_rr."""
     addr = broker_addr("amqp")
     conf = pipeline_config("amqp")
@@ -38,7 +38,7 @@ async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
         async with conn:
             ch = await conn.channel()
             ex = await ch.get_exchange(f"ex-{q}")
-            rr_headers = {"rr_id": "rr-1", "rr_job": "App\\Job", "rr_pipeline": "p",
+            rr_headers: dict[str, aio_pika.abc.FieldValue] = {"rr_id": "rr-1", "rr_job": "App\\Job", "rr_pipeline": "p",
                           "rr_headers": bytearray(json.dumps({"k": ["v"]}).encode()), "rr_delay": 0,
                           "rr_priority": 4, "rr_auto_ack": False}
             await ex.publish(aio_pika.Message(b"hello", headers=rr_headers), routing_key=q)
@@ -53,7 +53,7 @@ async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
         await b.ack()
 
 
-async def test_consume_without_queue_names_the_key():
+async def test_consume_without_queue_names_the_key() -> None:
     addr = broker_addr("amqp")
     async with opened("amqp", "p", {"exchange": unique("ex")}, {"addr": addr}) as (drv, _sink):
         with pytest.raises(DriverError, match=r"test.rr.yaml: jobs.pipelines.p.config.queue: empty queue name"):

@@ -15,7 +15,7 @@ from tests.jobs.test_gob import GO_ITEM
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_delayed_push_and_nack_with_delay_wait_in_beanstalkd():
+async def test_delayed_push_and_nack_with_delay_wait_in_beanstalkd() -> None:
     addr = broker_addr("beanstalk")
     async with opened("beanstalk", "p", pipeline_config("beanstalk"), {"addr": addr}) as (drv, sink):
         loop = asyncio.get_running_loop()
@@ -34,7 +34,7 @@ async def test_delayed_push_and_nack_with_delay_wait_in_beanstalkd():
         await again.ack()
 
 
-async def test_a_job_put_by_roadrunner_and_a_foreign_body():
+async def test_a_job_put_by_roadrunner_and_a_foreign_body() -> None:
     """A body as RoadRunner's beanstalk driver writes it (the gob of its Item, made by Go) is the same
     job here; a body that is no such gob becomes a deduced_by_rr job, as in RoadRunner."""
     addr = broker_addr("beanstalk")

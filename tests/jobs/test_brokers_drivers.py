@@ -4,6 +4,9 @@ giving unacknowledged jobs back, a one-line error for an unreachable broker, and
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from rrgrpc.jobs.driver import DriverError
@@ -24,16 +27,16 @@ UNREACHABLE = {"amqp": "amqp://bob:s3cret@127.0.0.1:1/", "beanstalk": "tcp://127
 
 
 @pytest.fixture(params=DRIVERS)
-def driver(request):
-    return request.param
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def broker(driver):
+def broker(driver: str) -> dict[str, str]:
     return {"addr": broker_addr(driver)}
 
 
-async def test_push_consume_ack_keeps_the_job_intact(driver, broker):
+async def test_push_consume_ack_keeps_the_job_intact(driver: str, broker: dict[str, str]) -> None:
     async with opened(driver, "p1", pipeline_config(driver), broker) as (drv, sink):
         sent = job("p1", 1, priority=3)
         await drv.push(sent)
@@ -49,7 +52,7 @@ async def test_push_consume_ack_keeps_the_job_intact(driver, broker):
         assert await sink.none_within(0.5), "an acknowledged job came back"
 
 
-async def test_prefetch_bounds_unsettled_deliveries(driver, broker):
+async def test_prefetch_bounds_unsettled_deliveries(driver: str, broker: dict[str, str]) -> None:
     async with opened(driver, "p", pipeline_config(driver, prefetch=2), broker) as (drv, sink):
         for n in range(5):
             await drv.push(job("p", n))
@@ -66,7 +69,7 @@ async def test_prefetch_bounds_unsettled_deliveries(driver, broker):
         assert sorted(d.job.payload for d in [*first, *rest, last]) == [f'{{"n":{n}}}'.encode() for n in range(5)]
 
 
-async def test_nack_requeue_redelivers_then_nack_drop_removes(driver, broker):
+async def test_nack_requeue_redelivers_then_nack_drop_removes(driver: str, broker: dict[str, str]) -> None:
     async with opened(driver, "p", pipeline_config(driver), broker) as (drv, sink):
         await drv.push(job("p", 7))
         await drv.run()
@@ -79,7 +82,7 @@ async def test_nack_requeue_redelivers_then_nack_drop_removes(driver, broker):
         assert (await drv.stat()).active == 0
 
 
-async def test_requeue_merges_headers_and_redelivers(driver, broker):
+async def test_requeue_merges_headers_and_redelivers(driver: str, broker: dict[str, str]) -> None:
     async with opened(driver, "p", pipeline_config(driver), broker) as (drv, sink):
         await drv.push(job("p", 1))
         await drv.run()
@@ -92,7 +95,7 @@ async def test_requeue_merges_headers_and_redelivers(driver, broker):
         assert await sink.none_within(0.5), "the requeued original came back as well"
 
 
-async def test_pause_holds_deliveries_and_resume_hands_them_over(driver, broker):
+async def test_pause_holds_deliveries_and_resume_hands_them_over(driver: str, broker: dict[str, str]) -> None:
     async with opened(driver, "p", pipeline_config(driver), broker) as (drv, sink):
         await drv.run()
         await drv.pause()
@@ -105,7 +108,7 @@ async def test_pause_holds_deliveries_and_resume_hands_them_over(driver, broker)
         await got.ack()
 
 
-async def test_stop_gives_unacked_deliveries_back_to_the_broker(driver, broker):
+async def test_stop_gives_unacked_deliveries_back_to_the_broker(driver: str, broker: dict[str, str]) -> None:
     conf = pipeline_config(driver)
     keep = {k: v for k, v in conf.items() if not k.startswith("delete_")}  # the first driver leaves it
     async with opened(driver, "p", keep, broker) as (drv, sink):
@@ -125,7 +128,7 @@ async def test_stop_gives_unacked_deliveries_back_to_the_broker(driver, broker):
         assert await sink.none_within(0.5), "the acknowledged job came back"
 
 
-async def test_unreachable_broker_is_one_line_without_the_password(driver):
+async def test_unreachable_broker_is_one_line_without_the_password(driver: str) -> None:
     with pytest.raises(DriverError) as err:
         async with opened(driver, "p", pipeline_config(driver), {"addr": UNREACHABLE[driver]}):
             pass
@@ -135,10 +138,10 @@ async def test_unreachable_broker_is_one_line_without_the_password(driver):
 
 
 @pytest.mark.slow
-async def test_broker_restart_during_consumption_recovers(driver, tmp_path):
+async def test_broker_restart_during_consumption_recovers(driver: str, tmp_path: Path) -> None:
     """The broker stops and starts mid-consumption: the driver redials, consumes again, and no
     acknowledged job comes back. NATS's client sends an ack again once it is back, so an ack that
     raised there may still count; its ack_wait is short so that a lost ack would show."""
-    extra = {"failed_ack_returns": False, "ack_wait": 2, "watch": 4} if driver == "nats" else {}
+    extra: dict[str, Any] = {"failed_ack_returns": False, "ack_wait": 2, "watch": 4} if driver == "nats" else {}
     async with restartable(driver, tmp_path) as (broker, stop, start):
         await survives_broker_restart(driver, broker, stop, start, **extra)

@@ -5,6 +5,7 @@ broker restart under a running rr is survived."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,18 +21,18 @@ pytestmark = [pytest.mark.php, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(params=["amqp", "beanstalk", "nats"])
-def driver(request):
-    return request.param
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def broker_config(tmp_path, driver: str, config: dict[str, Any], **jobs: Any) -> dict[str, Any]:
+def broker_config(tmp_path: Path, driver: str, config: dict[str, Any], **jobs: Any) -> dict[str, Any]:
     """An rr config consuming pipeline ``p`` on ``driver``'s broker (its top-level section set)."""
     cfg = jobs_config(tmp_path, {"p": {"driver": driver, "config": config}}, **jobs)
     cfg[driver] = {"addr": broker_addr(driver)}
     return cfg
 
 
-async def test_php_producer_to_php_consumer(tmp_path, driver):
+async def test_php_producer_to_php_consumer(tmp_path: Path, driver: str) -> None:
     conf = pipeline_config(driver)
     cfg = broker_config(tmp_path, driver, conf)
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
@@ -48,7 +49,7 @@ async def test_php_producer_to_php_consumer(tmp_path, driver):
     assert (row.driver, row.ready) == (driver, True)
 
 
-async def test_worker_answers_fail_requeue_nack_and_ack(tmp_path, driver):
+async def test_worker_answers_fail_requeue_nack_and_ack(tmp_path: Path, driver: str) -> None:
     cfg = broker_config(tmp_path, driver, pipeline_config(driver))
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await push(rpc, job("fail_once", "p"), job("requeue_once", "p"), job("fail", "p"), job("nack", "p"),
@@ -63,16 +64,17 @@ async def test_worker_answers_fail_requeue_nack_and_ack(tmp_path, driver):
     )  # fmt: skip
 
 
-async def test_a_consumer_killed_mid_task_gets_the_task_redelivered(tmp_path, driver):
+async def test_a_consumer_killed_mid_task_gets_the_task_redelivered(tmp_path: Path, driver: str) -> None:
     cfg = broker_config(tmp_path, driver, pipeline_config(driver))
     with jobs_errors() as failures:
         await _kill_mid_task(tmp_path, cfg)
     [failure] = failures  # what failed: the first run, in one line naming the task and the worker's pid
-    assert (failure.getMessage(), failure.id) == ("job processed with errors, requeued", tasks(tmp_path)[0]["id"])
-    assert str(tasks(tmp_path)[0]["pid"]) in failure.error
+    fields = vars(failure)  # the record's extra fields: the job id and the worker's error
+    assert (failure.getMessage(), fields["id"]) == ("job processed with errors, requeued", tasks(tmp_path)[0]["id"])
+    assert str(tasks(tmp_path)[0]["pid"]) in fields["error"]
 
 
-async def test_stop_with_tasks_in_flight_leaves_them_to_the_next_start(tmp_path, driver):
+async def test_stop_with_tasks_in_flight_leaves_them_to_the_next_start(tmp_path: Path, driver: str) -> None:
     conf = pipeline_config(driver)
     keep = {k: v for k, v in conf.items() if not k.startswith("delete_")}  # the broker keeps them meanwhile
     sent = [job("sleep", "p", b"0.4") for _ in range(4)]
@@ -91,7 +93,7 @@ async def test_stop_with_tasks_in_flight_leaves_them_to_the_next_start(tmp_path,
 
 
 @pytest.mark.slow
-async def test_broker_restart_while_rr_consumes(tmp_path, driver):
+async def test_broker_restart_while_rr_consumes(tmp_path: Path, driver: str) -> None:
     """The broker stops and starts under a running rr: the next push reaches it (the driver redialed)
     and is consumed; the job done before the restart is not run again."""
     async with restartable(driver, tmp_path / "broker") as (broker, stop, start):

@@ -37,21 +37,21 @@ OURS = bytes.fromhex(
 )
 
 
-def test_reads_roadrunners_item():
+def test_reads_roadrunners_item() -> None:
     assert gob.decode(GO_ITEM) == {
         "Job": "App\\Job", "Ident": "id-1", "Payload": b'{"a":1}',
         "Options": {"Priority": 4, "Pipeline": "p", "Delay": 2, "AutoAck": True},
     }
 
 
-def test_reads_the_item_of_older_roadrunner_releases():
+def test_reads_the_item_of_older_roadrunner_releases() -> None:
     assert gob.decode(GO_OLD_ITEM) == {
         "Job": "Old", "Ident": "id-2", "Payload": "text", "Headers": {"a": ["1", "2"]},
         "Options": {"Pipeline": "p"},
     }
 
 
-def test_writes_roadrunners_item_with_headers():
+def test_writes_roadrunners_item_with_headers() -> None:
     body = gob.encode_item(job="App\\Job", ident="id-1", payload=b'{"a":1}', priority=4, pipeline="p", delay=2,
                            auto_ack=True, queue="tube", headers={"h": ["v", "w"], "x": ["1"]})
     assert body == OURS
@@ -59,6 +59,6 @@ def test_writes_roadrunners_item_with_headers():
 
 
 @pytest.mark.parametrize("body", [b"", b"plain text", b'{"job":"x"}', GO_ITEM[:40], b"\x03\x7f\x03\x09"])
-def test_anything_else_is_a_gob_error(body):
+def test_anything_else_is_a_gob_error(body: bytes) -> None:
     with pytest.raises(gob.GobError):
         gob.decode(body)

@@ -16,7 +16,7 @@ from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_delayed_push_is_refused_as_in_roadrunner_and_nack_delay_is_native():
+async def test_delayed_push_is_refused_as_in_roadrunner_and_nack_delay_is_native() -> None:
     addr = broker_addr("nats")
     async with opened("nats", "p", pipeline_config("nats"), {"addr": addr}) as (drv, sink):
         with pytest.raises(DriverError, match=r"pipeline 'p' \(nats\): job .* has a delay of 5 s, and NATS has no delayed"):
@@ -34,7 +34,7 @@ async def test_delayed_push_is_refused_as_in_roadrunner_and_nack_delay_is_native
         assert (await drv.stat()).active == 0
 
 
-async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
+async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one() -> None:
     """A body as RoadRunner's nats driver marshals it (base64 payload, headers as NATS headers) is
     understood; a body that is no job envelope becomes deduced_by_rr."""
     addr = broker_addr("nats")
@@ -58,7 +58,7 @@ async def test_message_from_a_roadrunner_producer_and_from_a_foreign_one():
         await b.ack()
 
 
-async def test_delete_after_ack_removes_the_message_from_the_stream():
+async def test_delete_after_ack_removes_the_message_from_the_stream() -> None:
     addr = broker_addr("nats")
     conf = pipeline_config("nats", delete_after_ack=True)
     async with opened("nats", "p", conf, {"addr": addr}) as (drv, sink):

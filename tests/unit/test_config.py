@@ -793,4 +793,4 @@ def test_msgspec_error_forms_are_the_ones_we_read(value: dict[str, Any], pattern
 
 def test_on_init_exec_timeout_zero_means_the_default() -> None:
     cfg = config_from_dict({"version": "3", "server": {"on_init": {"command": "php init.php", "exec_timeout": 0}}})
-    assert cfg.server.on_init is not None and cfg.server.on_init.exec_timeout == 60
+    assert cfg.server.on_init is not None and float(cfg.server.on_init.exec_timeout) == 60

@@ -109,10 +109,10 @@ def test_unset_endpoint_leaves_the_env_endpoint_in_charge() -> None:
     assert _cfg({}).endpoint == ""
     exporter = build_exporter(_cfg({}), env)
     assert isinstance(exporter, HttpExporter)
-    exporter.shutdown()
+    exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTLP/HTTP exporter is not annotated
     exporter = build_exporter(_cfg({}), {})
     assert isinstance(exporter, HttpExporter) and exporter._endpoint == f"https://{OtelConfig.DEFAULT_ENDPOINT}/v1/traces"
-    exporter.shutdown()
+    exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
 def test_propagator_injects_roadrunner_keys() -> None:
