@@ -24,11 +24,10 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psutil
 from opentelemetry import trace
 
 from rrgrpc import RR_COMPAT_VERSION
@@ -44,12 +43,17 @@ from rrgrpc.errors import (
     WorkerError,
     WorkerLost,
 )
-from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME, Stream
+from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME
 from rrgrpc.goridge.relay import SocketRelayListener
+from rrgrpc.pool.allocator import DynamicAllocator
+from rrgrpc.pool.execttl import ExecTTL
 from rrgrpc.pool.payload import Payload
+from rrgrpc.pool.process import exit_text
+from rrgrpc.pool.sampling import Sampler
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
+from rrgrpc.pool.stream import STREAM, Handback, StreamFrames, drain
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
-from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker, exit_text
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import PoolConfig, ServerConfig
@@ -59,8 +63,8 @@ Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
 MAX_BOOT_FAILURES: Final = 3
 MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
 MAX_WORKERS: Final = 2048
-_STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
-_PING: Final = int(Stream.PING)
+#: an exchange is under way (a busy worker, maybe marked or timed out): the request path decides its end
+_EXCHANGING: Final = frozenset({WorkerState.WORKING, WorkerState.INVALID, WorkerState.EXEC_TTL_REACHED})
 
 
 @asynccontextmanager
@@ -151,11 +155,11 @@ class Pool:
         self._changed = asyncio.Event()  # set whenever a worker leaves WORKING or the pool fails
         self._alarm = asyncio.Event()  # wakes the supervisor: the pool failed or is closing
         self._listener: SocketRelayListener | None = None
-        self._psutil: dict[int, psutil.Process] = {}
+        self._sampler = Sampler()
         self._reset_lock = asyncio.Lock()
-        self._extra = 0  # workers added by the dynamic allocator
-        self._last_no_workers = 0.0
-        self._last_scale_up = 0.0
+        self._allocator = DynamicAllocator(cfg.dynamic_allocator)
+        self._exec_ttl = ExecTTL(cfg.supervisor.exec_ttl, self._exec_ttl_reached)
+        self._handback = Handback(self._release, self._lost, self._drain_in_background)
         self._tracer: trace.Tracer | None = None
         self._dropped = 0  # requests whose caller went away before a worker was taken for them
 
@@ -188,7 +192,7 @@ class Pool:
                 async with asyncio.timeout(tick):
                     await self._alarm.wait()
             except TimeoutError:
-                self._tick()
+                self._watch_tick()
             if self._failed is not None:
                 raise self._failed
 
@@ -235,7 +239,8 @@ class Pool:
     async def _stop_all(self, grace: float) -> None:
         workers = list(self._procs.values())
         for w in workers:
-            w.state = WorkerState.DESTROYED if w.state is not WorkerState.WORKING else w.state
+            if w.state is not WorkerState.WORKING:
+                w.become(WorkerState.DESTROYED)
         await asyncio.gather(*(w.stop(grace) if w.state is not WorkerState.WORKING else w.kill() for w in workers))
         self._workers.clear()
         self._procs.clear()
@@ -265,8 +270,8 @@ class Pool:
 
     async def _exec(self, payload: Payload, info: str, alive: Alive | None) -> Payload:
         w, reply = await self._first_reply(payload, info, alive)
-        if reply.stream & _STREAM:
-            self._spawn_task(self._drain_stream(w))
+        if reply.stream & STREAM:
+            self._drain_in_background(w)
             raise WorkerError("streaming is not supported")
         self._release(w)
         return reply
@@ -277,7 +282,7 @@ class Pool:
     ) -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
         w, first = await self._first_reply(payload, info, alive, timeout)
-        frames = _StreamFrames(self, w, first)
+        frames = StreamFrames(w, first, self._exec_ttl, self._handback)
         try:
             yield frames
         finally:
@@ -331,7 +336,7 @@ class Pool:
                         started += 1
                         self._workers.pop(w.pid, None)
                         if w.state is WorkerState.WORKING:
-                            w.state = WorkerState.INVALID  # retired when it answers
+                            w.become(WorkerState.INVALID)  # retired when it answers
                         elif w.state is WorkerState.READY:
                             self._retire(w, WorkerState.STOPPING, self.cfg.destroy_timeout or 60)
                     while any(w.pid in self._procs for w in old):
@@ -369,13 +374,13 @@ class Pool:
         if w.state is WorkerState.READY:
             self._retire(w, WorkerState.DESTROYED)
         else:
-            w.state = WorkerState.INVALID
+            w.become(WorkerState.INVALID)
 
     def workers(self) -> list[ProcessState]:
         now = time.time()
         out = []
         for pid, w in sorted(self._procs.items()):
-            rss, cpu = self._usage(pid, now)
+            rss, cpu = self._sampler.usage(pid, now)
             out.append(ProcessState(
                 pid=pid, status=int(w.state), num_execs=w.num_execs, created=w.created,
                 memory_usage=rss, cpu_percent=cpu, command="", status_str=w.state.wire_name,
@@ -418,7 +423,7 @@ class Pool:
                 if w.channel is not None and w.channel.broken is not None:
                     self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
                     continue
-                w.state = WorkerState.WORKING
+                w.become(WorkerState.WORKING)
                 return w
         return None
 
@@ -430,7 +435,7 @@ class Pool:
                 raise PoolClosed(f"{self.name} pool is stopping")
             w = await self._spawn()
             self._procs[w.pid] = w
-            w.state = WorkerState.WORKING
+            w.become(WorkerState.WORKING)
             return w
         if (idle := self._take_idle()) is not None:
             return idle
@@ -478,10 +483,10 @@ class Pool:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
-                w.state = WorkerState.WORKING
+                w.become(WorkerState.WORKING)
                 fut.set_result(w)
                 return
-        w.state = WorkerState.READY
+        w.become(WorkerState.READY)
         self._idle.append(w)
 
     def _release(self, w: Worker) -> None:
@@ -516,11 +521,9 @@ class Pool:
                 raise
 
     async def _roundtrip(self, w: Worker, payload: Payload) -> Payload:
-        ttl = self.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
         try:
             w.send(payload)
-            return await w.receive()
+            return await self._exec_ttl.receive(w)
         except asyncio.CancelledError:
             # the caller went away: finish the exchange in the background, never strand the worker
             self._spawn_task(self._finish_abandoned(w))
@@ -531,17 +534,14 @@ class Pool:
         except WorkerLost as exc:
             self._lost(w)
             if w.ttl_expired:
-                raise ExecTTLExceeded(f"worker {w.pid} did not answer within exec_ttl ({ttl:g}s) and was killed") from exc
+                raise ExecTTLExceeded(
+                    f"worker {w.pid} did not answer within exec_ttl ({self._exec_ttl.ttl:g}s) and was killed"
+                ) from exc
             raise
-        finally:
-            if handle is not None:
-                handle.cancel()
 
     async def _finish_abandoned(self, w: Worker) -> None:
-        ttl = self.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
         try:
-            reply = await w.receive()
+            reply = await self._exec_ttl.receive(w)
         except StopRequested:
             self._retire(w, WorkerState.INVALID)
         except WorkerError:
@@ -549,32 +549,23 @@ class Pool:
         except WorkerLost:
             self._lost(w)
         else:
-            if reply.stream & _STREAM:
+            if reply.stream & STREAM:
                 await self._drain_stream(w)
             else:
                 self._release(w)
-        finally:
-            if handle is not None:
-                handle.cancel()
+
+    def _drain_in_background(self, w: Worker) -> None:
+        self._spawn_task(self._drain_stream(w))
 
     async def _drain_stream(self, w: Worker) -> None:
-        """Ask a streaming worker to stop (STOP frame) and read until its final frame."""
-        w.stop_stream()
-        try:
-            async with asyncio.timeout(self.cfg.stream_timeout or 60):
-                while True:
-                    reply = await w.receive()
-                    if not reply.stream & _STREAM:
-                        break
-        except (TimeoutError, WorkerLost, StopRequested, WorkerError) as exc:
-            self._log.warning("stream did not stop cleanly: %s", exc, extra={"pid": w.pid})
+        if await drain(w, self.cfg.stream_timeout or 60, self._log):
+            self._release(w)
+        else:
             self._lost(w)
-            return
-        self._release(w)
 
     def _exec_ttl_reached(self, w: Worker) -> None:
         w.ttl_expired = True
-        w.state = WorkerState.EXEC_TTL_REACHED
+        w.become(WorkerState.EXEC_TTL_REACHED)
         self._log.warning("exec_ttl reached, killing worker", extra={"pid": w.pid, "exec": w.exec_info})
         self._spawn_task(w.kill())
 
@@ -621,7 +612,7 @@ class Pool:
             return
         self._workers[w.pid] = w
         self._procs[w.pid] = w
-        self._psutil.pop(w.pid, None)
+        self._sampler.forget(w.pid)
         self._give(w)
         self._changed.set()
 
@@ -653,24 +644,31 @@ class Pool:
 
     def _retire(self, w: Worker, state: WorkerState, grace: float | None = None) -> None:
         """Stop a worker gracefully in the background and keep the pool at its size."""
-        w.state = state
-        self._workers.pop(w.pid, None)
+        self._leave(w, state)
         self._spawn_task(w.stop() if grace is None else w.stop(grace))
         self._ensure_capacity()
 
     def _lost(self, w: Worker) -> None:
         """Kill a broken worker and keep the pool at its size."""
-        if w.state is not WorkerState.EXEC_TTL_REACHED:
-            w.state = WorkerState.ERRORED
-        self._workers.pop(w.pid, None)
+        self._leave(w, w.state if w.state is WorkerState.EXEC_TTL_REACHED else WorkerState.ERRORED)
         self._spawn_task(w.kill())
         self._changed.set()
         self._ensure_capacity()
 
+    def _leave(self, w: Worker, reason: WorkerState) -> None:
+        """Stop counting a worker and record why it leaves (its state, and a debug line)."""
+        self._workers.pop(w.pid, None)
+        if w.state is WorkerState.STOPPED:
+            return  # reaped already: its end was recorded first (a reset killed it, say)
+        w.become(reason)
+        self._log.debug(
+            "worker %d leaves the pool: %s", w.pid, reason.name.lower(), extra={"pid": w.pid, "reason": reason.name.lower()}
+        )
+
     def _on_exit(self, w: Worker, _exited: asyncio.Future[int]) -> None:
         """Reaping: an idle worker that died on its own is replaced (a busy one is handled by exec)."""
         self._procs.pop(w.pid, None)
-        self._psutil.pop(w.pid, None)
+        self._sampler.forget(w.pid)
         if w.state in (WorkerState.READY, WorkerState.INACTIVE) and w.pid in self._workers:
             code = w.proc.exited.result() if w.proc else -1
             # exit(0) between requests is a PHP memory guard doing its job, not a fault
@@ -678,126 +676,60 @@ class Pool:
                 logging.INFO if code == 0 else logging.WARNING,
                 "worker %d %s while idle; replacing it", w.pid, exit_text(code), extra={"pid": w.pid},
             )
-            w.state = WorkerState.ERRORED
-            self._workers.pop(w.pid, None)
+            self._leave(w, WorkerState.ERRORED)
             self._ensure_capacity()
-        elif w.state is not WorkerState.WORKING:
-            w.state = WorkerState.STOPPED if w.state is not WorkerState.DESTROYED else w.state
+        elif w.state not in _EXCHANGING and w.state is not WorkerState.DESTROYED:
+            w.become(WorkerState.STOPPED)
         w.close_transport()
         self._changed.set()
 
-    def _spawn_task(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- supervision ----------------------------------------------------------------------------
-    def _tick(self) -> None:
-        self._scale_down()
+    def _watch_tick(self) -> None:
+        """One supervision pass (every watch_tick): give back what a burst added, then enforce limits."""
+        self._shrink_after_burst()
+        self._retire_over_limits()
+
+    def _retire_over_limits(self) -> None:
+        """ttl, idle_ttl, max_worker_memory: stop an idle worker over a limit, mark a busy one."""
         limits = self._limits
         if not (limits.ttl or limits.idle_ttl or limits.max_worker_memory):
             return
         now_m, now = time.monotonic(), time.time()
         for w in list(self._workers.values()):
-            rss = self._usage(w.pid, now)[0] if limits.max_worker_memory else 0
+            rss = self._sampler.rss(w.pid, now) if limits.max_worker_memory else 0
             verdict, state = judge(Vitals(w.state, now - w.created / 1e9, now_m - w.last_used, rss), limits)
             if verdict is Verdict.STOP and state is not None:
                 self._log.info("worker over a supervisor limit: %s", state.wire_name, extra={"pid": w.pid})
                 self._retire(w, state)
             elif verdict is Verdict.MARK_INVALID:
                 self._log.info("busy worker over a supervisor limit; replacing it after this request", extra={"pid": w.pid})
-                w.state = WorkerState.INVALID
-
-    def _usage(self, pid: int, now: float) -> tuple[int, float]:
-        try:
-            proc = self._psutil.get(pid)
-            if proc is None:
-                proc = self._psutil[pid] = psutil.Process(pid)
-            with proc.oneshot():
-                rss = proc.memory_info().rss
-                t = proc.cpu_times()
-                elapsed = max(now - proc.create_time(), 1e-6)
-            return rss, round((t.user + t.system) / elapsed * 100, 2)
-        except (psutil.Error, OSError):
-            return 0, 0.0
+                w.become(WorkerState.INVALID)
 
     def _no_free_workers(self) -> None:
-        """Dynamic allocator: a NoFreeWorkers event (at most one a second) adds spawn_rate workers."""
-        da = self.cfg.dynamic_allocator
+        """A request found no free worker: the dynamic allocator may add workers."""
         now = time.monotonic()
-        self._last_no_workers = now
-        if da is None or self._closing or now - self._last_scale_up < 1.0:
-            return
-        self._last_scale_up = now
-        n = min(da.spawn_rate, da.max_workers - self._extra)
-        if n > 0:
-            self._extra += n
+        n = self._allocator.grow(now) if not self._closing else 0
+        if n:
             self._target += n
             self._log.info("dynamic allocator: adding %d workers", n)
             self._ensure_capacity()
 
-    def _scale_down(self) -> None:
-        da = self.cfg.dynamic_allocator
-        if da is None or not self._extra or time.monotonic() - self._last_no_workers < da.idle_timeout:
+    def _shrink_after_burst(self) -> None:
+        """The dynamic allocator's idle_timeout passed: retire the workers it added, a few a tick."""
+        n = self._allocator.shrink(time.monotonic())
+        if not n:
             return
-        for _ in range(min(da.spawn_rate, self._extra)):
+        retired = 0
+        for _ in range(n):
             idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
             if not idle:
                 break
-            self._extra -= 1
+            retired += 1
             self._target -= 1
             self._retire(idle[0], WorkerState.DESTROYED)
-        self._last_no_workers = time.monotonic()
-
-
-class _StreamFrames:
-    """Iterates over a (possibly streamed) reply; answers PING, and stops the stream when closed early."""
-
-    def __init__(self, pool: Pool, worker: Worker, first: Payload) -> None:
-        self._pool = pool
-        self._w = worker
-        self._first: Payload | None = first
-        self._done = not first.stream & _STREAM
-        self._closed = False
-        if self._done:
-            pool._release(worker)
-
-    def __aiter__(self) -> _StreamFrames:
-        return self
-
-    async def __anext__(self) -> Payload:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        if self._done:
-            raise StopAsyncIteration
-        w, pool = self._w, self._pool
-        ttl = pool.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, pool._exec_ttl_reached, w) if ttl else None
-        try:
-            reply = await w.receive()
-        except asyncio.CancelledError:
-            raise
-        except (WorkerError, StopRequested) as exc:
-            self._done = True
-            pool._lost(w)
-            raise WorkerError(f"stream broken: {exc}") from exc
-        except WorkerLost:
-            self._done = True
-            pool._lost(w)
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
-        if reply.stream & _PING:
-            w.pong()
-        if not reply.stream & _STREAM:
-            self._done = True
-            pool._release(w)
-        return reply
-
-    def close(self) -> None:
-        if not self._done and not self._closed:
-            self._closed = True
-            self._done = True
-            self._pool._spawn_task(self._pool._drain_stream(self._w))
+        self._allocator.took_back(retired, time.monotonic())
