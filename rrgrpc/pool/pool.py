@@ -306,6 +306,7 @@ class Pool:
             try:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
+                w.reason = "stop_requested"
                 self._retire(w, WorkerState.INVALID)
             except NotDelivered as exc:  # already killed and replaced by _roundtrip
                 self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
@@ -335,6 +336,7 @@ class Pool:
                         await self._grow()
                         started += 1
                         self._workers.pop(w.pid, None)
+                        w.reason = "reset"
                         if w.state is WorkerState.WORKING:
                             w.become(WorkerState.INVALID)  # retired when it answers
                         elif w.state is WorkerState.READY:
@@ -371,6 +373,7 @@ class Pool:
         idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
         w = idle[0] if idle else next(iter(self._workers.values()))
         self._workers.pop(w.pid, None)
+        w.reason = "removed"
         if w.state is WorkerState.READY:
             self._retire(w, WorkerState.DESTROYED)
         else:
@@ -543,6 +546,7 @@ class Pool:
         try:
             reply = await self._exec_ttl.receive(w)
         except StopRequested:
+            w.reason = "stop_requested"
             self._retire(w, WorkerState.INVALID)
         except WorkerError:
             self._release(w)
@@ -656,14 +660,13 @@ class Pool:
         self._ensure_capacity()
 
     def _leave(self, w: Worker, reason: WorkerState) -> None:
-        """Stop counting a worker and record why it leaves (its state, and a debug line)."""
+        """Stop counting a worker and record why it leaves: its state, its reason, a debug line."""
         self._workers.pop(w.pid, None)
         if w.state is WorkerState.STOPPED:
             return  # reaped already: its end was recorded first (a reset killed it, say)
         w.become(reason)
-        self._log.debug(
-            "worker %d leaves the pool: %s", w.pid, reason.name.lower(), extra={"pid": w.pid, "reason": reason.name.lower()}
-        )
+        w.reason = w.reason or reason.name.lower()
+        self._log.debug("worker %d leaves the pool: %s", w.pid, w.reason, extra={"pid": w.pid, "reason": w.reason})
 
     def _on_exit(self, w: Worker, _exited: asyncio.Future[int]) -> None:
         """Reaping: an idle worker that died on its own is replaced (a busy one is handled by exec)."""
@@ -706,8 +709,9 @@ class Pool:
             if verdict is Verdict.STOP and state is not None:
                 self._log.info("worker over a supervisor limit: %s", state.wire_name, extra={"pid": w.pid})
                 self._retire(w, state)
-            elif verdict is Verdict.MARK_INVALID:
+            elif verdict is Verdict.MARK_INVALID and state is not None:
                 self._log.info("busy worker over a supervisor limit; replacing it after this request", extra={"pid": w.pid})
+                w.reason = state.name.lower()
                 w.become(WorkerState.INVALID)
 
     def _no_free_workers(self) -> None:

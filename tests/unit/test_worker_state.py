@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rrgrpc.config.schema import DynamicAllocatorConfig, Duration
+from rrgrpc.config.schema import Duration, DynamicAllocatorConfig
 from rrgrpc.pool.allocator import DynamicAllocator
 from rrgrpc.pool.state import ALLOWED, LEAVING, InvalidTransition, WorkerState, check_transition
 
