@@ -11,45 +11,39 @@ first) runs on another worker; a request whose caller went away while it waited 
 cancelled, or its ``alive`` check fails when a worker is taken) is dropped and counted, never run.
 
 Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
-until the pool is back at its size. A boot that fails ``MAX_BOOT_FAILURES`` times in a row fails
+until the pool is back at its size. A boot that fails ``spawn.MAX_BOOT_FAILURES`` times in a row fails
 the pool with the cause instead of respawning forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import random
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import trace
 
-from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.errors import (
     BootError,
-    ConfigError,
     ExecTTLExceeded,
-    NoFreeWorkers,
     PoolClosed,
     PoolError,
-    QueueFull,
     RequestDropped,
     WorkerError,
     WorkerLost,
 )
 from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME
-from rrgrpc.goridge.relay import SocketRelayListener
 from rrgrpc.pool.allocator import DynamicAllocator
 from rrgrpc.pool.execttl import ExecTTL
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.process import exit_text
+from rrgrpc.pool.queue import Queue
 from rrgrpc.pool.sampling import Sampler
+from rrgrpc.pool.spawn import Spawner, worker_env
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.stream import STREAM, Handback, StreamFrames, drain
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
@@ -60,7 +54,6 @@ if TYPE_CHECKING:
 
 Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
 
-MAX_BOOT_FAILURES: Final = 3
 MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
 MAX_WORKERS: Final = 2048
 #: an exchange is under way (a busy worker, maybe marked or timed out): the request path decides its end
@@ -102,19 +95,6 @@ async def open_pool(
         await p.destroy(force=owner is not None and owner.cancelling() > 0)
 
 
-def worker_env(server: ServerConfig, mode: str, extra: Mapping[str, str], rpc_listen: str | None) -> dict[str, str]:
-    """The environment of a worker, in RoadRunner's order (later keys win)."""
-    env = dict(os.environ)
-    env["RR_RELAY"] = server.relay
-    if rpc_listen:
-        env["RR_RPC"] = rpc_listen
-    env.update({k.upper(): str(v) for k, v in server.env.items()})
-    env["RR_VERSION"] = RR_COMPAT_VERSION
-    env["RR_MODE"] = mode
-    env.update({k.upper(): str(v) for k, v in extra.items()})
-    return env
-
-
 class Pool:
     """A supervised set of PHP workers for one plugin."""
 
@@ -131,13 +111,7 @@ class Pool:
     ) -> None:
         self.name = name
         self.cfg = cfg
-        self.argv = list(cfg.command or server.command)
-        if not self.argv:
-            raise ConfigError(f"server.command: no worker command configured for the {name} pool")
-        self.env = worker_env(server, mode, env, rpc_listen)
-        self.user = server.user
-        self.relay = server.relay
-        self.max_frame = max_frame
+        self._spawner = Spawner(name, cfg, server, worker_env(server, mode, env, rpc_listen), max_frame, self._on_exit)
         self.debug = cfg.debug
         self._target = 0 if cfg.debug else (cfg.num_workers or os.cpu_count() or 1)
         self._limits = Limits(cfg.supervisor.ttl, cfg.supervisor.idle_ttl, cfg.supervisor.max_worker_memory)
@@ -145,16 +119,13 @@ class Pool:
         self._stderr_log = logging.getLogger("rr.server")
         self._workers: dict[int, Worker] = {}  # live workers counted toward the pool size
         self._procs: dict[int, Worker] = {}  # every process not yet reaped (incl. retiring ones)
-        self._idle: deque[Worker] = deque()
-        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._queue = Queue(name, cfg.allocate_timeout, cfg.max_queue_size, self._no_free_workers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawning = 0
-        self._boot_failures = 0
         self._failed: BootError | None = None
         self._closing = False
         self._changed = asyncio.Event()  # set whenever a worker leaves WORKING or the pool fails
         self._alarm = asyncio.Event()  # wakes the supervisor: the pool failed or is closing
-        self._listener: SocketRelayListener | None = None
         self._sampler = Sampler()
         self._reset_lock = asyncio.Lock()
         self._allocator = DynamicAllocator(cfg.dynamic_allocator)
@@ -169,18 +140,15 @@ class Pool:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             self._tracer = trace.get_tracer("rrgrpc.pool")
-        if self.relay != "pipes":
-            self._listener = SocketRelayListener(self.relay, self.cfg.allocate_timeout or 60, self.max_frame)
-            await self._listener.start()
-        results = await asyncio.gather(*(self._spawn() for _ in range(self._target)), return_exceptions=True)
+        await self._spawner.open()
+        results = await asyncio.gather(*(self._spawner.spawn() for _ in range(self._target)), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         for r in results:
             if isinstance(r, Worker):
                 self._add(r)
         if errors:
             await self._stop_all(grace=1.0)
-            if self._listener is not None:
-                await self._listener.close()
+            await self._spawner.close()
             raise errors[0]
         self._log.info("pool started", extra={"plugin": self.name, "workers": len(self._workers)})
 
@@ -217,10 +185,7 @@ class Pool:
     async def _destroy(self) -> None:
         self._closing = True
         self._alarm.set()
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(PoolClosed(f"{self.name} pool is stopping"))
-        self._waiters.clear()
+        self._queue.fail(PoolClosed(f"{self.name} pool is stopping"))
         try:
             async with asyncio.timeout(self.cfg.destroy_timeout or 60):
                 while any(w.state is WorkerState.WORKING for w in self._procs.values()):
@@ -233,8 +198,7 @@ class Pool:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._listener is not None:
-            await self._listener.close()
+        await self._spawner.close()
 
     async def _stop_all(self, grace: float) -> None:
         workers = list(self._procs.values())
@@ -244,12 +208,17 @@ class Pool:
         await asyncio.gather(*(w.stop(grace) if w.state is not WorkerState.WORKING else w.kill() for w in workers))
         self._workers.clear()
         self._procs.clear()
-        self._idle.clear()
+        self._queue.idle.clear()
 
     # -- public API -------------------------------------------------------------------------
     @property
     def size(self) -> int:
         return self._target
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment the workers start with."""
+        return self._spawner.env
 
     @property
     def ready(self) -> bool:
@@ -392,7 +361,7 @@ class Pool:
 
     def activity(self) -> Activity:
         busy = {w.pid: (w.exec_info, w.exec_started) for w in self._procs.values() if w.state is WorkerState.WORKING}
-        return Activity(queue=len(self._waiters), busy=busy, dropped=self._dropped)
+        return Activity(queue=self._queue.waiting, busy=busy, dropped=self._dropped + self._queue.dropped)
 
     # -- taking and releasing -----------------------------------------------------------------
     async def _take_traced(self, timeout: float | None = None) -> Worker:
@@ -419,15 +388,12 @@ class Pool:
             raise self._failed
         if self._closing:
             raise PoolClosed(f"{self.name} pool is stopping")
-        idle = self._idle
-        while idle:
-            w = idle.popleft()
-            if w.state is WorkerState.READY:
-                if w.channel is not None and w.channel.broken is not None:
-                    self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
-                    continue
-                w.become(WorkerState.WORKING)
-                return w
+        while (w := self._queue.pop_ready()) is not None:
+            if w.channel is not None and w.channel.broken is not None:
+                self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
+                continue
+            w.become(WorkerState.WORKING)
+            return w
         return None
 
     async def _take(self) -> Worker:
@@ -436,61 +402,13 @@ class Pool:
                 raise self._failed
             if self._closing:
                 raise PoolClosed(f"{self.name} pool is stopping")
-            w = await self._spawn()
+            w = await self._spawner.spawn()
             self._procs[w.pid] = w
             w.become(WorkerState.WORKING)
             return w
         if (idle := self._take_idle()) is not None:
             return idle
-        if self.cfg.max_queue_size and len(self._waiters) >= self.cfg.max_queue_size:
-            raise QueueFull(f"{self.name} pool: max queue size reached ({self.cfg.max_queue_size})")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Worker] = loop.create_future()
-        self._waiters.append(fut)
-        # a timer handle, not asyncio.timeout(): under load every request waits here
-        timeout = self.cfg.allocate_timeout
-        expiry = loop.call_later(timeout, self._allocate_expired, fut) if timeout else None
-        try:
-            return await fut
-        except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
-            self._dropped += 1
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._give(fut.result())  # handed over just as the caller gave up
-            raise
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            if not fut.done():
-                fut.cancel()
-            if fut.cancelled():  # a future that got its worker (or an error) was already popped
-                try:
-                    self._waiters.remove(fut)
-                except ValueError:
-                    pass
-
-    def _allocate_expired(self, fut: asyncio.Future[Worker]) -> None:
-        """allocate_timeout passed for a waiter: it fails with NoFreeWorkers."""
-        if fut.done():
-            return
-        try:
-            self._waiters.remove(fut)
-        except ValueError:
-            pass
-        self._no_free_workers()
-        fut.set_exception(
-            NoFreeWorkers(f"{self.name} pool: no free worker within allocate_timeout ({self.cfg.allocate_timeout:g}s)")
-        )
-
-    def _give(self, w: Worker) -> None:
-        """Hand a ready worker to the oldest waiter, or park it in the idle queue."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                w.become(WorkerState.WORKING)
-                fut.set_result(w)
-                return
-        w.become(WorkerState.READY)
-        self._idle.append(w)
+        return await self._queue.wait()
 
     def _release(self, w: Worker) -> None:
         w.last_used = time.monotonic()
@@ -505,7 +423,7 @@ class Pool:
         elif self._closing:
             self._retire(w, WorkerState.DESTROYED)
         else:
-            self._give(w)
+            self._queue.give(w)
 
     # -- the exchange -------------------------------------------------------------------------
     async def _exchange(self, w: Worker, payload: Payload, info: str) -> Payload:
@@ -574,38 +492,11 @@ class Pool:
         self._spawn_task(w.kill())
 
     # -- worker comings and goings ------------------------------------------------------------
-    async def _spawn(self) -> Worker:
-        w = await Worker.spawn(
-            self.name, self.argv, self.env, timeout=self.cfg.allocate_timeout or 60, listener=self._listener,
-            user=self.user, max_frame=self.max_frame, log=self._stderr_log,
-        )
-        if self.cfg.max_jobs:
-            w.job_limit = self.cfg.max_jobs + self.cfg.max_jobs * random.randrange(15) // 100
-        assert w.proc is not None
-        w.proc.exited.add_done_callback(functools.partial(self._on_exit, w))
-        return w
-
-    async def _spawn_with_retries(self) -> Worker:
-        """A new worker, retried after boot failures; the caller counts it in ``_spawning``."""
-        while True:
-            try:
-                w = await self._spawn()
-            except BootError as exc:
-                self._boot_failures += 1
-                self._log.error("worker failed to start (%d in a row): %s", self._boot_failures, exc)
-                if self._boot_failures >= MAX_BOOT_FAILURES:
-                    self._fail(exc)
-                    raise
-                await asyncio.sleep(0.1 * 2**self._boot_failures)
-                continue
-            self._boot_failures = 0
-            return w
-
     async def _grow(self) -> None:
         """Spawn one worker into the pool, counted in ``_spawning`` until it is added."""
         self._spawning += 1
         try:
-            w = await self._spawn_with_retries()
+            w = await self._spawner.spawn_with_retries(self._fail)
         finally:
             self._spawning -= 1
         self._add(w)
@@ -617,7 +508,7 @@ class Pool:
         self._workers[w.pid] = w
         self._procs[w.pid] = w
         self._sampler.forget(w.pid)
-        self._give(w)
+        self._queue.give(w)
         self._changed.set()
 
     def _ensure_capacity(self) -> None:
@@ -630,7 +521,7 @@ class Pool:
 
     async def _replace(self) -> None:
         try:
-            w = await self._spawn_with_retries()
+            w = await self._spawner.spawn_with_retries(self._fail)
         except BootError:
             return  # _fail() already recorded it and woke the supervisor
         finally:
@@ -639,10 +530,7 @@ class Pool:
 
     def _fail(self, exc: BootError) -> None:
         self._failed = BootError(f"{self.name} pool failed: {exc}")
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(self._failed)
-        self._waiters.clear()
+        self._queue.fail(self._failed)
         self._changed.set()
         self._alarm.set()
 

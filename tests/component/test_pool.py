@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import pytest
 
@@ -252,10 +251,10 @@ async def test_streamed_reply_with_ping_pong():
         assert (await pool.exec(Payload(b"", b"1"))).body == b"chunk 1"
 
 
-def test_worker_env_order():
-    from rrgrpc.pool.pool import worker_env
+def test_worker_env_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rrgrpc.pool.spawn import worker_env
 
-    os.environ["RRGRPC_TEST_ENV"] = "from-rr"
+    monkeypatch.setenv("RRGRPC_TEST_ENV", "from-rr")
     env = worker_env(ServerConfig(command=["x"], env={"RR_MODE": "nope", "app": "1"}), "grpc", {"k": "v"}, "tcp://127.0.0.1:6001")
     assert env["RRGRPC_TEST_ENV"] == "from-rr" and env["APP"] == "1" and env["K"] == "v"
     assert env["RR_MODE"] == "grpc" and env["RR_RPC"] == "tcp://127.0.0.1:6001" and env["RR_RELAY"] == "pipes"
