@@ -47,6 +47,7 @@ from rrgrpc.pool.spawn import Spawner, worker_env
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.stream import STREAM, Handback, StreamFrames, drain
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
+from rrgrpc.pool.tracing import pool_tracer, traced_exec, traced_wait
 from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
 
 MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
-MAX_WORKERS: Final = 2048
+MAX_POOL_SIZE: Final = 2048  # bound on the size informer.AddWorker can grow a pool to (num_workers is bounded by config)
 #: an exchange is under way (a busy worker, maybe marked or timed out): the request path decides its end
 _EXCHANGING: Final = frozenset({WorkerState.WORKING, WorkerState.INVALID, WorkerState.EXEC_TTL_REACHED})
 
@@ -137,9 +138,7 @@ class Pool:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Spawn the initial workers concurrently; any failure fails the start with its cause."""
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-            self._tracer = trace.get_tracer("rrgrpc.pool")
+        self._tracer = pool_tracer()
         await self._spawner.open()
         results = await asyncio.gather(*(self._spawner.spawn() for _ in range(self._target)), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -329,8 +328,8 @@ class Pool:
     async def add_worker(self) -> None:
         if self.debug:
             return
-        if self._target >= MAX_WORKERS:
-            raise BootError(f"maximum of {MAX_WORKERS} workers reached")
+        if self._target >= MAX_POOL_SIZE:
+            raise BootError(f"maximum of {MAX_POOL_SIZE} workers reached")
         self._target += 1
         await self._grow()
 
@@ -365,22 +364,12 @@ class Pool:
 
     # -- taking and releasing -----------------------------------------------------------------
     async def _take_traced(self, timeout: float | None = None) -> Worker:
-        if self._tracer is None:
-            if timeout is None:
-                return await self._take()
-            async with asyncio.timeout(timeout):
-                return await self._take()
-        with self._tracer.start_as_current_span("rr.pool.wait", attributes={"rr.plugin": self.name}) as span:
-            queued = time.monotonic()
-            try:
-                async with asyncio.timeout(timeout):
-                    w = await self._take()
-            except Exception as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                raise
-            span.set_attribute("rr.queue_wait_ms", (time.monotonic() - queued) * 1000)
-            span.set_attribute("rr.worker.pid", w.pid)
-            return w
+        if self._tracer is not None:
+            return await traced_wait(self._tracer, self.name, self._take, timeout)
+        if timeout is None:
+            return await self._take()
+        async with asyncio.timeout(timeout):
+            return await self._take()
 
     def _take_idle(self) -> Worker | None:
         """An idle worker, now (marked WORKING), or None; raises when the pool cannot serve."""
@@ -431,15 +420,7 @@ class Pool:
         w.exec_started = time.time()
         if self._tracer is None:
             return await self._roundtrip(w, payload)
-        with self._tracer.start_as_current_span(
-            "rr.pool.exec", attributes={"rr.plugin": self.name, "rr.worker.pid": w.pid, "rr.exec": info}
-        ) as span:
-            w.trace_id = format(span.get_span_context().trace_id, "032x")
-            try:
-                return await self._roundtrip(w, payload)
-            except Exception as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                raise
+        return await traced_exec(self._tracer, self.name, w, info, self._roundtrip(w, payload))
 
     async def _roundtrip(self, w: Worker, payload: Payload) -> Payload:
         try:
