@@ -13,6 +13,14 @@ cancelled, or its ``alive`` check fails when a worker is taken) is dropped and c
 Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
 until the pool is back at its size. A boot that fails ``spawn.MAX_BOOT_FAILURES`` times in a row fails
 the pool with the cause instead of respawning forever.
+
+This module is the part that needs the pool's worker table: taking and releasing workers, their
+comings and goings, reset/add/remove and the supervision steps. Each of those is a few lines over
+helpers that own one idea each: ``queue`` (idle workers and waiters), ``exchange`` (one request's
+exchange, streams), ``execttl``, ``spawn`` (command, env, boot failures), ``allocator`` (dynamic
+allocator), ``sampling`` (psutil), ``supervisor`` (the limit verdicts), ``tracing`` (spans),
+``state`` (the lifecycle table). It stays above 400 lines because splitting the table's users
+further would make two objects reach into each other's state.
 """
 
 from __future__ import annotations
@@ -29,15 +37,14 @@ from opentelemetry import trace
 
 from rrgrpc.errors import (
     BootError,
-    ExecTTLExceeded,
     PoolClosed,
     PoolError,
     RequestDropped,
     WorkerError,
-    WorkerLost,
 )
 from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME
 from rrgrpc.pool.allocator import DynamicAllocator
+from rrgrpc.pool.exchange import STREAM, Exchanger, Handback, StreamFrames
 from rrgrpc.pool.execttl import ExecTTL
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.process import exit_text
@@ -45,7 +52,6 @@ from rrgrpc.pool.queue import Queue
 from rrgrpc.pool.sampling import Sampler
 from rrgrpc.pool.spawn import Spawner, worker_env
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
-from rrgrpc.pool.stream import STREAM, Handback, StreamFrames, drain
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
 from rrgrpc.pool.tracing import pool_tracer, traced_exec, traced_wait
 from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
@@ -130,8 +136,12 @@ class Pool:
         self._sampler = Sampler()
         self._reset_lock = asyncio.Lock()
         self._allocator = DynamicAllocator(cfg.dynamic_allocator)
-        self._exec_ttl = ExecTTL(cfg.supervisor.exec_ttl, self._exec_ttl_reached)
-        self._handback = Handback(self._release, self._lost, self._drain_in_background)
+        self._exchanger = Exchanger(
+            ExecTTL(cfg.supervisor.exec_ttl, self._exec_ttl_reached),
+            Handback(self._release, self._lost, self._stop_requested, self._spawn_task),
+            cfg.stream_timeout or 60,
+            self._log,
+        )
         self._tracer: trace.Tracer | None = None
         self._dropped = 0  # requests whose caller went away before a worker was taken for them
 
@@ -239,7 +249,7 @@ class Pool:
     async def _exec(self, payload: Payload, info: str, alive: Alive | None) -> Payload:
         w, reply = await self._first_reply(payload, info, alive)
         if reply.stream & STREAM:
-            self._drain_in_background(w)
+            self._exchanger.drain_in_background(w)
             raise WorkerError("streaming is not supported")
         self._release(w)
         return reply
@@ -250,7 +260,7 @@ class Pool:
     ) -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
         w, first = await self._first_reply(payload, info, alive, timeout)
-        frames = StreamFrames(w, first, self._exec_ttl, self._handback)
+        frames = StreamFrames(w, first, self._exchanger)
         try:
             yield frames
         finally:
@@ -274,9 +284,8 @@ class Pool:
             try:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
-                w.reason = "stop_requested"
-                self._retire(w, WorkerState.INVALID)
-            except NotDelivered as exc:  # already killed and replaced by _roundtrip
+                self._stop_requested(w)
+            except NotDelivered as exc:  # already killed and replaced by the exchange
                 self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
         raise WorkerError(f"{MAX_DISPATCHES} workers in a row asked to be stopped or died instead of answering")
 
@@ -419,52 +428,12 @@ class Pool:
         w.exec_info = info
         w.exec_started = time.time()
         if self._tracer is None:
-            return await self._roundtrip(w, payload)
-        return await traced_exec(self._tracer, self.name, w, info, self._roundtrip(w, payload))
+            return await self._exchanger.roundtrip(w, payload)
+        return await traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
 
-    async def _roundtrip(self, w: Worker, payload: Payload) -> Payload:
-        try:
-            w.send(payload)
-            return await self._exec_ttl.receive(w)
-        except asyncio.CancelledError:
-            # the caller went away: finish the exchange in the background, never strand the worker
-            self._spawn_task(self._finish_abandoned(w))
-            raise
-        except WorkerError:
-            self._release(w)
-            raise
-        except WorkerLost as exc:
-            self._lost(w)
-            if w.ttl_expired:
-                raise ExecTTLExceeded(
-                    f"worker {w.pid} did not answer within exec_ttl ({self._exec_ttl.ttl:g}s) and was killed"
-                ) from exc
-            raise
-
-    async def _finish_abandoned(self, w: Worker) -> None:
-        try:
-            reply = await self._exec_ttl.receive(w)
-        except StopRequested:
-            w.reason = "stop_requested"
-            self._retire(w, WorkerState.INVALID)
-        except WorkerError:
-            self._release(w)
-        except WorkerLost:
-            self._lost(w)
-        else:
-            if reply.stream & STREAM:
-                await self._drain_stream(w)
-            else:
-                self._release(w)
-
-    def _drain_in_background(self, w: Worker) -> None:
-        self._spawn_task(self._drain_stream(w))
-
-    async def _drain_stream(self, w: Worker) -> None:
-        if await drain(w, self.cfg.stream_timeout or 60, self._log):
-            self._release(w)
-        else:
-            self._lost(w)
+    def _stop_requested(self, w: Worker) -> None:
+        w.reason = "stop_requested"
+        self._retire(w, WorkerState.INVALID)
 
     def _exec_ttl_reached(self, w: Worker) -> None:
         w.ttl_expired = True
