@@ -25,7 +25,7 @@ def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerC
 
 def replaced(caplog: pytest.LogCaptureFixture) -> dict[int, str]:
     """pid -> why that worker left the pool, from the pool's "leaves the pool" debug lines."""
-    return {r.pid: r.reason for r in caplog.records if r.msg == "worker %d leaves the pool: %s"}
+    return {r.__dict__["pid"]: r.__dict__["reason"] for r in caplog.records if r.msg == "worker %d leaves the pool: %s"}
 
 
 def pool_cfg(n: int = 1, **kw) -> PoolConfig:
