@@ -500,8 +500,9 @@ class Pool:
     def _leave(self, w: Worker, reason: WorkerState) -> None:
         """Stop counting a worker and record why it leaves: its state, its reason, a debug line."""
         self._workers.pop(w.pid, None)
-        if w.state is WorkerState.STOPPED:
-            return  # reaped already: its end was recorded first (a reset killed it, say)
+        if w.left or w.state is WorkerState.STOPPED:
+            return  # its end was recorded first (a reset killed it, then its request failed, say)
+        w.left = True
         w.become(reason)
         w.reason = w.reason or reason.name.lower()
         self._log.debug("worker %d leaves the pool: %s", w.pid, w.reason, extra={"pid": w.pid, "reason": w.reason})

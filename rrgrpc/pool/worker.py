@@ -50,7 +50,7 @@ class Worker:
 
     __slots__ = (
         "pid", "plugin", "_state", "num_execs", "created", "last_used", "job_limit", "channel",
-        "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "sent", "reason", "_log", "_stderr_tail",
+        "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "sent", "reason", "left", "_log", "_stderr_tail",
     )
 
     def __init__(self, plugin: str, log: logging.Logger) -> None:
@@ -69,6 +69,7 @@ class Worker:
         self.ttl_expired = False
         self.sent = 0  # size of the last request frame written
         self.reason = ""  # why it leaves the pool, once it is marked or retired (max_jobs_reached, reset, ...)
+        self.left = False  # its departure from the pool is recorded (the first one counts)
         self._log = log
         self._stderr_tail: list[str] = []
 
