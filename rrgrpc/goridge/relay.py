@@ -2,8 +2,9 @@
 
 A :class:`Channel` is fed bytes by an asyncio protocol (a worker's stdout pipe, or an accepted
 tcp/unix connection) and parses them into frames as they arrive, with the one frame parser
-(:func:`~rrgrpc.goridge.frame.parse`), independently of anybody waiting. Waiting for a frame (:meth:`Channel.recv`) is therefore cancel-safe: a caller that gives up never
-leaves half a frame consumed, and the next reader sees the stream exactly where it was.
+(:func:`~rrgrpc.goridge.frame.parse`), independently of anybody waiting. Waiting for a frame
+(:meth:`Channel.recv`) is therefore cancel-safe: a caller that gives up never leaves half a frame
+consumed, and the next reader sees the stream exactly where it was.
 
 Socket relays (``tcp://host:port``, ``unix://path``) are served by :class:`SocketRelayListener`:
 the server listens, each worker connects back, the pid handshake runs on the fresh connection and

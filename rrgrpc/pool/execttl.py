@@ -8,7 +8,7 @@ worker, so the read fails with WorkerLost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.worker import Worker
@@ -23,10 +23,14 @@ class ExecTTL:
         self.ttl = ttl
         self._on_expiry = on_expiry
 
-    async def receive(self, w: Worker) -> Payload:
-        """``w.receive()``, with ``on_expiry(w)`` called if no frame arrives within the TTL."""
-        if not self.ttl:
-            return await w.receive()
+    def receive(self, w: Worker) -> Awaitable[Payload]:
+        """``w.receive()``, with ``on_expiry(w)`` called if no frame arrives within the TTL.
+
+        Without a TTL this is ``w.receive()`` itself: no coroutine of its own on the request path.
+        """
+        return self._bounded(w) if self.ttl else w.receive()
+
+    async def _bounded(self, w: Worker) -> Payload:
         # a timer handle, not asyncio.timeout(): it runs once per request
         handle = asyncio.get_running_loop().call_later(self.ttl, self._on_expiry, w)
         try:
