@@ -33,6 +33,7 @@ DEFAULT_MAX_FRAME: Final = 2**31 - 1
 
 _LEN_CRC = struct.Struct("<II")
 _U32 = struct.Struct("<I")
+_OPTS = [struct.Struct(f"<{n}I") for n in range(MAX_OPTIONS + 1)]
 _DATA_HEAD = struct.Struct("<BBI")  # bytes 0..5 of a one-option frame
 _DATA_TAIL = struct.Struct("<IBBI")  # CRC, byte 10, byte 11, the option
 _NOT_A_FRAME: Final = b"Could not op"  # PHP: "Could not open input file: ..." printed to stdout
@@ -121,16 +122,22 @@ def decode_header(head: bytes, max_payload: int = DEFAULT_MAX_FRAME, *, sender: 
     """
     if len(head) < HEADER_SIZE:
         raise ProtocolError(f"short read: got {len(head)} of the {HEADER_SIZE} header bytes")
+    _check_header(head, max_payload, sender)
+    return Header(hl=head[0] & 0x0F, flags=head[1], length=_U32.unpack_from(head, 2)[0], byte10=head[10])
+
+
+def _check_header(head: bytes | bytearray, max_payload: int, sender: str) -> None:
+    """Raise the ProtocolError that explains what is wrong with a full header, if anything is."""
     hl = head[0] & 0x0F
     length, crc = _LEN_CRC.unpack_from(head, 2)
     if zlib.crc32(head[:6]) != crc:
-        hint = _guess(head) if sender == "worker" else _guess_client(head)
-        raise ProtocolError(f"CRC mismatch in frame header {head[:HEADER_SIZE].hex(' ')}{hint}")
+        raw = bytes(head[:HEADER_SIZE])
+        hint = _guess(raw) if sender == "worker" else _guess_client(raw)
+        raise ProtocolError(f"CRC mismatch in frame header {raw.hex(' ')}{hint}")
     if not 3 <= hl <= 3 + MAX_OPTIONS:
         raise ProtocolError(f"header length {hl} words is outside 3..{3 + MAX_OPTIONS}")
     if length > max_payload:
         raise ProtocolError(f"frame payload of {length} bytes exceeds the limit of {max_payload} bytes")
-    return Header(hl=hl, flags=head[1], length=length, byte10=head[10])
 
 
 def decode_options(header: Header, raw: bytes) -> tuple[int, ...]:
@@ -141,19 +148,41 @@ def decode_options(header: Header, raw: bytes) -> tuple[int, ...]:
     return struct.unpack(f"<{n}I", raw) if n else ()
 
 
+def parse(buf: bytes | bytearray, max_payload: int = DEFAULT_MAX_FRAME) -> tuple[Frame, int] | None:
+    """The frame at the start of ``buf`` and the bytes it used, or None while ``buf`` ends before it does.
+
+    This is the one frame parser: :func:`decode` and the relays' :class:`~rrgrpc.goridge.relay.Channel`
+    both use it, so the codec the vectors and the fuzz target test is the code in production.
+
+    Raises:
+        ProtocolError: as :func:`decode_header`, as soon as the 12 header bytes are there.
+    """
+    if len(buf) < HEADER_SIZE:
+        return None
+    hl = buf[0] & 0x0F
+    length, crc = _LEN_CRC.unpack_from(buf, 2)
+    if zlib.crc32(buf[:6]) != crc or not 3 <= hl <= 3 + MAX_OPTIONS or length > max_payload:
+        _check_header(buf, max_payload, "worker")
+    opt_end = HEADER_SIZE + 4 * (hl - 3)
+    end = opt_end + length
+    if len(buf) < end:
+        return None
+    return Frame(bytes(buf[opt_end:end]), buf[1], _OPTS[hl - 3].unpack_from(buf, HEADER_SIZE), buf[10]), end
+
+
 def decode(buf: bytes, max_payload: int = DEFAULT_MAX_FRAME) -> tuple[Frame, int]:
     """Decode one frame from the start of ``buf``; returns the frame and the bytes it used.
 
     Raises:
         ProtocolError: as :func:`decode_header`, or when ``buf`` ends before the frame does.
     """
-    header = decode_header(buf[:HEADER_SIZE], max_payload)
-    opt_end = HEADER_SIZE + header.options_size
-    end = opt_end + header.length
-    if len(buf) < end:
+    parsed = parse(buf, max_payload)
+    if parsed is None:
+        if len(buf) < HEADER_SIZE:
+            raise ProtocolError(f"short read: got {len(buf)} of the {HEADER_SIZE} header bytes")
+        end = HEADER_SIZE + 4 * ((buf[0] & 0x0F) - 3) + _U32.unpack_from(buf, 2)[0]
         raise ProtocolError(f"short read: frame needs {end} bytes, got {len(buf)}")
-    options = decode_options(header, buf[HEADER_SIZE:opt_end])
-    return Frame(bytes(buf[opt_end:end]), header.flags, options, header.byte10), end
+    return parsed
 
 
 def _guess(head: bytes) -> str:

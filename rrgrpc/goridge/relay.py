@@ -1,9 +1,10 @@
 """Relays: moving Goridge frames over pipes and sockets without ever losing a frame boundary.
 
 A :class:`Channel` is fed bytes by an asyncio protocol (a worker's stdout pipe, or an accepted
-tcp/unix connection) and parses them into frames as they arrive, independently of anybody waiting.
-Waiting for a frame (:meth:`Channel.recv`) is therefore cancel-safe: a caller that gives up never
-leaves half a frame consumed, and the next reader sees the stream exactly where it was.
+tcp/unix connection) and parses them into frames as they arrive, with the one frame parser
+(:func:`~rrgrpc.goridge.frame.parse`), independently of anybody waiting. Waiting for a frame
+(:meth:`Channel.recv`) is therefore cancel-safe: a caller that gives up never leaves half a frame
+consumed, and the next reader sees the stream exactly where it was.
 
 Socket relays (``tcp://host:port``, ``unix://path``) are served by :class:`SocketRelayListener`:
 the server listens, each worker connects back, the pid handshake runs on the fresh connection and
@@ -18,26 +19,13 @@ import json
 import logging
 import os
 import stat
-import struct
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 from rrgrpc.errors import ConfigError, ProtocolError
-from rrgrpc.goridge.frame import (
-    DEFAULT_MAX_FRAME,
-    HEADER_SIZE,
-    MAX_OPTIONS,
-    Flag,
-    Frame,
-    decode_header,
-    encode,
-)
-
-_LEN_CRC = struct.Struct("<II")
-_OPTS = [struct.Struct(f"<{n}I") for n in range(MAX_OPTIONS + 1)]
+from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME, Flag, Frame, encode, parse
 
 log = logging.getLogger("rr.server")
 
@@ -96,25 +84,18 @@ class Channel:
         buf += data
         frames = self._frames
         max_frame = self.max_frame
-        # the header checks of frame.decode_header, inlined: this runs once per reply frame
-        while len(buf) >= HEADER_SIZE:
-            hl = buf[0] & 0x0F
-            length, crc = _LEN_CRC.unpack_from(buf, 2)
-            if zlib.crc32(buf[:6]) != crc or not 3 <= hl <= 3 + MAX_OPTIONS or length > max_frame:
-                try:
-                    decode_header(bytes(buf[:HEADER_SIZE]), max_frame)
-                except ProtocolError as exc:
-                    carried = bytes(buf[:300])
-                    tail = carried.decode("utf-8", "replace")
-                    self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
-                    return
-            opt_end = HEADER_SIZE + 4 * (hl - 3)
-            end = opt_end + length
-            if len(buf) < end:
+        while True:
+            try:
+                parsed = parse(buf, max_frame)
+            except ProtocolError as exc:
+                carried = bytes(buf[:300])
+                tail = carried.decode("utf-8", "replace")
+                self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
+                return
+            if parsed is None:
                 break
-            options = _OPTS[hl - 3].unpack_from(buf, HEADER_SIZE)
-            frames.append(Frame(bytes(buf[opt_end:end]), buf[1], options, buf[10]))
-            del buf[:end]
+            frames.append(parsed[0])
+            del buf[: parsed[1]]
         self._wake()
 
     def feed_eof(self, reason: str = "closed") -> None:

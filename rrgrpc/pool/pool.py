@@ -11,45 +11,50 @@ first) runs on another worker; a request whose caller went away while it waited 
 cancelled, or its ``alive`` check fails when a worker is taken) is dropped and counted, never run.
 
 Capacity is kept by :meth:`Pool._ensure_capacity`: whenever a worker leaves, a new one is spawned
-until the pool is back at its size. A boot that fails ``MAX_BOOT_FAILURES`` times in a row fails
+until the pool is back at its size. A boot that fails ``spawn.MAX_BOOT_FAILURES`` times in a row fails
 the pool with the cause instead of respawning forever.
+
+This module is the part that needs the pool's worker table: taking and releasing workers, their
+comings and goings, reset/add/remove and the supervision steps. Each of those is a few lines over
+helpers that own one idea each: ``queue`` (idle workers and waiters), ``exchange`` (one request's
+exchange, streams), ``execttl``, ``spawn`` (command, env, boot failures), ``allocator`` (dynamic
+allocator), ``sampling`` (psutil), ``supervisor`` (the limit verdicts), ``tracing`` (spans),
+``state`` (the lifecycle table). It stays above 400 lines because splitting the table's users
+further would make two objects reach into each other's state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psutil
 from opentelemetry import trace
 
-from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.errors import (
     BootError,
-    ConfigError,
-    ExecTTLExceeded,
-    NoFreeWorkers,
     PoolClosed,
     PoolError,
-    QueueFull,
     RequestDropped,
     WorkerError,
-    WorkerLost,
 )
-from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME, Stream
-from rrgrpc.goridge.relay import SocketRelayListener
+from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME
+from rrgrpc.pool.allocator import DynamicAllocator
+from rrgrpc.pool.exchange import STREAM, Exchanger, Handback, StreamFrames
+from rrgrpc.pool.execttl import ExecTTL
 from rrgrpc.pool.payload import Payload
+from rrgrpc.pool.process import exit_text
+from rrgrpc.pool.queue import Queue
+from rrgrpc.pool.sampling import Sampler
+from rrgrpc.pool.spawn import Spawner, worker_env
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
-from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker, exit_text
+from rrgrpc.pool.tracing import traced_exec, traced_wait
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
@@ -57,11 +62,10 @@ if TYPE_CHECKING:
 
 Alive = Callable[[], bool]  # does anybody still wait for this request's answer?
 
-MAX_BOOT_FAILURES: Final = 3
 MAX_DISPATCHES: Final = 10  # a request re-dispatched this often ({"stop":true}, or unread by a dead worker) fails
-MAX_WORKERS: Final = 2048
-_STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
-_PING: Final = int(Stream.PING)
+MAX_POOL_SIZE: Final = 2048  # bound on the size informer.AddWorker can grow a pool to (num_workers is bounded by config)
+#: an exchange is under way (a busy worker, maybe marked or timed out): the request path decides its end
+_EXCHANGING: Final = frozenset({WorkerState.WORKING, WorkerState.INVALID, WorkerState.EXEC_TTL_REACHED})
 
 
 @asynccontextmanager
@@ -99,19 +103,6 @@ async def open_pool(
         await p.destroy(force=owner is not None and owner.cancelling() > 0)
 
 
-def worker_env(server: ServerConfig, mode: str, extra: Mapping[str, str], rpc_listen: str | None) -> dict[str, str]:
-    """The environment of a worker, in RoadRunner's order (later keys win)."""
-    env = dict(os.environ)
-    env["RR_RELAY"] = server.relay
-    if rpc_listen:
-        env["RR_RPC"] = rpc_listen
-    env.update({k.upper(): str(v) for k, v in server.env.items()})
-    env["RR_VERSION"] = RR_COMPAT_VERSION
-    env["RR_MODE"] = mode
-    env.update({k.upper(): str(v) for k, v in extra.items()})
-    return env
-
-
 class Pool:
     """A supervised set of PHP workers for one plugin."""
 
@@ -128,13 +119,7 @@ class Pool:
     ) -> None:
         self.name = name
         self.cfg = cfg
-        self.argv = list(cfg.command or server.command)
-        if not self.argv:
-            raise ConfigError(f"server.command: no worker command configured for the {name} pool")
-        self.env = worker_env(server, mode, env, rpc_listen)
-        self.user = server.user
-        self.relay = server.relay
-        self.max_frame = max_frame
+        self._spawner = Spawner(name, cfg, server, worker_env(server, mode, env, rpc_listen), max_frame, self._on_exit)
         self.debug = cfg.debug
         self._target = 0 if cfg.debug else (cfg.num_workers or os.cpu_count() or 1)
         self._limits = Limits(cfg.supervisor.ttl, cfg.supervisor.idle_ttl, cfg.supervisor.max_worker_memory)
@@ -142,21 +127,22 @@ class Pool:
         self._stderr_log = logging.getLogger("rr.server")
         self._workers: dict[int, Worker] = {}  # live workers counted toward the pool size
         self._procs: dict[int, Worker] = {}  # every process not yet reaped (incl. retiring ones)
-        self._idle: deque[Worker] = deque()
-        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._queue = Queue(name, cfg.allocate_timeout, cfg.max_queue_size, self._no_free_workers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawning = 0
-        self._boot_failures = 0
         self._failed: BootError | None = None
         self._closing = False
         self._changed = asyncio.Event()  # set whenever a worker leaves WORKING or the pool fails
         self._alarm = asyncio.Event()  # wakes the supervisor: the pool failed or is closing
-        self._listener: SocketRelayListener | None = None
-        self._psutil: dict[int, psutil.Process] = {}
+        self._sampler = Sampler()
         self._reset_lock = asyncio.Lock()
-        self._extra = 0  # workers added by the dynamic allocator
-        self._last_no_workers = 0.0
-        self._last_scale_up = 0.0
+        self._allocator = DynamicAllocator(cfg.dynamic_allocator)
+        self._exchanger = Exchanger(
+            ExecTTL(cfg.supervisor.exec_ttl, self._exec_ttl_reached),
+            Handback(self._release, self._lost, self._stop_requested, self._spawn_task),
+            cfg.stream_timeout or 60,
+            self._log,
+        )
         self._tracer: trace.Tracer | None = None
         self._dropped = 0  # requests whose caller went away before a worker was taken for them
 
@@ -164,18 +150,15 @@ class Pool:
     async def start(self) -> None:
         """Spawn the initial workers concurrently; any failure fails the start with its cause."""
         self._tracer = tracer("rrgrpc.pool")
-        if self.relay != "pipes":
-            self._listener = SocketRelayListener(self.relay, self.cfg.allocate_timeout or 60, self.max_frame)
-            await self._listener.start()
-        results = await asyncio.gather(*(self._spawn() for _ in range(self._target)), return_exceptions=True)
+        await self._spawner.open()
+        results = await asyncio.gather(*(self._spawner.spawn() for _ in range(self._target)), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         for r in results:
             if isinstance(r, Worker):
                 self._add(r)
         if errors:
             await self._stop_all(grace=1.0)
-            if self._listener is not None:
-                await self._listener.close()
+            await self._spawner.close()
             raise errors[0]
         self._log.info("pool started", extra={"plugin": self.name, "workers": len(self._workers)})
 
@@ -187,7 +170,7 @@ class Pool:
                 async with asyncio.timeout(tick):
                     await self._alarm.wait()
             except TimeoutError:
-                self._tick()
+                self._watch_tick()
             if self._failed is not None:
                 raise self._failed
 
@@ -212,10 +195,7 @@ class Pool:
     async def _destroy(self) -> None:
         self._closing = True
         self._alarm.set()
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(PoolClosed(f"{self.name} pool is stopping"))
-        self._waiters.clear()
+        self._queue.fail(PoolClosed(f"{self.name} pool is stopping"))
         try:
             async with asyncio.timeout(self.cfg.destroy_timeout or 60):
                 while any(w.state is WorkerState.WORKING for w in self._procs.values()):
@@ -228,22 +208,27 @@ class Pool:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._listener is not None:
-            await self._listener.close()
+        await self._spawner.close()
 
     async def _stop_all(self, grace: float) -> None:
         workers = list(self._procs.values())
         for w in workers:
-            w.state = WorkerState.DESTROYED if w.state is not WorkerState.WORKING else w.state
+            if w.state is not WorkerState.WORKING:
+                w.become(WorkerState.DESTROYED)
         await asyncio.gather(*(w.stop(grace) if w.state is not WorkerState.WORKING else w.kill() for w in workers))
         self._workers.clear()
         self._procs.clear()
-        self._idle.clear()
+        self._queue.idle.clear()
 
     # -- public API -------------------------------------------------------------------------
     @property
     def size(self) -> int:
         return self._target
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment the workers start with."""
+        return self._spawner.env
 
     @property
     def ready(self) -> bool:
@@ -264,8 +249,8 @@ class Pool:
 
     async def _exec(self, payload: Payload, info: str, alive: Alive | None) -> Payload:
         w, reply = await self._first_reply(payload, info, alive)
-        if reply.stream & _STREAM:
-            self._spawn_task(self._drain_stream(w))
+        if reply.stream & STREAM:
+            self._exchanger.drain_in_background(w)
             raise WorkerError("streaming is not supported")
         self._release(w)
         return reply
@@ -276,7 +261,7 @@ class Pool:
     ) -> AsyncIterator[AsyncIterator[Payload]]:
         """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
         w, first = await self._first_reply(payload, info, alive, timeout)
-        frames = _StreamFrames(self, w, first)
+        frames = StreamFrames(w, first, self._exchanger)
         try:
             yield frames
         finally:
@@ -300,8 +285,8 @@ class Pool:
             try:
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
-                self._retire(w, WorkerState.INVALID)
-            except NotDelivered as exc:  # already killed and replaced by _roundtrip
+                self._stop_requested(w)
+            except NotDelivered as exc:  # already killed and replaced by the exchange
                 self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
         raise WorkerError(f"{MAX_DISPATCHES} workers in a row asked to be stopped or died instead of answering")
 
@@ -329,8 +314,9 @@ class Pool:
                         await self._grow()
                         started += 1
                         self._workers.pop(w.pid, None)
+                        w.reason = "reset"
                         if w.state is WorkerState.WORKING:
-                            w.state = WorkerState.INVALID  # retired when it answers
+                            w.become(WorkerState.INVALID)  # retired when it answers
                         elif w.state is WorkerState.READY:
                             self._retire(w, WorkerState.STOPPING, self.cfg.destroy_timeout or 60)
                     while any(w.pid in self._procs for w in old):
@@ -352,8 +338,8 @@ class Pool:
     async def add_worker(self) -> None:
         if self.debug:
             return
-        if self._target >= MAX_WORKERS:
-            raise BootError(f"maximum of {MAX_WORKERS} workers reached")
+        if self._target >= MAX_POOL_SIZE:
+            raise BootError(f"maximum of {MAX_POOL_SIZE} workers reached")
         self._target += 1
         await self._grow()
 
@@ -365,16 +351,17 @@ class Pool:
         idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
         w = idle[0] if idle else next(iter(self._workers.values()))
         self._workers.pop(w.pid, None)
+        w.reason = "removed"
         if w.state is WorkerState.READY:
             self._retire(w, WorkerState.DESTROYED)
         else:
-            w.state = WorkerState.INVALID
+            w.become(WorkerState.INVALID)
 
     def workers(self) -> list[ProcessState]:
         now = time.time()
         out = []
         for pid, w in sorted(self._procs.items()):
-            rss, cpu = self._usage(pid, now)
+            rss, cpu = self._sampler.usage(pid, now)
             out.append(ProcessState(
                 pid=pid, status=int(w.state), num_execs=w.num_execs, created=w.created,
                 memory_usage=rss, cpu_percent=cpu, command="", status_str=w.state.wire_name,
@@ -383,26 +370,16 @@ class Pool:
 
     def activity(self) -> Activity:
         busy = {w.pid: (w.exec_info, w.exec_started) for w in self._procs.values() if w.state is WorkerState.WORKING}
-        return Activity(queue=len(self._waiters), busy=busy, dropped=self._dropped)
+        return Activity(queue=self._queue.waiting, busy=busy, dropped=self._dropped + self._queue.dropped)
 
     # -- taking and releasing -----------------------------------------------------------------
     async def _take_traced(self, timeout: float | None = None) -> Worker:
-        if self._tracer is None:
-            if timeout is None:
-                return await self._take()
-            async with asyncio.timeout(timeout):
-                return await self._take()
-        with self._tracer.start_as_current_span("rr.pool.wait", attributes={"rr.plugin": self.name}) as span:
-            queued = time.monotonic()
-            try:
-                async with asyncio.timeout(timeout):
-                    w = await self._take()
-            except Exception as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                raise
-            span.set_attribute("rr.queue_wait_ms", (time.monotonic() - queued) * 1000)
-            span.set_attribute("rr.worker.pid", w.pid)
-            return w
+        if self._tracer is not None:
+            return await traced_wait(self._tracer, self.name, self._take, timeout)
+        if timeout is None:
+            return await self._take()
+        async with asyncio.timeout(timeout):
+            return await self._take()
 
     def _take_idle(self) -> Worker | None:
         """An idle worker, now (marked WORKING), or None; raises when the pool cannot serve."""
@@ -410,15 +387,12 @@ class Pool:
             raise self._failed
         if self._closing:
             raise PoolClosed(f"{self.name} pool is stopping")
-        idle = self._idle
-        while idle:
-            w = idle.popleft()
-            if w.state is WorkerState.READY:
-                if w.channel is not None and w.channel.broken is not None:
-                    self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
-                    continue
-                w.state = WorkerState.WORKING
-                return w
+        while (w := self._queue.pop_ready()) is not None:
+            if w.channel is not None and w.channel.broken is not None:
+                self._lost(w)  # exited (or wrote garbage) while idle: replaced, no request spent
+                continue
+            w.become(WorkerState.WORKING)
+            return w
         return None
 
     async def _take(self) -> Worker:
@@ -427,61 +401,13 @@ class Pool:
                 raise self._failed
             if self._closing:
                 raise PoolClosed(f"{self.name} pool is stopping")
-            w = await self._spawn()
+            w = await self._spawner.spawn()
             self._procs[w.pid] = w
-            w.state = WorkerState.WORKING
+            w.become(WorkerState.WORKING)
             return w
         if (idle := self._take_idle()) is not None:
             return idle
-        if self.cfg.max_queue_size and len(self._waiters) >= self.cfg.max_queue_size:
-            raise QueueFull(f"{self.name} pool: max queue size reached ({self.cfg.max_queue_size})")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Worker] = loop.create_future()
-        self._waiters.append(fut)
-        # a timer handle, not asyncio.timeout(): under load every request waits here
-        timeout = self.cfg.allocate_timeout
-        expiry = loop.call_later(timeout, self._allocate_expired, fut) if timeout else None
-        try:
-            return await fut
-        except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
-            self._dropped += 1
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._give(fut.result())  # handed over just as the caller gave up
-            raise
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            if not fut.done():
-                fut.cancel()
-            if fut.cancelled():  # a future that got its worker (or an error) was already popped
-                try:
-                    self._waiters.remove(fut)
-                except ValueError:
-                    pass
-
-    def _allocate_expired(self, fut: asyncio.Future[Worker]) -> None:
-        """allocate_timeout passed for a waiter: it fails with NoFreeWorkers."""
-        if fut.done():
-            return
-        try:
-            self._waiters.remove(fut)
-        except ValueError:
-            pass
-        self._no_free_workers()
-        fut.set_exception(
-            NoFreeWorkers(f"{self.name} pool: no free worker within allocate_timeout ({self.cfg.allocate_timeout:g}s)")
-        )
-
-    def _give(self, w: Worker) -> None:
-        """Hand a ready worker to the oldest waiter, or park it in the idle queue."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                w.state = WorkerState.WORKING
-                fut.set_result(w)
-                return
-        w.state = WorkerState.READY
-        self._idle.append(w)
+        return await self._queue.wait()
 
     def _release(self, w: Worker) -> None:
         w.last_used = time.monotonic()
@@ -496,120 +422,32 @@ class Pool:
         elif self._closing:
             self._retire(w, WorkerState.DESTROYED)
         else:
-            self._give(w)
+            self._queue.give(w)
 
     # -- the exchange -------------------------------------------------------------------------
     async def _exchange(self, w: Worker, payload: Payload, info: str) -> Payload:
         w.exec_info = info
         w.exec_started = time.time()
         if self._tracer is None:
-            return await self._roundtrip(w, payload)
-        with self._tracer.start_as_current_span(
-            "rr.pool.exec", attributes={"rr.plugin": self.name, "rr.worker.pid": w.pid, "rr.exec": info}
-        ) as span:
-            w.trace_id = format(span.get_span_context().trace_id, "032x")
-            try:
-                return await self._roundtrip(w, payload)
-            except Exception as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                raise
+            return await self._exchanger.roundtrip(w, payload)
+        return await traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
 
-    async def _roundtrip(self, w: Worker, payload: Payload) -> Payload:
-        ttl = self.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
-        try:
-            w.send(payload)
-            return await w.receive()
-        except asyncio.CancelledError:
-            # the caller went away: finish the exchange in the background, never strand the worker
-            self._spawn_task(self._finish_abandoned(w))
-            raise
-        except WorkerError:
-            self._release(w)
-            raise
-        except WorkerLost as exc:
-            self._lost(w)
-            if w.ttl_expired:
-                raise ExecTTLExceeded(f"worker {w.pid} did not answer within exec_ttl ({ttl:g}s) and was killed") from exc
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
-
-    async def _finish_abandoned(self, w: Worker) -> None:
-        ttl = self.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, self._exec_ttl_reached, w) if ttl else None
-        try:
-            reply = await w.receive()
-        except StopRequested:
-            self._retire(w, WorkerState.INVALID)
-        except WorkerError:
-            self._release(w)
-        except WorkerLost:
-            self._lost(w)
-        else:
-            if reply.stream & _STREAM:
-                await self._drain_stream(w)
-            else:
-                self._release(w)
-        finally:
-            if handle is not None:
-                handle.cancel()
-
-    async def _drain_stream(self, w: Worker) -> None:
-        """Ask a streaming worker to stop (STOP frame) and read until its final frame."""
-        w.stop_stream()
-        try:
-            async with asyncio.timeout(self.cfg.stream_timeout or 60):
-                while True:
-                    reply = await w.receive()
-                    if not reply.stream & _STREAM:
-                        break
-        except (TimeoutError, WorkerLost, StopRequested, WorkerError) as exc:
-            self._log.warning("stream did not stop cleanly: %s", exc, extra={"pid": w.pid})
-            self._lost(w)
-            return
-        self._release(w)
+    def _stop_requested(self, w: Worker) -> None:
+        w.reason = "stop_requested"
+        self._retire(w, WorkerState.INVALID)
 
     def _exec_ttl_reached(self, w: Worker) -> None:
         w.ttl_expired = True
-        w.state = WorkerState.EXEC_TTL_REACHED
+        w.become(WorkerState.EXEC_TTL_REACHED)
         self._log.warning("exec_ttl reached, killing worker", extra={"pid": w.pid, "exec": w.exec_info})
         self._spawn_task(w.kill())
 
     # -- worker comings and goings ------------------------------------------------------------
-    async def _spawn(self) -> Worker:
-        w = await Worker.spawn(
-            self.name, self.argv, self.env, timeout=self.cfg.allocate_timeout or 60, listener=self._listener,
-            user=self.user, max_frame=self.max_frame, log=self._stderr_log,
-        )
-        if self.cfg.max_jobs:
-            w.job_limit = self.cfg.max_jobs + self.cfg.max_jobs * random.randrange(15) // 100
-        assert w.proc is not None
-        w.proc.exited.add_done_callback(functools.partial(self._on_exit, w))
-        return w
-
-    async def _spawn_with_retries(self) -> Worker:
-        """A new worker, retried after boot failures; the caller counts it in ``_spawning``."""
-        while True:
-            try:
-                w = await self._spawn()
-            except BootError as exc:
-                self._boot_failures += 1
-                self._log.error("worker failed to start (%d in a row): %s", self._boot_failures, exc)
-                if self._boot_failures >= MAX_BOOT_FAILURES:
-                    self._fail(exc)
-                    raise
-                await asyncio.sleep(0.1 * 2**self._boot_failures)
-                continue
-            self._boot_failures = 0
-            return w
-
     async def _grow(self) -> None:
         """Spawn one worker into the pool, counted in ``_spawning`` until it is added."""
         self._spawning += 1
         try:
-            w = await self._spawn_with_retries()
+            w = await self._spawner.spawn_with_retries(self._fail)
         finally:
             self._spawning -= 1
         self._add(w)
@@ -620,8 +458,8 @@ class Pool:
             return
         self._workers[w.pid] = w
         self._procs[w.pid] = w
-        self._psutil.pop(w.pid, None)
-        self._give(w)
+        self._sampler.forget(w.pid)
+        self._queue.give(w)
         self._changed.set()
 
     def _ensure_capacity(self) -> None:
@@ -634,7 +472,7 @@ class Pool:
 
     async def _replace(self) -> None:
         try:
-            w = await self._spawn_with_retries()
+            w = await self._spawner.spawn_with_retries(self._fail)
         except BootError:
             return  # _fail() already recorded it and woke the supervisor
         finally:
@@ -643,33 +481,37 @@ class Pool:
 
     def _fail(self, exc: BootError) -> None:
         self._failed = BootError(f"{self.name} pool failed: {exc}")
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(self._failed)
-        self._waiters.clear()
+        self._queue.fail(self._failed)
         self._changed.set()
         self._alarm.set()
 
     def _retire(self, w: Worker, state: WorkerState, grace: float | None = None) -> None:
         """Stop a worker gracefully in the background and keep the pool at its size."""
-        w.state = state
-        self._workers.pop(w.pid, None)
+        self._leave(w, state)
         self._spawn_task(w.stop() if grace is None else w.stop(grace))
         self._ensure_capacity()
 
     def _lost(self, w: Worker) -> None:
         """Kill a broken worker and keep the pool at its size."""
-        if w.state is not WorkerState.EXEC_TTL_REACHED:
-            w.state = WorkerState.ERRORED
-        self._workers.pop(w.pid, None)
+        self._leave(w, w.state if w.state is WorkerState.EXEC_TTL_REACHED else WorkerState.ERRORED)
         self._spawn_task(w.kill())
         self._changed.set()
         self._ensure_capacity()
 
+    def _leave(self, w: Worker, reason: WorkerState) -> None:
+        """Stop counting a worker and record why it leaves: its state, its reason, a debug line."""
+        self._workers.pop(w.pid, None)
+        if w.left or w.state is WorkerState.STOPPED:
+            return  # its end was recorded first (a reset killed it, then its request failed, say)
+        w.left = True
+        w.become(reason)
+        w.reason = w.reason or reason.name.lower()
+        self._log.debug("worker %d leaves the pool: %s", w.pid, w.reason, extra={"pid": w.pid, "reason": w.reason})
+
     def _on_exit(self, w: Worker, _exited: asyncio.Future[int]) -> None:
         """Reaping: an idle worker that died on its own is replaced (a busy one is handled by exec)."""
         self._procs.pop(w.pid, None)
-        self._psutil.pop(w.pid, None)
+        self._sampler.forget(w.pid)
         if w.state in (WorkerState.READY, WorkerState.INACTIVE) and w.pid in self._workers:
             code = w.proc.exited.result() if w.proc else -1
             # exit(0) between requests is a PHP memory guard doing its job, not a fault
@@ -677,126 +519,61 @@ class Pool:
                 logging.INFO if code == 0 else logging.WARNING,
                 "worker %d %s while idle; replacing it", w.pid, exit_text(code), extra={"pid": w.pid},
             )
-            w.state = WorkerState.ERRORED
-            self._workers.pop(w.pid, None)
+            self._leave(w, WorkerState.ERRORED)
             self._ensure_capacity()
-        elif w.state is not WorkerState.WORKING:
-            w.state = WorkerState.STOPPED if w.state is not WorkerState.DESTROYED else w.state
+        elif w.state not in _EXCHANGING and w.state is not WorkerState.DESTROYED:
+            w.become(WorkerState.STOPPED)
         w.close_transport()
         self._changed.set()
 
-    def _spawn_task(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- supervision ----------------------------------------------------------------------------
-    def _tick(self) -> None:
-        self._scale_down()
+    def _watch_tick(self) -> None:
+        """One supervision pass (every watch_tick): give back what a burst added, then enforce limits."""
+        self._shrink_after_burst()
+        self._retire_over_limits()
+
+    def _retire_over_limits(self) -> None:
+        """ttl, idle_ttl, max_worker_memory: stop an idle worker over a limit, mark a busy one."""
         limits = self._limits
         if not (limits.ttl or limits.idle_ttl or limits.max_worker_memory):
             return
         now_m, now = time.monotonic(), time.time()
         for w in list(self._workers.values()):
-            rss = self._usage(w.pid, now)[0] if limits.max_worker_memory else 0
+            rss = self._sampler.rss(w.pid, now) if limits.max_worker_memory else 0
             verdict, state = judge(Vitals(w.state, now - w.created / 1e9, now_m - w.last_used, rss), limits)
             if verdict is Verdict.STOP and state is not None:
                 self._log.info("worker over a supervisor limit: %s", state.wire_name, extra={"pid": w.pid})
                 self._retire(w, state)
-            elif verdict is Verdict.MARK_INVALID:
+            elif verdict is Verdict.MARK_INVALID and state is not None:
                 self._log.info("busy worker over a supervisor limit; replacing it after this request", extra={"pid": w.pid})
-                w.state = WorkerState.INVALID
-
-    def _usage(self, pid: int, now: float) -> tuple[int, float]:
-        try:
-            proc = self._psutil.get(pid)
-            if proc is None:
-                proc = self._psutil[pid] = psutil.Process(pid)
-            with proc.oneshot():
-                rss = proc.memory_info().rss
-                t = proc.cpu_times()
-                elapsed = max(now - proc.create_time(), 1e-6)
-            return rss, round((t.user + t.system) / elapsed * 100, 2)
-        except (psutil.Error, OSError):
-            return 0, 0.0
+                w.reason = state.name.lower()
+                w.become(WorkerState.INVALID)
 
     def _no_free_workers(self) -> None:
-        """Dynamic allocator: a NoFreeWorkers event (at most one a second) adds spawn_rate workers."""
-        da = self.cfg.dynamic_allocator
+        """A request found no free worker: the dynamic allocator may add workers."""
         now = time.monotonic()
-        self._last_no_workers = now
-        if da is None or self._closing or now - self._last_scale_up < 1.0:
-            return
-        self._last_scale_up = now
-        n = min(da.spawn_rate, da.max_workers - self._extra)
-        if n > 0:
-            self._extra += n
+        n = self._allocator.grow(now) if not self._closing else 0
+        if n:
             self._target += n
             self._log.info("dynamic allocator: adding %d workers", n)
             self._ensure_capacity()
 
-    def _scale_down(self) -> None:
-        da = self.cfg.dynamic_allocator
-        if da is None or not self._extra or time.monotonic() - self._last_no_workers < da.idle_timeout:
+    def _shrink_after_burst(self) -> None:
+        """The dynamic allocator's idle_timeout passed: retire the workers it added, a few a tick."""
+        n = self._allocator.shrink(time.monotonic())
+        if not n:
             return
-        for _ in range(min(da.spawn_rate, self._extra)):
+        retired = 0
+        for _ in range(n):
             idle = [w for w in self._workers.values() if w.state is WorkerState.READY]
             if not idle:
                 break
-            self._extra -= 1
+            retired += 1
             self._target -= 1
             self._retire(idle[0], WorkerState.DESTROYED)
-        self._last_no_workers = time.monotonic()
-
-
-class _StreamFrames:
-    """Iterates over a (possibly streamed) reply; answers PING, and stops the stream when closed early."""
-
-    def __init__(self, pool: Pool, worker: Worker, first: Payload) -> None:
-        self._pool = pool
-        self._w = worker
-        self._first: Payload | None = first
-        self._done = not first.stream & _STREAM
-        self._closed = False
-        if self._done:
-            pool._release(worker)
-
-    def __aiter__(self) -> _StreamFrames:
-        return self
-
-    async def __anext__(self) -> Payload:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        if self._done:
-            raise StopAsyncIteration
-        w, pool = self._w, self._pool
-        ttl = pool.cfg.supervisor.exec_ttl
-        handle = asyncio.get_running_loop().call_later(ttl, pool._exec_ttl_reached, w) if ttl else None
-        try:
-            reply = await w.receive()
-        except asyncio.CancelledError:
-            raise
-        except (WorkerError, StopRequested) as exc:
-            self._done = True
-            pool._lost(w)
-            raise WorkerError(f"stream broken: {exc}") from exc
-        except WorkerLost:
-            self._done = True
-            pool._lost(w)
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
-        if reply.stream & _PING:
-            w.pong()
-        if not reply.stream & _STREAM:
-            self._done = True
-            pool._release(w)
-        return reply
-
-    def close(self) -> None:
-        if not self._done and not self._closed:
-            self._closed = True
-            self._done = True
-            self._pool._spawn_task(self._pool._drain_stream(self._w))
+        self._allocator.took_back(retired, time.monotonic())

@@ -1,9 +1,17 @@
-"""Worker states (numbers and names as RoadRunner reports them) and the informer's wire DTOs."""
+"""Worker states (numbers and names as RoadRunner reports them), the transitions allowed between
+them, and the informer's wire DTOs.
+
+A worker's life: INACTIVE (booting) -> READY <-> WORKING, then one state that says why it leaves
+the pool (INVALID, a limit reached, ERRORED, DESTROYED), then STOPPING -> STOPPED. Every change
+goes through :func:`check_transition`, so a move the table does not allow fails loudly.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
 
@@ -43,6 +51,42 @@ _NAMES = {
     WorkerState.TTL_REACHED: "ttlReached",
     WorkerState.MAX_MEMORY_REACHED: "maxMemoryReached",
 }
+
+
+class InvalidTransition(RuntimeError):
+    """A worker was moved between two states the lifecycle does not connect (a bug in rr)."""
+
+
+_S = WorkerState
+#: Why a worker leaves the pool: the states recorded when it is retired or killed.
+LEAVING: Final = frozenset({
+    _S.INVALID, _S.MAX_JOBS_REACHED, _S.IDLE_TTL_REACHED, _S.TTL_REACHED, _S.MAX_MEMORY_REACHED,
+    _S.EXEC_TTL_REACHED, _S.ERRORED, _S.DESTROYED,
+})
+_ENDING: Final = frozenset({_S.STOPPING, _S.STOPPED, _S.DESTROYED, _S.ERRORED})
+#: state -> the states it may move to (staying in the same state is always allowed)
+ALLOWED: Final[Mapping[WorkerState, frozenset[WorkerState]]] = {
+    _S.INACTIVE: frozenset({_S.READY}) | _ENDING,
+    _S.READY: frozenset({_S.WORKING, _S.IDLE_TTL_REACHED, _S.TTL_REACHED, _S.MAX_MEMORY_REACHED}) | _ENDING,
+    # a busy worker is only marked (INVALID) by the supervisor, reset and remove: it answers first
+    _S.WORKING: frozenset({_S.READY, _S.INVALID, _S.MAX_JOBS_REACHED, _S.EXEC_TTL_REACHED}) | _ENDING,
+    _S.INVALID: frozenset({_S.EXEC_TTL_REACHED}) | _ENDING,
+    _S.MAX_JOBS_REACHED: _ENDING,
+    _S.IDLE_TTL_REACHED: _ENDING,
+    _S.TTL_REACHED: _ENDING,
+    _S.MAX_MEMORY_REACHED: _ENDING,
+    _S.EXEC_TTL_REACHED: _ENDING,
+    _S.ERRORED: _ENDING,
+    _S.DESTROYED: _ENDING,
+    _S.STOPPING: _ENDING,
+    _S.STOPPED: frozenset(),
+}
+
+
+def check_transition(pid: int, old: WorkerState, new: WorkerState) -> None:
+    """Raise InvalidTransition unless a worker may move from ``old`` to ``new``."""
+    if new is not old and new not in ALLOWED[old]:
+        raise InvalidTransition(f"worker {pid}: no transition from {old.name} to {new.name}")
 
 
 class ProcessState(msgspec.Struct, frozen=True):

@@ -38,7 +38,10 @@ class Vitals:
 
 
 def judge(v: Vitals, limits: Limits) -> tuple[Verdict, WorkerState | None]:
-    """Decide a worker's fate; returns the verdict and the state to record with it."""
+    """Decide a worker's fate; returns the verdict and the limit reached.
+
+    An idle worker records the limit as its state; a busy one is marked INVALID (RoadRunner's
+    state for it) and the limit is only its reason to leave."""
     if v.state not in (WorkerState.READY, WorkerState.WORKING):
         return Verdict.KEEP, None
     reason: WorkerState | None = None
@@ -51,6 +54,4 @@ def judge(v: Vitals, limits: Limits) -> tuple[Verdict, WorkerState | None]:
     if reason is None:
         return Verdict.KEEP, None
     # busy workers are only marked: this tick can land mid-request, and the reply must not be lost
-    if v.state is WorkerState.WORKING:
-        return Verdict.MARK_INVALID, WorkerState.INVALID
-    return Verdict.STOP, reason
+    return (Verdict.MARK_INVALID if v.state is WorkerState.WORKING else Verdict.STOP), reason

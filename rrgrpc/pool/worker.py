@@ -1,36 +1,32 @@
-"""One PHP worker process: spawn, pid handshake, exec, stop, kill, reaping and the stderr pump.
+"""One PHP worker: spawn and pid handshake, the worker protocol (exec, stop, kill), its state.
 
-The process gets real pipes on stdin/stdout/stderr, no other descriptor of rr, and a session of
-its own; its exit is watched through a pidfd (a waiting thread where there is none). Frames to the worker go to its stdin (pipes relay) or
-to its socket connection; frames from it are parsed by a :class:`~rrgrpc.goridge.relay.Channel` as
-they arrive. A request the worker provably never read (the write failed, or the whole frame was
-still in its stdin pipe when it exited) raises :class:`NotDelivered`, so the pool runs it
-elsewhere. Worker stderr is logged line by line with the worker's pid (and the trace id of the
-request it is executing, when there is one).
+The process and its pipes are :mod:`rrgrpc.pool.process`'s. Frames to the worker go to its stdin
+(pipes relay) or to its socket connection; frames from it are parsed by a
+:class:`~rrgrpc.goridge.relay.Channel` as they arrive. A request the worker provably never read
+(the write failed, or the whole frame was still in its stdin pipe when it exited) raises
+:class:`NotDelivered`, so the pool runs it elsewhere. Worker stderr is logged line by line with
+the worker's pid (and the trace id of the request it is executing, when there is one). The
+worker's state changes only through :meth:`Worker.become`, checked against the lifecycle table.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import functools
 import logging
 import os
 import pwd
 import signal
-import struct
 import subprocess
-import termios
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from rrgrpc.errors import BootError, ProtocolError, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Flag, Frame, Stream, encode, encode_data
-from rrgrpc.goridge.relay import BadFrame, Channel, SocketRelayListener, handshake, transport_writer
+from rrgrpc.goridge.relay import BadFrame, Channel, SocketRelayListener, handshake
 from rrgrpc.pool.payload import Payload
-from rrgrpc.pool.state import WorkerState
+from rrgrpc.pool.process import Process, exit_text
+from rrgrpc.pool.state import WorkerState, check_transition
 
 STOP_REQUEST: Final = b'{"stop":true}'
 _STOP_CONTROL: Final = encode(STOP_REQUEST, Flag.CONTROL | Flag.CODEC_JSON)
@@ -49,162 +45,44 @@ class NotDelivered(WorkerLost):
     """The worker is gone and provably never read the request: it goes to another worker."""
 
 
-class _Reader(asyncio.Protocol):
-    """Hands the bytes of one of the child's output pipes (1: stdout, 2: stderr) to its _Process."""
-
-    def __init__(self, proc: _Process, fd: int) -> None:
-        self.proc = proc
-        self.fd = fd
-
-    def data_received(self, data: bytes) -> None:
-        self.proc.pipe_data_received(self.fd, data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.proc.pipe_connection_lost(self.fd)
-
-
-class _Process:
-    """The child process: real pipes on its stdin/stdout/stderr, and its exit (watched by pidfd).
-
-    Real pipes, not socketpairs: PHP applies ``default_socket_timeout`` (60 s) to reads from a
-    socket, so an idle worker blocked on a socket stdin gives up after a minute. stdout feeds the
-    relay channel (pipes relay) or the log; stderr feeds the log line by line.
-
-    The transports close their descriptors on their own (the stdin writer as soon as the worker is
-    gone), so rr keeps dups of its ends until :meth:`close`: ``FIONREAD`` on the stdin dup tells how
-    many bytes the worker has not read (taken as ``unread_at_exit`` when it exits), and the output
-    dups let the exit handler read what the worker wrote last, with no descriptor number reused.
-    """
-
-    def __init__(self, worker: Worker, popen: subprocess.Popen[bytes], pipes_relay: bool) -> None:
-        self.worker = worker
-        self.popen = popen
-        self.pipes_relay = pipes_relay
-        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.stdin: asyncio.WriteTransport | None = None
-        self.unread_at_exit = -1
-        self._dups = {0: -1, 1: -1, 2: -1}
-        self._readers: list[asyncio.BaseTransport] = []
-        self._err = bytearray()
-        self._out = bytearray()
-        self._pidfd = -1
-
-    async def connect(self, stdin: int, stdout: int, stderr: int, max_frame: int) -> None:
-        """Attach the parent's pipe ends to the loop and start watching the exit."""
-        loop = asyncio.get_running_loop()
-        self._dups = {0: os.dup(stdin), 1: os.dup(stdout), 2: os.dup(stderr)}
-        self.stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(stdin, "wb", 0))
-        if self.pipes_relay:
-            name = f"worker {self.popen.pid}"
-            self.worker.channel = Channel(transport_writer(self.stdin, name), max_frame, name=name)
-        for fd, end in ((1, stdout), (2, stderr)):
-            transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
-            self._readers.append(transport)
-        try:
-            self._pidfd = os.pidfd_open(self.popen.pid)
-        except (AttributeError, OSError):  # no pidfd (macOS, Linux < 5.3): a waiting thread, as
-            # asyncio's ThreadedChildWatcher does
-            threading.Thread(target=self._wait, args=(loop,), name=f"wait {self.popen.pid}", daemon=True).start()
-        else:
-            loop.add_reader(self._pidfd, self._reap)
-
-    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.popen.wait()
-        loop.call_soon_threadsafe(self._reap)
-
-    def unread(self) -> int:
-        """Bytes written to the worker's stdin that it has not read (-1 when unknown)."""
-        if self._dups[0] < 0:
-            return -1
-        n = struct.unpack("i", fcntl.ioctl(self._dups[0], termios.FIONREAD, b"\0\0\0\0"))[0]
-        return int(n) + (self.stdin.get_write_buffer_size() if self.stdin is not None else 0)
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1 and self.pipes_relay:
-            assert self.worker.channel is not None
-            self.worker.channel.feed(data)
-            return
-        buf = self._err if fd == 2 else self._out
-        buf += data
-        while (nl := buf.find(b"\n")) >= 0:
-            self.worker.log_line(bytes(buf[:nl]))
-            del buf[: nl + 1]
-        if len(buf) > 65536:
-            self.worker.log_line(bytes(buf))
-            buf.clear()
-
-    def pipe_connection_lost(self, fd: int) -> None:
-        if fd == 1 and self.pipes_relay and self.worker.channel is not None:
-            self.worker.channel.feed_eof("closed: the worker closed its stdout")
-        buf = self._err if fd == 2 else self._out
-        if buf:
-            self.worker.log_line(bytes(buf))
-            buf.clear()
-
-    def _reap(self) -> None:
-        code = self.popen.poll()
-        if code is None:
-            return
-        if self._pidfd >= 0:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
-        self.unread_at_exit = self.unread()
-        # what the process wrote before it exited is read now, before the exit is told: a reply
-        # frame (or a PHP fatal line) must never lose the race against the exit notice
-        for fd in (1, 2):
-            self._drain(fd)
-        if not self.exited.done():
-            self.exited.set_result(code)
-        if self.worker.channel is not None:
-            self.worker.channel.feed_eof(f"closed: the worker process {exit_text(code)}")
-
-    def _drain(self, fd: int) -> None:
-        while self._dups[fd] >= 0:
-            try:
-                data = os.read(self._dups[fd], 65536)
-            except OSError:  # BlockingIOError: nothing more for now
-                return
-            if not data:
-                return
-            self.pipe_data_received(fd, data)
-
-    def close(self) -> None:
-        """Close the parent's pipe ends (once the process is reaped or killed)."""
-        for t in (self.stdin, *self._readers):
-            if t is not None:
-                t.close()
-        for fd in self._dups.values():
-            if fd >= 0:
-                os.close(fd)
-        self._dups = {0: -1, 1: -1, 2: -1}
-
-
 class Worker:
     """A live PHP process speaking the worker protocol."""
 
     __slots__ = (
-        "pid", "plugin", "state", "num_execs", "created", "last_used", "job_limit", "channel",
-        "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "sent", "_log", "_stderr_tail",
+        "pid", "plugin", "_state", "num_execs", "created", "last_used", "job_limit", "channel",
+        "proc", "exec_info", "exec_started", "trace_id", "ttl_expired", "sent", "reason", "left", "_log", "_stderr_tail",
     )
 
     def __init__(self, plugin: str, log: logging.Logger) -> None:
         self.pid = 0
         self.plugin = plugin
-        self.state = WorkerState.INACTIVE
+        self._state = WorkerState.INACTIVE
         self.num_execs = 0
         self.created = time.time_ns()
         self.last_used = time.monotonic()
         self.job_limit = 0
         self.channel: Channel | None = None
-        self.proc: _Process | None = None
+        self.proc: Process | None = None
         self.exec_info = ""
         self.exec_started = 0.0
         self.trace_id = ""
         self.ttl_expired = False
         self.sent = 0  # size of the last request frame written
+        self.reason = ""  # why it leaves the pool, once it is marked or retired (max_jobs_reached, reset, ...)
+        self.left = False  # its departure from the pool is recorded (the first one counts)
         self._log = log
         self._stderr_tail: list[str] = []
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    def become(self, state: WorkerState) -> None:
+        """Move to ``state``; raises InvalidTransition when the lifecycle has no such move."""
+        if state is not self._state:
+            check_transition(self.pid, self._state, state)
+            self._state = state
 
     # -- spawning ---------------------------------------------------------------------------
     @classmethod
@@ -225,7 +103,7 @@ class Worker:
         (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
         ours, theirs = (in_w, out_r, err_r), (in_r, out_w, err_w)
         try:
-            # real pipes (see _Process); no other descriptor of rr leaks in (close_fds); a session
+            # real pipes (see Process); no other descriptor of rr leaks in (close_fds); a session
             # of its own (so its own process group, as RoadRunner's Setpgid): terminal signals
             # meant for rr never reach the workers, and killpg takes the whole tree
             popen = subprocess.Popen(  # noqa: ASYNC220 -- fork+exec, as the loop's subprocess_exec does inline
@@ -240,7 +118,7 @@ class Worker:
             for fd in theirs:
                 os.close(fd)
         w.pid = popen.pid
-        w.proc = proc = _Process(w, popen, listener is None)
+        w.proc = proc = Process(w, popen, listener is None)
         try:
             await proc.connect(*ours, max_frame)
         except OSError as exc:  # out of descriptors, say: never leave it running
@@ -270,7 +148,7 @@ class Worker:
             raise
         if pid != w.pid:
             log.debug("worker reported pid %d for process %d (wrapper command?)", pid, w.pid)
-        w.state = WorkerState.READY
+        w.become(WorkerState.READY)
         return w
 
     def _boot_failure(self, exc: BaseException, argv: Sequence[str], timeout: float) -> str:
@@ -385,7 +263,7 @@ class Worker:
         """Ask the worker to stop (stop control frame); SIGKILL it after ``grace`` seconds."""
         if not self.alive:
             return
-        self.state = WorkerState.STOPPING
+        self.become(WorkerState.STOPPING)
         if self.channel is not None and self.channel.broken is None:
             try:
                 self.channel.send(_STOP_CONTROL)
@@ -397,7 +275,7 @@ class Worker:
         except TimeoutError:
             self._log.warning("worker %d did not stop within %gs, killing it", self.pid, grace, extra={"pid": self.pid})
             await self.kill()
-        self.state = WorkerState.STOPPED
+        self.become(WorkerState.STOPPED)
 
     def kill_now(self) -> None:
         """SIGKILL the worker's process group (it runs in its own) without waiting."""
@@ -427,16 +305,6 @@ class Worker:
     def close_transport(self) -> None:
         if self.proc is not None and self.proc.exited.done():
             self.proc.close()
-
-
-def exit_text(code: int) -> str:
-    """How a process ended: "exited with code 3" or "was killed by SIGKILL"."""
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def run_as(user: str) -> dict[str, Any]:

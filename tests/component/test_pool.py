@@ -33,6 +33,11 @@ def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerC
     return section(ServerConfig, command=php_cmd(script, *args), relay=relay, env=env)
 
 
+def replaced(caplog: pytest.LogCaptureFixture) -> dict[int, str]:
+    """pid -> why that worker left the pool, from the pool's "leaves the pool" debug lines."""
+    return {r.__dict__["pid"]: r.__dict__["reason"] for r in caplog.records if r.msg == "worker %d leaves the pool: %s"}
+
+
 def pool_cfg(n: int = 1, **kw: Any) -> PoolConfig:
     sup: dict[str, object] = kw.pop("supervisor", {})
     kw.setdefault("allocate_timeout", 10.0)
@@ -69,7 +74,8 @@ async def test_soft_error_keeps_worker() -> None:
         assert [s.pid for s in pool.workers()] == [pid]
 
 
-async def test_crash_mid_request_is_reported_and_replaced() -> None:
+async def test_crash_mid_request_is_reported_and_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     async with open_pool("grpc", pool_cfg(2), server("crash.php"), mode="grpc") as pool:
         before = {s.pid for s in pool.workers()}
         with pytest.raises(WorkerLost, match="exited with code 3"):
@@ -77,35 +83,40 @@ async def test_crash_mid_request_is_reported_and_replaced() -> None:
                 await pool.exec(Payload(b"", b"x"))
         await eventually(lambda: len(pool.workers()) == 2 and {s.pid for s in pool.workers()} != before)
         assert all(s.status_str == "ready" for s in pool.workers())
+        gone = before - {s.pid for s in pool.workers()}
+        assert len(gone) == 1 and replaced(caplog) == dict.fromkeys(gone, "errored")
 
 
-async def test_exec_ttl_kills_hung_worker() -> None:
+async def test_exec_ttl_kills_hung_worker(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     cfg = pool_cfg(1, supervisor={"exec_ttl": 0.3})
     async with open_pool("grpc", cfg, server("hang.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         with pytest.raises(ExecTTLExceeded):
             await pool.exec(Payload(b"", b"x"))
         await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "ready"] not in ([], [pid]))
+        assert replaced(caplog) == {pid: "exec_ttl_reached"}
 
 
-async def test_leaking_worker_recycled_at_max_memory() -> None:
+async def test_leaking_worker_recycled_at_max_memory(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     cfg = pool_cfg(1, supervisor={"max_worker_memory": 40})
     async with open_pool("grpc", cfg, server("leak.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         for _ in range(6):
             await pool.exec(Payload(b"", b"x"))
         await eventually(lambda: pool.workers() and pool.workers()[0].pid != pid, timeout=10)
+        assert replaced(caplog)[pid] == "max_memory_reached"
 
 
-async def test_idle_ttl_and_ttl_replace_workers() -> None:
-    cfg = pool_cfg(1, supervisor={"idle_ttl": 0.2})
+@pytest.mark.parametrize(("key", "reason"), [("idle_ttl", "idle_ttl_reached"), ("ttl", "ttl_reached")])
+async def test_idle_ttl_and_ttl_replace_workers(caplog: pytest.LogCaptureFixture, key: str, reason: str) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
+    cfg = pool_cfg(1, supervisor={key: 0.3})
     async with open_pool("grpc", cfg, server("echo.php"), mode="grpc") as pool:
         pid = pool.workers()[0].pid
         await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "ready"] not in ([], [pid]))
-    cfg = pool_cfg(1, supervisor={"ttl": 0.3})
-    async with open_pool("grpc", cfg, server("echo.php"), mode="grpc") as pool:
-        pid = pool.workers()[0].pid
-        await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "ready"] not in ([], [pid]))
+        assert replaced(caplog)[pid] == reason
 
 
 async def test_garbage_on_stdout_fails_boot_with_clear_error() -> None:
@@ -148,18 +159,24 @@ async def test_slow_boot_beyond_allocate_timeout_fails() -> None:
             pass
 
 
-async def test_max_jobs_recycling_under_load_loses_nothing() -> None:
+async def test_max_jobs_recycling_under_load_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     async with open_pool("grpc", pool_cfg(2, max_jobs=3), server("pid.php"), mode="grpc") as pool:
         replies = await asyncio.gather(*(pool.exec(Payload(b"", b"x")) for _ in range(40)))
         assert len(replies) == 40
-        pids = {r.body.split(b":")[0] for r in replies}
+        pids = {int(r.body.split(b":")[0]) for r in replies}
         assert len(pids) >= 40 // 4  # each worker serves at most 3 + jitter (< 15%) requests
+        live = {s.pid for s in pool.workers() if s.status_str == "ready"}
+        await eventually(lambda: set(replaced(caplog)) >= pids - live)
+        assert set(replaced(caplog).values()) == {"max_jobs_reached"}
 
 
-async def test_stop_request_reruns_on_another_worker() -> None:
+async def test_stop_request_reruns_on_another_worker(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     async with open_pool("grpc", pool_cfg(2), server("stop.php", RR_STOP_EVERY="3"), mode="grpc") as pool:
         replies = await asyncio.gather(*(pool.exec(Payload(b"c", b"x")) for _ in range(10)))
         assert all(r.body == b"x" for r in replies)
+        assert replaced(caplog) and set(replaced(caplog).values()) == {"stop_requested"}
 
 
 async def test_no_free_workers_and_queue_full() -> None:
@@ -189,7 +206,8 @@ async def test_cancelled_caller_does_not_strand_the_worker() -> None:
         assert pool.workers()[0].num_execs == 2
 
 
-async def test_reset_replaces_all_workers_under_load() -> None:
+async def test_reset_replaces_all_workers_under_load(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "rr.grpc")
     async with open_pool("grpc", pool_cfg(3), server("sleep.php"), mode="grpc") as pool:
         before = {s.pid for s in pool.workers()}
         stop = asyncio.Event()
@@ -210,6 +228,7 @@ async def test_reset_replaces_all_workers_under_load() -> None:
         await asyncio.gather(*loaders)  # any failed request raises here
         after = {s.pid for s in pool.workers()}
         assert len(after) == 3 and not after & before
+        assert replaced(caplog) == dict.fromkeys(before, "reset")
 
 
 async def test_stderr_lines_logged_with_pid(caplog: pytest.LogCaptureFixture) -> None:
@@ -243,7 +262,7 @@ async def test_streamed_reply_with_ping_pong() -> None:
 
 
 def test_worker_env_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rrgrpc.pool.pool import worker_env
+    from rrgrpc.pool.spawn import worker_env
 
     monkeypatch.setenv("RRGRPC_TEST_ENV", "from-rr")
     env = worker_env(section(ServerConfig, command=["x"], env={"RR_MODE": "nope", "app": "1"}), "grpc", {"k": "v"}, "tcp://127.0.0.1:6001")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,9 +66,12 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(workers: int = 4, *, env: dict[str, str] | None = None, metrics: str = "", **pool: Any) -> AsyncIterator[Rig]:
+async def rig(
+    workers: int = 4, *, env: dict[str, str] | None = None, metrics: str = "", debug_log: Path | None = None, **pool: Any
+) -> AsyncIterator[Rig]:
     """rr with gRPC and HTTP plugins over fault.php workers, a grpcio channel and an aiohttp session
-    (and the metrics plugin on ``metrics``, host:port, when given)."""
+    (and the metrics plugin on ``metrics``, host:port, when given; JSON logs at debug level in
+    ``debug_log``, when given)."""
     port = free_port()
     pool_section = {"num_workers": workers, "allocate_timeout": "10s", "destroy_timeout": "5s", **pool}
     raw = {
@@ -78,6 +82,8 @@ async def rig(workers: int = 4, *, env: dict[str, str] | None = None, metrics: s
     }
     if metrics:
         raw["metrics"] = {"address": metrics}
+    if debug_log is not None:
+        raw["logs"] = {"level": "debug", "encoding": "json", "output": str(debug_log)}
     async with running_host(raw) as host:
         plugins = {p.name: p for p in host.plugins}
         async with grpc.aio.insecure_channel(grpc_target(plugins["grpc"].address)) as channel:
@@ -273,32 +279,35 @@ ONE_EACH = 1  # one victim request per pool
 
 
 @pytest.mark.parametrize(
-    ("scenario", "victim", "inject", "pool", "failed", "text"),
+    ("scenario", "victim", "inject", "pool", "failed", "text", "reasons"),
     [
         ("kill -9 of a busy worker", "sleep:3000", kill(signal.SIGKILL), {},
-         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request"),
-        ("SIGSTOP 1 s of a busy worker, no exec_ttl", "sleep:100", pause(1.0), {}, {}, ""),
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request", {"errored": 2}),
+        ("SIGSTOP 1 s of a busy worker, no exec_ttl", "sleep:100", pause(1.0), {}, {}, "", {}),
         ("SIGSTOP of a busy worker, exec_ttl 2s", "sleep:500", kill(signal.SIGSTOP), {"supervisor": {"exec_ttl": "2s"}},
-         {"grpc DEADLINE_EXCEEDED": ONE_EACH, "http 500": ONE_EACH}, "did not answer within exec_ttl (2s)"),
+         {"grpc DEADLINE_EXCEEDED": ONE_EACH, "http 500": ONE_EACH}, "did not answer within exec_ttl (2s)", {"exec_ttl_reached": 2}),
         ("exit(5) mid-request", "exit-now", nothing, {},
-         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "exited with code 5 mid-request"),
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "exited with code 5 mid-request", {"errored": 2}),
         ("text on stdout mid-request", "print-now", nothing, {},
-         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "wrote text to stdout instead of a reply frame: 'debug output from PHP"),
-        ("rr reset under load", "sleep:100", reset_both, {}, {}, ""),
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "wrote text to stdout instead of a reply frame: 'debug output from PHP",
+         {"errored": 2}),
+        ("rr reset under load", "sleep:100", reset_both, {}, {}, "", {"reset": 8}),
         ("rr reset with a worker SIGSTOPped mid-request", "sleep:300", hang_then_reset,
          {"reset_timeout": "3s", "destroy_timeout": "1s"},
-         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request"),
+         {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request", {"reset": 8}),
     ],
     ids=["kill9", "sigstop", "sigstop-exec-ttl", "exit-mid-request", "stdout-garbage", "reset", "reset-hung"],
 )
 async def test_fault_under_load(
-    tmp_path: Path, scenario: str, victim: str, inject: Inject, pool: dict[str, Any], failed: dict[str, int], text: str
+    tmp_path: Path, scenario: str, victim: str, inject: Inject,
+    pool: dict[str, Any], failed: dict[str, int], text: str, reasons: dict[str, int],
 ) -> None:
     """200 gRPC + 200 HTTP requests on 4 workers per pool, plus one victim request per pool hit by
-    the fault: only the victims fail (with the codes given), nothing is lost, the pools recover."""
+    the fault: only the victims fail (with the codes given), nothing is lost, the pools recover,
+    and the workers replaced were replaced for the reason given (the pool's debug line)."""
     log = tmp_path / "requests.log"
     t = Tally(f"{scenario}, 4 workers, 200 gRPC + 200 HTTP + 1 victim each")
-    async with rig(4, env={"FAULT_LOG": str(log)}, **pool) as r:
+    async with rig(4, env={"FAULT_LOG": str(log)}, debug_log=tmp_path / "rr.log", **pool) as r:
         before = r.pids("grpc") | r.pids("http")
         await under_load(r, t, log, victim, inject)
         recovered = await r.recovered(4)
@@ -309,5 +318,7 @@ async def test_fault_under_load(
     assert all(text in x for x in grpc_texts) and len(grpc_texts) == failed.get("grpc INTERNAL", 0) + failed.get(
         "grpc DEADLINE_EXCEEDED", 0
     ), grpc_texts
+    lines = [json.loads(line) for line in (tmp_path / "rr.log").read_text().splitlines() if line.startswith("{")]
+    assert collections.Counter(x["reason"] for x in lines if "leaves the pool" in x.get("msg", "")) == reasons
     if inject is reset_both or inject is hang_then_reset:
         assert not before & after, "every worker was replaced"

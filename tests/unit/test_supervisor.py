@@ -11,11 +11,11 @@ CASES = [
     # state, age, idle, rss, limits, verdict, recorded state
     (S.READY, 10, 1, 0, Limits(), Verdict.KEEP, None),
     (S.READY, 10, 1, 0, Limits(ttl=5), Verdict.STOP, S.TTL_REACHED),
-    (S.WORKING, 10, 0, 0, Limits(ttl=5), Verdict.MARK_INVALID, S.INVALID),
+    (S.WORKING, 10, 0, 0, Limits(ttl=5), Verdict.MARK_INVALID, S.TTL_REACHED),
     (S.READY, 1, 9, 0, Limits(idle_ttl=5), Verdict.STOP, S.IDLE_TTL_REACHED),
     (S.WORKING, 1, 9, 0, Limits(idle_ttl=5), Verdict.KEEP, None),  # busy is never idle
     (S.READY, 1, 1, 120 * MB, Limits(max_worker_memory=100), Verdict.STOP, S.MAX_MEMORY_REACHED),
-    (S.WORKING, 1, 1, 120 * MB, Limits(max_worker_memory=100), Verdict.MARK_INVALID, S.INVALID),
+    (S.WORKING, 1, 1, 120 * MB, Limits(max_worker_memory=100), Verdict.MARK_INVALID, S.MAX_MEMORY_REACHED),
     (S.READY, 1, 1, 99 * MB, Limits(max_worker_memory=100), Verdict.KEEP, None),
     (S.INVALID, 10, 10, 500 * MB, Limits(ttl=1, idle_ttl=1, max_worker_memory=1), Verdict.KEEP, None),
     (S.STOPPING, 10, 10, 0, Limits(ttl=1), Verdict.KEEP, None),

@@ -1,0 +1,108 @@
+"""The pool's queue: idle workers and the requests waiting for one, both first in, first out.
+
+A worker given back goes to the oldest waiter, or joins the idle workers. A waiter gives up after
+``allocate_timeout`` (NoFreeWorkers, and the dynamic allocator hears of the shortage); no more than
+``max_queue_size`` requests wait (QueueFull). The wait is a timer handle, not ``asyncio.timeout()``:
+under load every request waits here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from rrgrpc.errors import NoFreeWorkers, PoolError, QueueFull
+from rrgrpc.pool.state import WorkerState
+from rrgrpc.pool.worker import Worker
+
+
+class Queue:
+    """Idle workers and waiting requests of one pool."""
+
+    __slots__ = ("idle", "dropped", "_waiters", "_name", "_allocate_timeout", "_max", "_on_shortage")
+
+    def __init__(self, name: str, allocate_timeout: float, max_queue_size: int, on_shortage: Callable[[], None]) -> None:
+        self.idle: deque[Worker] = deque()
+        self.dropped = 0  # waiters whose caller went away (deadline, cancel) while they waited
+        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._name = name
+        self._allocate_timeout = allocate_timeout
+        self._max = max_queue_size
+        self._on_shortage = on_shortage
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def pop_ready(self) -> Worker | None:
+        """The oldest idle worker still READY, taken off the queue, or None."""
+        idle = self.idle
+        while idle:
+            w = idle.popleft()
+            if w.state is WorkerState.READY:
+                return w
+        return None
+
+    def give(self, w: Worker) -> None:
+        """Hand a ready worker to the oldest waiter (marked WORKING), or park it idle (READY)."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                w.become(WorkerState.WORKING)
+                fut.set_result(w)
+                return
+        w.become(WorkerState.READY)
+        self.idle.append(w)
+
+    async def wait(self) -> Worker:
+        """Wait for a worker handed over by :meth:`give` (marked WORKING).
+
+        Raises:
+            QueueFull: ``max_queue_size`` requests already wait.
+            NoFreeWorkers: none came within ``allocate_timeout``.
+        """
+        if self._max and len(self._waiters) >= self._max:
+            raise QueueFull(f"{self._name} pool: max queue size reached ({self._max})")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Worker] = loop.create_future()
+        self._waiters.append(fut)
+        timeout = self._allocate_timeout
+        expiry = loop.call_later(timeout, self._expired, fut) if timeout else None
+        try:
+            return await fut
+        except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
+            self.dropped += 1
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.give(fut.result())  # handed over just as the caller gave up
+            raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            if not fut.done():
+                fut.cancel()
+            if fut.cancelled():  # a future that got its worker (or an error) was already popped
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+
+    def _expired(self, fut: asyncio.Future[Worker]) -> None:
+        """allocate_timeout passed for a waiter: it fails with NoFreeWorkers."""
+        if fut.done():
+            return
+        try:
+            self._waiters.remove(fut)
+        except ValueError:
+            pass
+        self._on_shortage()
+        fut.set_exception(
+            NoFreeWorkers(f"{self._name} pool: no free worker within allocate_timeout ({self._allocate_timeout:g}s)")
+        )
+
+    def fail(self, exc: PoolError) -> None:
+        """Every waiter fails with ``exc`` (the pool failed or is stopping)."""
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiters.clear()
