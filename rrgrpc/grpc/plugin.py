@@ -45,7 +45,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry import trace
 
 from rrgrpc.errors import ConfigError
-from rrgrpc.goridge.relay import parse_address
+from rrgrpc.gocompat import parse_address
 from rrgrpc.grpc.protos import ProtoSet, load_protos
 from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
 from rrgrpc.plugin import Peers

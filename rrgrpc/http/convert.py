@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict
 
+from rrgrpc.gocompat import canonical_header, is_token, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
@@ -39,7 +40,6 @@ _PROTO: Final = int(Flag.CODEC_PROTO)
 _JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class RequestError(Exception):
@@ -117,79 +117,6 @@ class Head:
 
 # --------------------------------------------------------------------------- names and values
 
-_canon_cache: dict[str, str] = {}
-
-
-def is_token(name: str) -> bool:
-    """Whether ``name`` is an HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be."""
-    return bool(name) and all(ord(c) in _TOKEN for c in name)
-
-
-def canonical_header(name: str) -> str:
-    """Go's ``CanonicalMIMEHeaderKey``: ``content-type`` -> ``Content-Type``; odd names unchanged."""
-    hit = _canon_cache.get(name)
-    if hit is not None:
-        return hit
-    if not is_token(name):
-        out = name
-    else:
-        out = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-    if len(_canon_cache) < 4096:
-        _canon_cache[name] = out
-    return out
-
-
-def query_unescape(text: str) -> str | None:
-    """Go's ``url.QueryUnescape``: ``+`` is a space, ``%XX`` a byte; a bad escape gives None."""
-    if "%" not in text:
-        return text.replace("+", " ")
-    out = bytearray()
-    raw = text.encode("utf-8")
-    i, n = 0, len(raw)
-    while i < n:
-        b = raw[i]
-        if b == 0x25:  # %
-            pair = raw[i + 1 : i + 3]
-            if len(pair) != 2:
-                return None
-            try:
-                out.append(int(pair, 16))
-            except ValueError:
-                return None
-            i += 3
-            continue
-        out.append(0x20 if b == 0x2B else b)
-        i += 1
-    return out.decode("utf-8", "replace")
-
-
-def _cookie_value_ok(value: str) -> bool:
-    return all(0x20 <= ord(c) < 0x7F and c not in '";\\' for c in value)
-
-
-def parse_cookies(lines: Iterable[str]) -> dict[str, str]:
-    """Cookies as Go's ``Request.Cookies()`` reads them, values query-unescaped (bad ones dropped)."""
-    jar: dict[str, str] = {}
-    for line in lines:
-        for part in line.split(";"):
-            part = part.strip(" \t")
-            if not part:
-                continue
-            name, _, value = part.partition("=")
-            name = name.strip(" \t")
-            if not is_token(name):
-                continue
-            if len(value) > 1 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            if not _cookie_value_ok(value):
-                continue
-            plain = query_unescape(value)
-            if plain is not None:
-                jar[name] = plain
-    return jar
-
-
-
 def client_ip(peer: Any) -> str:
     """The IP of a peername tuple (no port, no IPv6 zone); empty for unix sockets."""
     if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
@@ -246,20 +173,6 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
             raise RequestError(413, "request body exceeds max_request_size")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse_urlencoded(text: str) -> dict[str, list[str]]:
-    """``url.ParseQuery`` semantics: ``&``-separated, ``+`` and ``%XX`` unescaped, bad pairs skipped."""
-    items: dict[str, list[str]] = {}
-    for pair in text.split("&"):
-        if not pair or ";" in pair:
-            continue
-        key, _, value = pair.partition("=")
-        k, v = query_unescape(key), query_unescape(value)
-        if k is None or v is None:
-            continue
-        items.setdefault(k, []).append(v)
-    return items
 
 
 def _extension(filename: str) -> str:
@@ -368,7 +281,7 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
         body = await _read_body(request, limit)
     elif _FORM in content_type:
         raw = await _read_body(request, limit)
-        form = _parse_urlencoded(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
+        form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
         try:
             tree = build_tree(form)
         except FormError as exc:

@@ -35,7 +35,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rrgrpc.http.convert import canonical_header, client_ip
+from rrgrpc.gocompat import canonical_header
+from rrgrpc.http.convert import client_ip
 from rrgrpc.http.dispatch import Handler, finish, forward_of, send_plain
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
+from rrgrpc.gocompat import parse_address
 from rrgrpc.http.convert import RequestOptions
 from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
 from rrgrpc.http.edge import EdgeLimits, EdgeServer
@@ -60,17 +61,6 @@ _CLIENT_AUTH: Final = {
     "require_any_client_cert": ssl.CERT_REQUIRED,
     "require_and_verify_client_cert": ssl.CERT_REQUIRED,
 }
-
-
-def split_address(address: str, default_host: str | None = None) -> tuple[str | None, int | str]:
-    """``127.0.0.1:8080`` -> (host, port); ``:8080`` -> (None, 8080); ``unix:///p`` -> ("unix", path)."""
-    if address.startswith("unix://"):
-        return "unix", address[len("unix://") :]
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"http: address {address!r} must be host:port or unix:///path")
-    host = host.strip("[]")
-    return (host or default_host), int(port)
 
 
 class _WorkerStats(Collector):
@@ -219,14 +209,15 @@ class HttpPlugin(PoolBacked):
 
     async def _listen(self, server: web.Server, address: str, tls: ssl.SSLContext | None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        host, port = split_address(address)
+        key = "http.ssl.address" if tls else "http.address"
+        addr = parse_address(address, f"{self.cfg.source}: {key}", bare=True)
         handshake = float(self.http.read_header_timeout) if tls else None  # bounds a TLS client that stalls
-        if host == "unix":
-            srv = await loop.create_unix_server(server, str(port), ssl=tls, ssl_handshake_timeout=handshake)
-            self.addresses.append(f"unix://{port}")
+        if addr.scheme == "unix":
+            srv = await loop.create_unix_server(server, addr.path, ssl=tls, ssl_handshake_timeout=handshake)
+            self.addresses.append(f"unix://{addr.path}")
             return srv
         srv = await loop.create_server(
-            server, host, int(port), ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
+            server, addr.host or None, addr.port, ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
         )
         for sock in srv.sockets:
             bound = sock.getsockname()
@@ -302,7 +293,7 @@ def _load_certificates(ctx: ssl.SSLContext, where: str, cert: str, key: str, roo
 
 
 def _redirect_to(ssl_address: str) -> Handler:
-    _, port = split_address(ssl_address)
+    port = parse_address(ssl_address, "http.ssl.address", bare=True).port
 
     async def redirect(request: web.BaseRequest) -> web.StreamResponse:
         host = request.headers.get("Host", "")

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from rrgrpc.errors import WorkerError
+from rrgrpc.gocompat import canonical_header, parse_cookies, query_unescape
 from rrgrpc.goridge.frame import Flag, decode
 from rrgrpc.http import convert, http_pb2
 from rrgrpc.http.convert import (
@@ -21,10 +22,7 @@ from rrgrpc.http.convert import (
     Built,
     RequestOptions,
     build_request,
-    canonical_header,
     decode_head,
-    parse_cookies,
-    query_unescape,
 )
 from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json

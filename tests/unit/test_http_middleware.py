@@ -8,9 +8,7 @@ import pytest
 from multidict import CIMultiDict
 
 from rrgrpc.config.schema import StaticConfig
-from rrgrpc.errors import ConfigError
 from rrgrpc.http.middleware import StaticFiles, chain, parse_subnets, resolve_forwarded_ip
-from rrgrpc.http.plugin import split_address
 
 
 @pytest.mark.parametrize(
@@ -32,20 +30,6 @@ def test_resolve_forwarded_ip(headers, ip):
 def test_parse_subnets():
     nets = parse_subnets(["10.0.0.0/8", " ::1/128 ", ""])
     assert [str(n) for n in nets] == ["10.0.0.0/8", "::1/128"]
-
-
-@pytest.mark.parametrize(
-    ("address", "parsed"),
-    [("127.0.0.1:8080", ("127.0.0.1", 8080)), (":8080", (None, 8080)), ("[::1]:80", ("::1", 80)),
-     ("unix:///tmp/rr.sock", ("unix", "/tmp/rr.sock"))],
-)
-def test_split_address(address, parsed):
-    assert split_address(address) == parsed
-
-
-def test_split_address_rejects_garbage():
-    with pytest.raises(ConfigError, match="host:port"):
-        split_address("localhost")
 
 
 def test_static_lookup(tmp_path: Path):
