@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -24,6 +23,7 @@ from rrgrpc.gocompat import canonical_header, is_token, parse_cookies, parse_que
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
+from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
 Codec = Literal["proto", "json"]
@@ -66,30 +66,6 @@ class RequestOptions:
     uploads_forbid: frozenset[str] = frozenset({".php", ".exe", ".bat"})
     uploads_allow: frozenset[str] = frozenset()
     uploads_owner: tuple[int, int] | None = None  # (uid, gid) for temp files when RR runs as root
-
-
-@dataclass(slots=True)
-class Forward:
-    """Per-request state the middlewares change before the context is built (see ``dispatch.forward_of``).
-
-    Attributes:
-        add_headers: header lines appended to the forwarded request (``headers.request``).
-        set_headers: headers that replace same-named incoming ones (trace context from ``otel``).
-        remote_addr: client address resolved by ``proxy_ip_parser``; None = the TCP peer.
-        attributes: request attributes (values as lists) sent in the context.
-        response_headers: headers added to every response (``headers.response``, CORS).
-        gzip: the client accepts gzip and the ``gzip`` middleware is on.
-        replace_response: given the worker's (status, headers) of a whole response, returns the
-            response to send instead of the worker's body, or None (``sendfile``'s X-Sendfile).
-    """
-
-    add_headers: list[tuple[str, str]] = field(default_factory=list)
-    set_headers: dict[str, str] = field(default_factory=dict)
-    remote_addr: str | None = None
-    attributes: dict[str, list[str]] = field(default_factory=dict)
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
-    gzip: bool = False
-    replace_response: Callable[[int, CIMultiDict[str]], web.StreamResponse | None] | None = None
 
 
 @dataclass(slots=True)

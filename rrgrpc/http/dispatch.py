@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar, Token
 from typing import Protocol
 
 from aiohttp import web
@@ -24,7 +23,6 @@ from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
 from rrgrpc.http.convert import (
     BadWorkerResponse,
-    Forward,
     Head,
     RequestError,
     RequestOptions,
@@ -33,16 +31,11 @@ from rrgrpc.http.convert import (
     response_headers,
     sniff_content_type,
 )
+from rrgrpc.http.state import FORWARD, finish, send_plain, start_response
 from rrgrpc.pool.payload import Payload
 
 log = logging.getLogger("rr.http")
 _STREAM = int(Stream.STREAM)  # plain ints: IntFlag arithmetic is slow on the hot path
-
-#: Smaller bodies are not worth compressing (gzhttp's default threshold).
-GZIP_MIN_SIZE = 1024
-
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
 
 class StreamingPool(Protocol):
     """What the dispatcher needs from a pool."""
@@ -52,60 +45,6 @@ class StreamingPool(Protocol):
     def stream(
         self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
-
-
-# The current request's Forward state. Every request starts with begin_request(), which makes it
-# empty: keep-alive connections serve many requests in the same task, hence the same context.
-_FORWARD: ContextVar[Forward | None] = ContextVar("rr_http_forward", default=None)
-
-
-def forward_of(request: web.BaseRequest) -> Forward:
-    """The request's mutable forwarding state, created on first use."""
-    fwd = _FORWARD.get()
-    if fwd is None:
-        fwd = Forward()
-        _FORWARD.set(fwd)
-    return fwd
-
-
-def current_forward() -> Forward | None:
-    return _FORWARD.get()
-
-
-def begin_request() -> Token[Forward | None]:
-    """Start a request with an empty Forward state (the outermost layer calls this)."""
-    return _FORWARD.set(None)
-
-
-def end_request(token: Token[Forward | None]) -> None:
-    _FORWARD.reset(token)
-
-
-async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
-    """Apply the middlewares' response headers and gzip choice, then send the head."""
-    fwd = _FORWARD.get()
-    if fwd is not None:
-        for name, value in fwd.response_headers:
-            resp.headers[name] = value
-        if fwd.gzip and "Content-Encoding" not in resp.headers and resp.status not in (204, 304):
-            length = resp.content_length if isinstance(resp, web.Response) else None
-            if length is None or length >= GZIP_MIN_SIZE:
-                resp.enable_compression(web.ContentCoding.gzip)
-    await resp.prepare(request)
-
-
-async def finish(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
-    """Send a whole response; a client that already went away is not an error."""
-    try:
-        await start_response(request, resp)
-        await resp.write_eof()
-    except ConnectionResetError:
-        log.debug("client disconnected before the response was written")
-    return resp
-
-
-async def send_plain(request: web.BaseRequest, status: int, text: str = "", headers: dict[str, str] | None = None) -> web.StreamResponse:
-    return await finish(request, web.Response(status=status, text=text, headers=headers))
 
 
 class Dispatcher:
@@ -118,7 +57,7 @@ class Dispatcher:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            built = await build_request(request, self.opts, _FORWARD.get())
+            built = await build_request(request, self.opts, request.get(FORWARD))
         except RequestError as exc:
             return await send_plain(request, exc.status, str(exc))
         except HTTPException as exc:  # the client sent a malformed body aiohttp refused
@@ -175,7 +114,7 @@ class Dispatcher:
 
     async def _single(self, request: web.BaseRequest, head: Head | None, body: bytes) -> web.StreamResponse:
         headers = response_headers(head) if head is not None else CIMultiDict()
-        fwd = _FORWARD.get()
+        fwd = request.get(FORWARD)
         if fwd is not None and fwd.replace_response is not None:
             replaced = fwd.replace_response(head.status if head else 200, headers)
             if replaced is not None:

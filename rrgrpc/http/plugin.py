@@ -29,20 +29,11 @@ from prometheus_client.registry import Collector
 from rrgrpc.errors import ConfigError
 from rrgrpc.gocompat import parse_address
 from rrgrpc.http.convert import RequestOptions
-from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
+from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.edge import EdgeLimits, EdgeServer
-from rrgrpc.http.middleware import (
-    HttpMetrics,
-    Middleware,
-    StaticFiles,
-    chain,
-    gzip_middleware,
-    headers_middleware,
-    otel_middleware,
-    parse_subnets,
-    proxy_ip_middleware,
-    sendfile_middleware,
-)
+from rrgrpc.http.metrics import HttpMetrics
+from rrgrpc.http.middleware import Setup, build, chain
+from rrgrpc.http.state import Handler, send_plain
 from rrgrpc.plugin import PoolBacked
 from rrgrpc.pool import Pool, open_pool
 from rrgrpc.pool.state import WorkerState
@@ -145,33 +136,15 @@ class HttpPlugin(PoolBacked):
 
     def build_handler(self, terminal: Handler) -> Handler:
         """Bundled middlewares, then ``http.middleware`` in the configured order, then ``terminal``."""
-        h = self.http
-        named: list[Middleware] = []
-        for name in h.middleware:
-            if name == "headers" and h.headers is not None:
-                named.append(headers_middleware(h.headers))
-            elif name == "gzip":
-                named.append(gzip_middleware)
-            elif name == "static" and h.static is not None:
-                named.append(StaticFiles(h.static))
-            elif name == "otel":
-                named.append(otel_middleware())
-            elif name == "http_metrics" and self.metrics is not None:
-                named.append(self.metrics)
-            elif name == "proxy_ip_parser":
-                named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
-            elif name == "sendfile":
-                named.append(sendfile_middleware)
-        return self._front(chain(named, terminal), forward=bool(named))
+        named = build(self.http.middleware, Setup(self.http, self.metrics))
+        return self._front(chain(named, terminal))
 
-    def _front(self, inner: Handler, forward: bool = True) -> Handler:
-        """The bundled outermost layer: a fresh Forward state (only middlewares use one),
-        max_request_size, the access log."""
+    def _front(self, inner: Handler) -> Handler:
+        """The bundled outermost layer: max_request_size and the access log."""
         limit = self.http.max_request_size * MB
         access = self.http.access_logs
 
         async def front(request: web.BaseRequest) -> web.StreamResponse:
-            token = begin_request() if forward else None
             start = time.perf_counter()
             status = 500
             try:
@@ -183,8 +156,6 @@ class HttpPlugin(PoolBacked):
                 status = resp.status
                 return resp
             finally:
-                if token is not None:
-                    end_request(token)
                 if access:
                     log.info(
                         "http log",

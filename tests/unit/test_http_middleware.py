@@ -8,7 +8,8 @@ import pytest
 from multidict import CIMultiDict
 
 from rrgrpc.config.schema import StaticConfig
-from rrgrpc.http.middleware import StaticFiles, chain, parse_subnets, resolve_forwarded_ip
+from rrgrpc.http.middleware import chain, parse_subnets, resolve_forwarded_ip
+from rrgrpc.http.static import StaticFiles
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,10 @@ async def test_chain_runs_first_listed_outermost():
 
     assert await chain([mw("a"), mw("b")], terminal)(object()) == "done"
     assert seen == ["a", "b", "terminal"]
+
+
+def test_the_registry_serves_every_middleware_the_config_accepts() -> None:
+    from rrgrpc.config.schema import HTTP_MIDDLEWARE
+    from rrgrpc.http.middleware import REGISTRY
+
+    assert set(REGISTRY) == HTTP_MIDDLEWARE
