@@ -1,10 +1,10 @@
-"""aiohttp request -> RoadRunner request context, and worker reply context -> response head.
+"""aiohttp request -> RoadRunner request context (the worker reply side is :mod:`~rrgrpc.http.reply`).
 
 Owns the HTTP wire contract with PHP workers (PROTOCOL.md §5): the ``http.v1.Request`` protobuf
 context (default) or the legacy JSON context, the body rules (raw bytes, or the form tree in
 PHP bracket notation with multipart files copied to ``upload*`` temp files), Go-canonical
-multi-valued headers without ``Host``, cookies, the absolute URI and the client address; and on
-the way back, ``http.v1.Response`` / legacy JSON heads with RoadRunner's status rules.
+multi-valued headers without ``Host``, cookies, the absolute URI and the client address. Reading
+the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import BodyPartReader, web
-from multidict import CIMultiDict
 
-from rrgrpc.gocompat import canonical_header, is_token, parse_cookies, parse_query
+from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
@@ -50,11 +49,6 @@ class RequestError(Exception):
         self.status = status
 
 
-class BadWorkerResponse(Exception):
-    """The worker's reply head is unusable (bad status or header, undecodable context); the client
-    gets ``internal_error_code``."""
-
-
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
     """The ``http:`` keys that shape a request context."""
@@ -80,15 +74,6 @@ class Built:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self.temp_files.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """Status and headers of one reply frame (``trailers``: names the worker asked to trail)."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    trailers: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- names and values
@@ -244,38 +229,57 @@ async def build_request(request: web.BaseRequest, opts: RequestOptions, fwd: For
 
 
 async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, built: Built) -> Built:
-    method = request.method
-    headers = forwarded_headers(request, fwd)
-    content_type = request.headers.get("Content-Type", "")
-    body = b""
-    parsed = False
+    body = await read_body(request, opts, built)
+    built.payload = encode_context(request, opts, fwd, body)
+    return built
+
+
+@dataclass(slots=True)
+class Body:
+    """What the worker gets as the request body: raw bytes, or the form tree as JSON (``parsed``)
+    plus the uploads tree of a multipart form."""
+
+    data: bytes = b""
+    parsed: bool = False
     uploads: dict[str, Any] | None = None
-    limit = opts.max_request_size
+
+
+async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built) -> Body:
+    """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
+    method = request.method
     if method in ("HEAD", "OPTIONS"):
-        pass
-    elif opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        body = await _read_body(request, limit)
-    elif _FORM in content_type:
+        return Body()
+    content_type = request.headers.get("Content-Type", "")
+    limit = opts.max_request_size
+    if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
+        return Body(await _read_body(request, limit))
+    if _FORM in content_type:
         raw = await _read_body(request, limit)
         form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
-        try:
-            tree = build_tree(form)
-        except FormError as exc:
-            raise RequestError(400, str(exc)) from exc
-        body = tree_json(tree) if tree else b""
-        parsed = True
-    else:
-        if limit and request.content_length is not None and request.content_length > limit:
-            raise RequestError(413, "request body exceeds max_request_size")
-        values, files = await _read_multipart(request, opts, built)
-        try:
-            tree = build_tree(values)
-            uploads = build_tree(files, files=True)
-        except FormError as exc:
-            raise RequestError(400, str(exc)) from exc
-        body = tree_json(tree) if tree else b""
-        parsed = True
+        return Body(_form_json(form), parsed=True)
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, "request body exceeds max_request_size")
+    values, files = await _read_multipart(request, opts, built)
+    data = _form_json(values)
+    try:
+        uploads = build_tree(files, files=True)
+    except FormError as exc:
+        raise RequestError(400, str(exc)) from exc
+    return Body(data, parsed=True, uploads=uploads)
 
+
+def _form_json(values: dict[str, list[str]]) -> bytes:
+    """A form's fields as the PHP-bracket tree in JSON (empty form: no body)."""
+    try:
+        tree = build_tree(values)
+    except FormError as exc:
+        raise RequestError(400, str(exc)) from exc
+    return tree_json(tree) if tree else b""
+
+
+def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
+    """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
+    headers = forwarded_headers(request, fwd)
     cookie_lines = [v.decode("latin-1") for v in headers.get("Cookie", ())]
     cookies = parse_cookies(cookie_lines) if cookie_lines else {}
     remote = fwd.remote_addr if fwd is not None and fwd.remote_addr is not None else None
@@ -293,21 +297,20 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
             _LegacyRequest(
                 remoteAddr=remote,
                 protocol=protocol,
-                method=method,
+                method=request.method,
                 uri=uri,
                 headers={k: [v.decode("latin-1") for v in vs] for k, vs in sorted(headers.items())},
                 cookies=dict(sorted(cookies.items())),
                 rawQuery=raw_query,
-                parsed=parsed,
-                uploads=uploads if uploads is not None else None,
+                parsed=body.parsed,
+                uploads=body.uploads,
                 attributes=attributes,
             )
         )
-        built.payload = Payload(ctx, body, _JSON)
-        return built
+        return Payload(ctx, body.data, _JSON)
 
     msg = http_pb2.Request(
-        remote_addr=remote, protocol=protocol, method=method, uri=uri, raw_query=raw_query, parsed=parsed
+        remote_addr=remote, protocol=protocol, method=request.method, uri=uri, raw_query=raw_query, parsed=body.parsed
     )
     header_map = msg.header
     for name, lines in headers.items():
@@ -320,10 +323,9 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
         attr_map = msg.attributes
         for name, vals in attributes.items():
             attr_map[name].value.extend(v.encode("utf-8") for v in vals)
-    if uploads is not None:
-        msg.uploads = tree_json(uploads)
-    built.payload = Payload(msg.SerializeToString(), body, _PROTO)
-    return built
+    if body.uploads is not None:
+        msg.uploads = tree_json(body.uploads)
+    return Payload(msg.SerializeToString(), body.data, _PROTO)
 
 
 class _LegacyRequest(msgspec.Struct):
@@ -342,107 +344,3 @@ class _LegacyRequest(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder(order="deterministic")
-
-
-# --------------------------------------------------------------------------- response
-
-
-class _LegacyResponse(msgspec.Struct):
-    status: int = 0
-    headers: dict[str, list[str]] | list[Any] = msgspec.field(default_factory=dict)
-
-
-_legacy_decoder = msgspec.json.Decoder(_LegacyResponse)
-
-
-#: Decoded heads by (context bytes, proto?): an application sends the same few heads over and over.
-_head_cache: dict[tuple[bytes, bool], Head] = {}
-_HEAD_CACHE_SIZE: Final = 256
-_HEAD_CACHE_MAX_BYTES: Final = 512
-
-
-def decode_head(context: bytes, flags: int) -> Head | None:
-    """Decode a reply frame's context; None when the frame carries none (body only).
-
-    Protobuf when the frame has the PROTO flag; otherwise the legacy JSON head (flags 0), which old
-    PHP libraries send. Status must be 100..599. Small heads are remembered (heads are immutable).
-
-    Raises:
-        BadWorkerResponse: undecodable context, a status outside 100..599, a header name that is not
-            an HTTP token (``X:Y``, ``X Y``) or a header value with CR, LF or NUL.
-    """
-    if not context:
-        return None
-    key = (context, bool(flags & _PROTO))
-    head = _head_cache.get(key)
-    if head is None:
-        head = _decode_head(context, key[1])
-        if len(context) <= _HEAD_CACHE_MAX_BYTES:
-            if len(_head_cache) >= _HEAD_CACHE_SIZE:
-                _head_cache.clear()  # one-off heads (cookies, dates) must not pin the cache
-            _head_cache[key] = head
-    return head
-
-
-def _decode_head(context: bytes, proto: bool) -> Head:
-    pairs: list[tuple[str, str]] = []
-    if proto:
-        try:
-            msg = http_pb2.Response.FromString(context)
-        except Exception as exc:  # DecodeError: the runtime raises its own class per backend
-            raise BadWorkerResponse(f"invalid response context: {exc}") from exc
-        status = msg.status
-        for name, hv in msg.headers.items():
-            canon = canonical_header(name)
-            pairs.extend((canon, v.decode("utf-8", "replace")) for v in hv.value)
-    else:
-        try:
-            legacy = _legacy_decoder.decode(context)
-        except msgspec.DecodeError as exc:
-            raise BadWorkerResponse(f"invalid response context: {exc}") from exc
-        status = legacy.status
-        if isinstance(legacy.headers, dict):
-            for name, values in legacy.headers.items():
-                canon = canonical_header(name)
-                pairs.extend((canon, str(v)) for v in values)
-    if not 100 <= status <= 599:
-        raise BadWorkerResponse(f"unknown status code from worker: {status}")
-    for name, value in pairs:
-        if not is_token(name):
-            raise BadWorkerResponse(f"invalid response header name from worker: {name!r}")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise BadWorkerResponse(f"response header {name} from worker has CR, LF or NUL in its value")
-    trailers: tuple[str, ...] = ()
-    if any(name == "Trailer" for name, _ in pairs):
-        names = [t.strip() for name, v in pairs if name == "Trailer" for t in v.split(",")]
-        trailers = tuple(canonical_header(t) for t in names if t)
-        pairs = [(n, v) for n, v in pairs if n != "Trailer"]
-    return Head(int(status), tuple(pairs), trailers)
-
-
-def response_headers(head: Head) -> CIMultiDict[str]:
-    """The head's header lines as a multidict; framing headers are left to aiohttp."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in head.headers:
-        if name in ("Content-Length", "Transfer-Encoding", "Connection"):
-            continue
-        out.add(name, value)
-    return out
-
-
-def sniff_content_type(body: bytes) -> str:
-    """A small ``http.DetectContentType``: html, plain text or octet-stream."""
-    start = body[:512].lstrip(b"\t\n\x0c\r ").lower()
-    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<div", b"<p>", b"<h1")):
-        return "text/html; charset=utf-8"
-    if start.startswith(b"{") or start.startswith(b"["):
-        return "text/plain; charset=utf-8"
-    sample = body[:512]
-    if all(b >= 0x20 or b in (9, 10, 12, 13, 27) for b in sample):
-        try:
-            sample.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(sample) - 3:
-                return "application/octet-stream"
-        return "text/plain; charset=utf-8"
-    return "application/octet-stream"

@@ -21,16 +21,8 @@ from multidict import CIMultiDict
 
 from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
-from rrgrpc.http.convert import (
-    BadWorkerResponse,
-    Head,
-    RequestError,
-    RequestOptions,
-    build_request,
-    decode_head,
-    response_headers,
-    sniff_content_type,
-)
+from rrgrpc.http.convert import RequestError, RequestOptions, build_request
+from rrgrpc.http.reply import BadWorkerResponse, Head, decode_head, response_headers, sniff_content_type
 from rrgrpc.http.state import FORWARD, finish, send_plain, start_response
 from rrgrpc.pool.payload import Payload
 
