@@ -17,14 +17,12 @@ import os
 import pwd
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.gocompat import parse_address
@@ -36,7 +34,7 @@ from rrgrpc.http.middleware import Setup, build, chain
 from rrgrpc.http.state import Handler, send_plain
 from rrgrpc.plugin import PoolBacked
 from rrgrpc.pool import Pool, open_pool
-from rrgrpc.pool.state import WorkerState
+from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import HttpConfig, RRConfig
@@ -54,41 +52,6 @@ _CLIENT_AUTH: Final = {
 }
 
 
-class _WorkerStats(Collector):
-    """``rr_http_*`` worker gauges (RoadRunner's StatsExporter for the http plugin)."""
-
-    def __init__(self, plugin: HttpPlugin) -> None:
-        self.plugin = plugin
-
-    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-        workers = self.plugin.workers()
-        total = GaugeMetricFamily("rr_http_total_workers", "Total number of workers used by the HTTP plugin")
-        total.add_metric([], len(workers))
-        memory = GaugeMetricFamily("rr_http_workers_memory_bytes", "Memory usage by HTTP workers.")
-        memory.add_metric([], sum(w.memory_usage for w in workers))
-        state = GaugeMetricFamily("rr_http_worker_state", "Worker current state", labels=["state", "pid"])
-        per_mem = GaugeMetricFamily("rr_http_worker_memory_bytes", "Worker current memory usage", labels=["pid"])
-        counts = {"ready": 0, "working": 0, "invalid": 0}
-        for w in workers:
-            state.add_metric([w.status_str, str(w.pid)], 0)
-            per_mem.add_metric([str(w.pid)], w.memory_usage)
-            if w.status == WorkerState.READY:
-                counts["ready"] += 1
-            elif w.status == WorkerState.WORKING:
-                counts["working"] += 1
-            else:
-                counts["invalid"] += 1
-        yield from (total, memory, state, per_mem)
-        for key, help_text in (
-            ("ready", "HTTP workers currently in ready state"),
-            ("working", "HTTP workers currently in working state"),
-            ("invalid", "HTTP workers currently in invalid,killing,destroyed,errored,inactive states"),
-        ):
-            yield GaugeMetricFamily(f"rr_http_workers_{key}", help_text, value=counts[key])
-        dropped = self.plugin.activity().dropped
-        yield CounterMetricFamily("rr_http_requests_dropped", "Requests dropped unexecuted: the client left while queued", value=dropped)
-
-
 class HttpPlugin(PoolBacked):
     """RoadRunner's http plugin: listeners, middlewares, a worker pool in ``http`` mode."""
 
@@ -102,7 +65,7 @@ class HttpPlugin(PoolBacked):
         self.pool: Pool | None = None
         self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
         self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
-        self._stats = _WorkerStats(self)
+        self._stats = WorkersCollector(self, with_queue=False, helps=HTTP_HELPS)
         self._tls = self._ssl_context() if self.http.ssl is not None else None  # bad files: fail before any worker
 
     # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
