@@ -48,9 +48,8 @@ from rrgrpc.errors import ConfigError
 from rrgrpc.gocompat import parse_address
 from rrgrpc.grpc.protos import ProtoSet, load_protos
 from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
-from rrgrpc.plugin import Peers
+from rrgrpc.plugin import Peers, PoolBacked
 from rrgrpc.pool import Pool, open_pool
-from rrgrpc.pool.state import Activity, ProcessState
 
 if TYPE_CHECKING:
     from rrgrpc.config import RRConfig
@@ -67,7 +66,7 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
-class GrpcPlugin:
+class GrpcPlugin(PoolBacked):
     """The ``grpc`` plugin: Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics."""
 
     name = "grpc"
@@ -78,7 +77,7 @@ class GrpcPlugin:
         self.cfg: GrpcConfig = cfg.grpc
         self._root = cfg
         self._metrics = GrpcMetrics()
-        self._pool: Pool | None = None
+        self.pool: Pool | None = None  # PoolBacked delegates workers, scaling and health to it
         self._health: HealthServicer | None = None
         self._statuses: tuple[str, ...] = ()
         self._reset_lock = asyncio.Lock()
@@ -119,7 +118,7 @@ class GrpcPlugin:
                 env=dict(cfg.env),
                 rpc_listen=self._root.rpc.listen if self._root.rpc else None,
             ) as pool:
-                self._pool = pool
+                self.pool = pool
                 await server.start()
                 self._serving = True
                 await self._set_all(SERVING)
@@ -129,7 +128,7 @@ class GrpcPlugin:
                 finally:
                     self._serving = False
                     await self._stop(server, health, proxy)
-                    self._pool = None
+                    self.pool = None
         finally:
             await server.stop(None)
             self._health = None
@@ -220,7 +219,7 @@ class GrpcPlugin:
         )
 
     def _executor(self) -> Executor:
-        pool = self._pool
+        pool = self.pool
         if pool is None:
             from rrgrpc.errors import PoolClosed
 
@@ -245,25 +244,11 @@ class GrpcPlugin:
             for name in self._statuses:
                 await self._health.set(name, status)
 
-    # ------------------------------------------------------------------ capabilities
-
-    def workers(self) -> list[ProcessState]:
-        return self._pool.workers() if self._pool else []
-
-    def activity(self) -> Activity:
-        return self._pool.activity() if self._pool else Activity()
-
-    async def add_worker(self) -> None:
-        if self._pool:
-            await self._pool.add_worker()
-
-    async def remove_worker(self) -> None:
-        if self._pool:
-            await self._pool.remove_worker()
+    # ------------------------------------------------------------------ capabilities (the rest: PoolBacked)
 
     async def reset(self) -> None:
         """Replace every worker; health reports NOT_SERVING meanwhile, calls keep being served."""
-        pool = self._pool
+        pool = self.pool
         if pool is None:
             return
         async with self._reset_lock:
@@ -275,11 +260,8 @@ class GrpcPlugin:
                 await self._set_all(SERVING)
             log.info("grpc: workers replaced")
 
-    def health(self) -> int:
-        return 200 if self._pool is not None and self._pool.ready else 503
-
     def readiness(self) -> int:
-        return 200 if self._serving and self._pool is not None and self._pool.ready else 503
+        return 200 if self._serving and self.pool is not None and self.pool.ready else 503
 
     def collectors(self) -> Sequence[Any]:
         return self._metrics.collectors()
