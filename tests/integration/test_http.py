@@ -126,6 +126,17 @@ async def test_forwarded_for_only_from_trusted_peers(trusted, expected):
         assert data["remote_addr"] == ("198.51.100.2" if expected != "127.0.0.1" else "127.0.0.1")
 
 
+async def test_middleware_state_belongs_to_one_request_on_a_keep_alive_connection() -> None:
+    cfg = {"middleware": ["proxy_ip_parser", "headers"], "trusted_subnets": ["127.0.0.0/8"],
+           "headers": {"request": {"X-From-Rr": "yes"}}}
+    connector = aiohttp.TCPConnector(limit=1)  # one connection: every request after the first reuses it
+    async with serve(cfg) as (base, _), aiohttp.ClientSession(connector=connector) as client:
+        data = await echo(client, base + "/echo", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert data["remote_addr"] == "203.0.113.7" and data["headers"]["X-From-Rr"] == ["yes"]
+        data = await echo(client, base + "/echo")  # same connection, no proxy header
+        assert data["remote_addr"] == "127.0.0.1" and data["headers"]["X-From-Rr"] == ["yes"]
+
+
 async def test_static_files_etag_304_and_traversal(tmp_path):
     root = tmp_path / "public"
     root.mkdir()
