@@ -78,7 +78,6 @@ def build(names: Iterable[str], setup: Setup) -> list[Middleware]:
     return out
 
 
-
 def chain(middlewares: Sequence[Middleware], terminal: Handler) -> Handler:
     """Wrap ``terminal`` so that ``middlewares[0]`` runs first."""
     handler = terminal
