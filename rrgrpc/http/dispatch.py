@@ -23,7 +23,7 @@ from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
 from rrgrpc.http.convert import RequestError, RequestOptions, build_request
 from rrgrpc.http.reply import BadWorkerResponse, Head, decode_head, response_headers, sniff_content_type
-from rrgrpc.http.state import FORWARD, finish, send_plain, start_response
+from rrgrpc.http.state import FORWARD, Forward, finish, send_plain, start_response
 from rrgrpc.pool.payload import Payload
 
 log = logging.getLogger("rr.http")
@@ -48,18 +48,19 @@ class Dispatcher:
         self.error_code = internal_error_code
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        fwd = request.get(FORWARD)  # looked up once: a miss raises inside aiohttp's mapping
         try:
-            built = await build_request(request, self.opts, request.get(FORWARD))
+            built = await build_request(request, self.opts, fwd)
         except RequestError as exc:
             return await send_plain(request, exc.status, str(exc))
         except HTTPException as exc:  # the client sent a malformed body aiohttp refused
             return await send_plain(request, exc.status, exc.reason)
         try:
-            return await self._serve(request, built.payload)
+            return await self._serve(request, built.payload, fwd)
         finally:
             built.cleanup()
 
-    async def _serve(self, request: web.BaseRequest, payload: Payload) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, payload: Payload, fwd: Forward | None) -> web.StreamResponse:
         resp: web.StreamResponse | None = None
         try:
             alive = lambda: not _client_gone(request)  # noqa: E731 -- aiohttp does not cancel the handler
@@ -72,9 +73,9 @@ class Dispatcher:
                             self._informational(request, head)
                             continue
                         if not streaming:
-                            return await self._single(request, head, frame.body)
+                            return await self._single(request, head, frame.body, fwd)
                         resp = self._stream_response(head)
-                        await start_response(request, resp)
+                        await start_response(request, resp, fwd)
                     if frame.body:
                         await resp.write(frame.body)
                     if _client_gone(request):
@@ -104,16 +105,17 @@ class Dispatcher:
             await resp.write_eof()
         return resp
 
-    async def _single(self, request: web.BaseRequest, head: Head | None, body: bytes) -> web.StreamResponse:
+    async def _single(
+        self, request: web.BaseRequest, head: Head | None, body: bytes, fwd: Forward | None
+    ) -> web.StreamResponse:
         headers = response_headers(head) if head is not None else CIMultiDict()
-        fwd = request.get(FORWARD)
         if fwd is not None and fwd.replace_response is not None:
             replaced = fwd.replace_response(head.status if head else 200, headers)
             if replaced is not None:
-                return await finish(request, replaced)
+                return await finish(request, replaced, fwd)
         if "Content-Type" not in headers and body:
             headers["Content-Type"] = sniff_content_type(body)
-        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers))
+        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers), fwd)
 
     @staticmethod
     def _stream_response(head: Head | None) -> web.StreamResponse:

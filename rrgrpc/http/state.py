@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Final
 
 from aiohttp import web
@@ -61,9 +62,16 @@ def forward_of(request: web.BaseRequest) -> Forward:
     return fwd
 
 
-async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
-    """Apply the middlewares' response headers and gzip choice, then send the head."""
-    fwd = request.get(FORWARD)
+async def start_response(
+    request: web.BaseRequest, resp: web.StreamResponse, fwd: Forward | None | EllipsisType = ...
+) -> None:
+    """Apply the middlewares' response headers and gzip choice, then send the head.
+
+    ``fwd`` is the request's state when the caller already looked it up (the dispatcher does, once:
+    a lookup that misses costs an exception inside aiohttp's request mapping).
+    """
+    if fwd is ...:
+        fwd = request.get(FORWARD)
     if fwd is not None:
         for name, value in fwd.response_headers:
             resp.headers[name] = value
@@ -74,10 +82,12 @@ async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> 
     await resp.prepare(request)
 
 
-async def finish(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
+async def finish(
+    request: web.BaseRequest, resp: web.StreamResponse, fwd: Forward | None | EllipsisType = ...
+) -> web.StreamResponse:
     """Send a whole response; a client that already went away is not an error."""
     try:
-        await start_response(request, resp)
+        await start_response(request, resp, fwd)
         await resp.write_eof()
     except ConnectionResetError:
         log.debug("client disconnected before the response was written")
