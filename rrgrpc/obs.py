@@ -12,14 +12,15 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from rrgrpc.errors import ConfigError
+from rrgrpc.gocompat import parse_address
 
 
 def parse_host_port(address: str, where: str) -> tuple[str, int]:
     """``host:port`` (``:port`` = all interfaces) -> (host, port); ConfigError naming ``where``."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    addr = parse_address(address, where, bare=True)
+    if addr.scheme != "tcp":
         raise ConfigError(f"{where}: expected host:port, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return addr.host or "0.0.0.0", addr.port
 
 
 @asynccontextmanager

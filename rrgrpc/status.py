@@ -20,7 +20,8 @@ Shutdown begins when the host sets its ``stopping`` event, before any plugin is 
 answering while they drain (as RoadRunner's, whose Stop only raises the flag).
 
 RPC ``status.Status`` / ``status.Ready`` take ``{"plugin": name}`` (JSON) or a ``status.v1.Request``
-(PROTO codec) and answer ``{"code": N}`` / a ``status.v1.Response``; an unknown plugin is an error.
+(PROTO codec) and answer ``{"code": N}`` / a ``status.v1.Response`` (generated from
+``proto/status/v1/status.proto`` into :mod:`rrgrpc.status_pb2`); an unknown plugin is an error.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from aiohttp import web
 
+from rrgrpc import status_pb2
 from rrgrpc.obs import parse_host_port, serve_app
 from rrgrpc.plugin import HasPipelines, HasStatus, Peers, RpcProvider
 
@@ -72,63 +74,16 @@ def report_entry(name: str, check: Callable[[], int], unavailable: int) -> tuple
 
 
 def _decode_proto_request(data: bytes) -> str:
-    """``status.v1.Request``: field 1 (``plugin``, string); other fields are skipped."""
-    plugin = ""
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            _, i = _varint(data, i)
-        elif wire == 2:
-            size, i = _varint(data, i)
-            if field == 1:
-                plugin = data[i : i + size].decode()
-            i += size
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise StatusRpcError("proto: cannot parse status.v1.Request")
-    return plugin
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if i >= len(data):
-            raise StatusRpcError("proto: cannot parse status.v1.Request")
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _encode_varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 on the wire: negatives as ten-byte two's complement
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    """The plugin a ``status.v1.Request`` names."""
+    try:
+        return status_pb2.Request.FromString(data).plugin
+    except Exception as exc:  # DecodeError: the runtime raises its own class per backend
+        raise StatusRpcError("proto: cannot parse status.v1.Request") from exc
 
 
 def encode_proto_response(code: int, message: str = "") -> bytes:
-    """``status.v1.Response``: field 1 ``code`` (int64), field 2 ``message`` (string); zero values omitted."""
-    out = b""
-    if code:
-        out += b"\x08" + _encode_varint(code)
-    if message:
-        raw = message.encode()
-        out += b"\x12" + _encode_varint(len(raw)) + raw
-    return out
+    """``status.v1.Response``: ``code`` (int64) and ``message``; zero values omitted."""
+    return status_pb2.Response(code=code, message=message).SerializeToString()
 
 
 class StatusPlugin:

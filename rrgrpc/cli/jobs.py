@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rrgrpc.cli import CliContext, rr
-from rrgrpc.cli.workers import CALL_BUDGET, connected, reason, rpc_address
+from rrgrpc.cli.client import CALL_BUDGET, connected, reason, rpc_address
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.goridge.rpc import RpcClient

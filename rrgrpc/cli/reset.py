@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import click
 
 from rrgrpc.cli import CliContext, rr
-from rrgrpc.cli.workers import RESET_BUDGET, call, check_known, connected, fmt_duration, reason, rpc_address
+from rrgrpc.cli.client import RESET_BUDGET, call, check_known, connected, reason, rpc_address
+from rrgrpc.cli.tables import fmt_duration
 from rrgrpc.errors import RRError
 
 

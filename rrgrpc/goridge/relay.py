@@ -21,10 +21,10 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 from rrgrpc.errors import ConfigError, ProtocolError
+from rrgrpc.gocompat import Address, parse_address
 from rrgrpc.goridge.frame import DEFAULT_MAX_FRAME, Flag, Frame, encode, parse
 
 log = logging.getLogger("rr.server")
@@ -158,38 +158,6 @@ class _ChannelProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.channel is not None:
             self.channel.feed_eof("connection lost" if exc else "closed")
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A parsed ``tcp://host:port`` or ``unix://path``."""
-
-    scheme: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        return f"unix://{self.path}" if self.scheme == "unix" else f"tcp://{self.host}:{self.port}"
-
-
-def parse_address(value: str, key: str = "address", *, allow_bare: bool = False) -> Address:
-    """Parse a RoadRunner listen/relay address; ``key`` names the config key in errors."""
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        if not allow_bare:
-            raise ConfigError(f"{key}: {value!r} must be tcp://host:port or unix://path")
-        scheme, rest = "tcp", value
-    if scheme == "unix":
-        if not rest:
-            raise ConfigError(f"{key}: {value!r} has no socket path")
-        return Address("unix", path=rest)
-    if scheme != "tcp":
-        raise ConfigError(f"{key}: {value!r} has unknown scheme {scheme!r} (tcp:// or unix://)")
-    host, colon, port = rest.rpartition(":")
-    if not colon or not port.isdigit():
-        raise ConfigError(f"{key}: {value!r} needs a port (tcp://host:port)")
-    return Address("tcp", host=host.strip("[]"), port=int(port))
 
 
 def exposed_address(server: asyncio.AbstractServer) -> str | None:

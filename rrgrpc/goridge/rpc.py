@@ -27,8 +27,8 @@ from typing import Any, Final
 import msgspec
 
 from rrgrpc.errors import ProtocolError, RRError
+from rrgrpc.gocompat import parse_address
 from rrgrpc.goridge.frame import HEADER_SIZE, Flag, Frame, decode_header, decode_options, encode
-from rrgrpc.goridge.relay import parse_address
 
 log = logging.getLogger("rr.rpc")
 
@@ -442,7 +442,7 @@ async def open_stream(address: str) -> tuple[asyncio.StreamReader, asyncio.Strea
     Raises:
         ConfigError: the address is malformed; OSError: nobody listens there.
     """
-    addr = parse_address(address, "rpc.listen", allow_bare=True)
+    addr = parse_address(address, "rpc.listen", bare=True)
     if addr.scheme == "unix":
         return await asyncio.open_unix_connection(addr.path)
     return await asyncio.open_connection(addr.host or "127.0.0.1", addr.port)

@@ -37,7 +37,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -46,12 +46,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from rrgrpc.errors import ConfigError
-from rrgrpc.goridge.relay import parse_address
+from rrgrpc.gocompat import parse_address
 from rrgrpc.grpc.protos import ProtoSet, load_protos
 from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
-from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, ProvidesMetrics, Resettable
+from rrgrpc.plugin import (
+    Peers,
+    PoolBacked,
+    ProvidesMetrics,
+)
 from rrgrpc.pool import Pool, open_pool
-from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.tracing import tracer
 
 if TYPE_CHECKING:
@@ -70,10 +73,10 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
-class GrpcPlugin:
+class GrpcPlugin(PoolBacked):
     """The ``grpc`` plugin: Plugin, HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics."""
 
-    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
+    capabilities = (*PoolBacked.capabilities, ProvidesMetrics)
     name = "grpc"
 
     def __init__(
@@ -89,7 +92,7 @@ class GrpcPlugin:
             have = ", ".join(sorted(INTERCEPTORS)) or "rrgrpc has none"
             raise ConfigError(f"{source}: grpc.interceptors: unknown interceptor {unknown[0]!r} (known: {have})")
         self._metrics = GrpcMetrics()
-        self._pool: Pool | None = None
+        self.pool: Pool | None = None  # PoolBacked delegates workers, scaling and health to it
         self._health: HealthServicer | None = None
         self._statuses: tuple[str, ...] = ()
         self._reset_lock = asyncio.Lock()
@@ -130,7 +133,7 @@ class GrpcPlugin:
                 env=dict(cfg.env),
                 rpc_listen=self._rpc_listen,
             ) as pool:
-                self._pool = pool
+                self.pool = pool
                 await server.start()
                 self._serving = True
                 await self._set_all(SERVING)
@@ -140,7 +143,7 @@ class GrpcPlugin:
                 finally:
                     self._serving = False
                     await self._stop(server, health, proxy)
-                    self._pool = None
+                    self.pool = None
         finally:
             await server.stop(None)
             self._health = None
@@ -231,7 +234,7 @@ class GrpcPlugin:
         )
 
     def _executor(self) -> Executor:
-        pool = self._pool
+        pool = self.pool
         if pool is None:
             from rrgrpc.errors import PoolClosed
 
@@ -256,25 +259,11 @@ class GrpcPlugin:
             for name in self._statuses:
                 await self._health.set(name, status)
 
-    # ------------------------------------------------------------------ capabilities
-
-    def workers(self) -> list[ProcessState]:
-        return self._pool.workers() if self._pool else []
-
-    def activity(self) -> Activity:
-        return self._pool.activity() if self._pool else Activity()
-
-    async def add_worker(self) -> None:
-        if self._pool:
-            await self._pool.add_worker()
-
-    async def remove_worker(self) -> None:
-        if self._pool:
-            await self._pool.remove_worker()
+    # ------------------------------------------------------------------ capabilities (the rest: PoolBacked)
 
     async def reset(self) -> None:
         """Replace every worker; health reports NOT_SERVING meanwhile, calls keep being served."""
-        pool = self._pool
+        pool = self.pool
         if pool is None:
             return
         async with self._reset_lock:
@@ -286,11 +275,8 @@ class GrpcPlugin:
                 await self._set_all(SERVING)
             log.info("grpc: workers replaced")
 
-    def health(self) -> int:
-        return 200 if self._pool is not None and self._pool.ready else 503
-
     def readiness(self) -> int:
-        return 200 if self._serving and self._pool is not None and self._pool.ready else 503
+        return 200 if self._serving and self.pool is not None and self.pool.ready else 503
 
     def collectors(self) -> Sequence[Any]:
         return self._metrics.collectors()

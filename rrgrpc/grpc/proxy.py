@@ -29,8 +29,6 @@ always receives trace headers, as with RoadRunner's always-on local tracer.
 from __future__ import annotations
 
 import asyncio
-import codecs
-import functools
 import logging
 import random
 import time
@@ -39,12 +37,12 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 import grpc
-import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from rrgrpc.errors import PoolError
+from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
 from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply
@@ -57,9 +55,6 @@ __all__ = [
     "Proxy",
     "fresh_trace_carrier",
     "request_context",
-    "go_json",
-    "go_string",
-    "canonical_header_key",
     "format_timeout",
     "peer_address",
 ]
@@ -100,40 +95,6 @@ class GrpcMetrics:
 # ---------------------------------------------------------------------------------- the context
 
 
-def _go_replace(err: UnicodeError) -> tuple[str, int]:
-    assert isinstance(err, UnicodeDecodeError)
-    return "\ufffd" * (err.end - err.start), err.end
-
-
-codecs.register_error("rr-go-replace", _go_replace)
-
-
-def go_string(raw: bytes) -> str:
-    """Bytes as Go's ``encoding/json`` renders a string: every invalid UTF-8 byte becomes U+FFFD."""
-    return raw.decode("utf-8", "rr-go-replace")
-
-
-_GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
-
-
-def go_json(obj: Any) -> bytes:
-    """``json.Marshal`` output: compact, object key order as given, HTML-safe escapes of ``<>&``."""
-    raw = msgspec.json.encode(obj)
-    # These characters can only occur inside JSON strings, so a global replace is exact.
-    for ch, esc in _GO_ESCAPES:
-        if ch in raw:
-            raw = raw.replace(ch, esc)
-    return raw
-
-
-@functools.lru_cache(maxsize=64)
-def canonical_header_key(key: str) -> str:
-    """Go's ``textproto.CanonicalMIMEHeaderKey``: ``uber-trace-id`` -> ``Uber-Trace-Id``."""
-    if not key or any(not (c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")) for c in key):
-        return key
-    return "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
-
-
 def format_timeout(seconds: float) -> str:
     """A remaining deadline in gRPC's ``grpc-timeout`` wire format (at most 8 digits)."""
     ms = max(0, int(seconds * 1000))
@@ -170,7 +131,7 @@ def request_context(
     ctx: dict[str, list[str]] = {}
     for key, value in (injected or {}).items():
         if key in _INJECTED:
-            ctx[canonical_header_key(key)] = [value]
+            ctx[canonical_header(key)] = [value]
     incoming: dict[str, list[str]] = {}
     for key, raw in metadata:
         incoming.setdefault(key, []).append(go_string(raw) if isinstance(raw, bytes) else raw)

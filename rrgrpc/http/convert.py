@@ -1,10 +1,10 @@
-"""aiohttp request -> RoadRunner request context, and worker reply context -> response head.
+"""aiohttp request -> RoadRunner request context (the worker reply side is :mod:`~rrgrpc.http.reply`).
 
 Owns the HTTP wire contract with PHP workers (PROTOCOL.md §5): the ``http.v1.Request`` protobuf
 context (default) or the legacy JSON context, the body rules (raw bytes, or the form tree in
 PHP bracket notation with multipart files copied to ``upload*`` temp files), Go-canonical
-multi-valued headers without ``Host``, cookies, the absolute URI and the client address; and on
-the way back, ``http.v1.Response`` / legacy JSON heads with RoadRunner's status rules.
+multi-valued headers without ``Host``, cookies, the absolute URI and the client address. Reading
+the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import BodyPartReader, web
-from multidict import CIMultiDict
 
+from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
+from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
 Codec = Literal["proto", "json"]
@@ -39,7 +39,6 @@ _PROTO: Final = int(Flag.CODEC_PROTO)
 _JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class RequestError(Exception):
@@ -48,11 +47,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class BadWorkerResponse(Exception):
-    """The worker's reply head is unusable (bad status or header, undecodable context); the client
-    gets ``internal_error_code``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,30 +63,6 @@ class RequestOptions:
 
 
 @dataclass(slots=True)
-class Forward:
-    """Per-request state the middlewares change before the context is built (see ``dispatch.forward_of``).
-
-    Attributes:
-        add_headers: header lines appended to the forwarded request (``headers.request``).
-        set_headers: headers that replace same-named incoming ones (trace context from ``otel``).
-        remote_addr: client address resolved by ``proxy_ip_parser``; None = the TCP peer.
-        attributes: request attributes (values as lists) sent in the context.
-        response_headers: headers added to every response (``headers.response``, CORS).
-        gzip: the client accepts gzip and the ``gzip`` middleware is on.
-        replace_response: given the worker's (status, headers) of a whole response, returns the
-            response to send instead of the worker's body, or None (``sendfile``'s X-Sendfile).
-    """
-
-    add_headers: list[tuple[str, str]] = field(default_factory=list)
-    set_headers: dict[str, str] = field(default_factory=dict)
-    remote_addr: str | None = None
-    attributes: dict[str, list[str]] = field(default_factory=dict)
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
-    gzip: bool = False
-    replace_response: Callable[[int, CIMultiDict[str]], web.StreamResponse | None] | None = None
-
-
-@dataclass(slots=True)
 class Built:
     """A request ready for the pool, plus the temp files to delete once the response is done."""
 
@@ -106,89 +76,7 @@ class Built:
         self.temp_files.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    """Status and headers of one reply frame (``trailers``: names the worker asked to trail)."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    trailers: tuple[str, ...] = ()
-
-
 # --------------------------------------------------------------------------- names and values
-
-_canon_cache: dict[str, str] = {}
-
-
-def is_token(name: str) -> bool:
-    """Whether ``name`` is an HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be."""
-    return bool(name) and all(ord(c) in _TOKEN for c in name)
-
-
-def canonical_header(name: str) -> str:
-    """Go's ``CanonicalMIMEHeaderKey``: ``content-type`` -> ``Content-Type``; odd names unchanged."""
-    hit = _canon_cache.get(name)
-    if hit is not None:
-        return hit
-    if not is_token(name):
-        out = name
-    else:
-        out = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-    if len(_canon_cache) < 4096:
-        _canon_cache[name] = out
-    return out
-
-
-def query_unescape(text: str) -> str | None:
-    """Go's ``url.QueryUnescape``: ``+`` is a space, ``%XX`` a byte; a bad escape gives None."""
-    if "%" not in text:
-        return text.replace("+", " ")
-    out = bytearray()
-    raw = text.encode("utf-8")
-    i, n = 0, len(raw)
-    while i < n:
-        b = raw[i]
-        if b == 0x25:  # %
-            pair = raw[i + 1 : i + 3]
-            if len(pair) != 2:
-                return None
-            try:
-                out.append(int(pair, 16))
-            except ValueError:
-                return None
-            i += 3
-            continue
-        out.append(0x20 if b == 0x2B else b)
-        i += 1
-    return out.decode("utf-8", "replace")
-
-
-def _cookie_value_ok(value: str) -> bool:
-    return all(0x20 <= ord(c) < 0x7F and c not in '";\\' for c in value)
-
-
-def parse_cookies(lines: Iterable[str]) -> dict[str, str]:
-    """Cookies as Go's ``Request.Cookies()`` reads them, values query-unescaped (bad ones dropped)."""
-    jar: dict[str, str] = {}
-    for line in lines:
-        for part in line.split(";"):
-            part = part.strip(" \t")
-            if not part:
-                continue
-            name, _, value = part.partition("=")
-            name = name.strip(" \t")
-            if not is_token(name):
-                continue
-            if len(value) > 1 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            if not _cookie_value_ok(value):
-                continue
-            plain = query_unescape(value)
-            if plain is not None:
-                jar[name] = plain
-    return jar
-
-
 
 def client_ip(peer: Any) -> str:
     """The IP of a peername tuple (no port, no IPv6 zone); empty for unix sockets."""
@@ -246,20 +134,6 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
             raise RequestError(413, "request body exceeds max_request_size")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse_urlencoded(text: str) -> dict[str, list[str]]:
-    """``url.ParseQuery`` semantics: ``&``-separated, ``+`` and ``%XX`` unescaped, bad pairs skipped."""
-    items: dict[str, list[str]] = {}
-    for pair in text.split("&"):
-        if not pair or ";" in pair:
-            continue
-        key, _, value = pair.partition("=")
-        k, v = query_unescape(key), query_unescape(value)
-        if k is None or v is None:
-            continue
-        items.setdefault(k, []).append(v)
-    return items
 
 
 def _extension(filename: str) -> str:
@@ -355,38 +229,57 @@ async def build_request(request: web.BaseRequest, opts: RequestOptions, fwd: For
 
 
 async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, built: Built) -> Built:
-    method = request.method
-    headers = forwarded_headers(request, fwd)
-    content_type = request.headers.get("Content-Type", "")
-    body = b""
-    parsed = False
-    uploads: dict[str, Any] | None = None
-    limit = opts.max_request_size
-    if method in ("HEAD", "OPTIONS"):
-        pass
-    elif opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        body = await _read_body(request, limit)
-    elif _FORM in content_type:
-        raw = await _read_body(request, limit)
-        form = _parse_urlencoded(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
-        try:
-            tree = build_tree(form)
-        except FormError as exc:
-            raise RequestError(400, str(exc)) from exc
-        body = tree_json(tree) if tree else b""
-        parsed = True
-    else:
-        if limit and request.content_length is not None and request.content_length > limit:
-            raise RequestError(413, "request body exceeds max_request_size")
-        values, files = await _read_multipart(request, opts, built)
-        try:
-            tree = build_tree(values)
-            uploads = build_tree(files, files=True)
-        except FormError as exc:
-            raise RequestError(400, str(exc)) from exc
-        body = tree_json(tree) if tree else b""
-        parsed = True
+    body = await read_body(request, opts, built)
+    built.payload = encode_context(request, opts, fwd, body)
+    return built
 
+
+@dataclass(slots=True)
+class Body:
+    """What the worker gets as the request body: raw bytes, or the form tree as JSON (``parsed``)
+    plus the uploads tree of a multipart form."""
+
+    data: bytes = b""
+    parsed: bool = False
+    uploads: dict[str, Any] | None = None
+
+
+async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built) -> Body:
+    """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
+    method = request.method
+    if method in ("HEAD", "OPTIONS"):
+        return Body()
+    content_type = request.headers.get("Content-Type", "")
+    limit = opts.max_request_size
+    if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
+        return Body(await _read_body(request, limit))
+    if _FORM in content_type:
+        raw = await _read_body(request, limit)
+        form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
+        return Body(_form_json(form), parsed=True)
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, "request body exceeds max_request_size")
+    values, files = await _read_multipart(request, opts, built)
+    data = _form_json(values)
+    try:
+        uploads = build_tree(files, files=True)
+    except FormError as exc:
+        raise RequestError(400, str(exc)) from exc
+    return Body(data, parsed=True, uploads=uploads)
+
+
+def _form_json(values: dict[str, list[str]]) -> bytes:
+    """A form's fields as the PHP-bracket tree in JSON (empty form: no body)."""
+    try:
+        tree = build_tree(values)
+    except FormError as exc:
+        raise RequestError(400, str(exc)) from exc
+    return tree_json(tree) if tree else b""
+
+
+def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
+    """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
+    headers = forwarded_headers(request, fwd)
     cookie_lines = [v.decode("latin-1") for v in headers.get("Cookie", ())]
     cookies = parse_cookies(cookie_lines) if cookie_lines else {}
     remote = fwd.remote_addr if fwd is not None and fwd.remote_addr is not None else None
@@ -404,21 +297,20 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
             _LegacyRequest(
                 remoteAddr=remote,
                 protocol=protocol,
-                method=method,
+                method=request.method,
                 uri=uri,
                 headers={k: [v.decode("latin-1") for v in vs] for k, vs in sorted(headers.items())},
                 cookies=dict(sorted(cookies.items())),
                 rawQuery=raw_query,
-                parsed=parsed,
-                uploads=uploads if uploads is not None else None,
+                parsed=body.parsed,
+                uploads=body.uploads,
                 attributes=attributes,
             )
         )
-        built.payload = Payload(ctx, body, _JSON)
-        return built
+        return Payload(ctx, body.data, _JSON)
 
     msg = http_pb2.Request(
-        remote_addr=remote, protocol=protocol, method=method, uri=uri, raw_query=raw_query, parsed=parsed
+        remote_addr=remote, protocol=protocol, method=request.method, uri=uri, raw_query=raw_query, parsed=body.parsed
     )
     header_map = msg.header
     for name, lines in headers.items():
@@ -431,10 +323,9 @@ async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | 
         attr_map = msg.attributes
         for name, vals in attributes.items():
             attr_map[name].value.extend(v.encode("utf-8") for v in vals)
-    if uploads is not None:
-        msg.uploads = tree_json(uploads)
-    built.payload = Payload(msg.SerializeToString(), body, _PROTO)
-    return built
+    if body.uploads is not None:
+        msg.uploads = tree_json(body.uploads)
+    return Payload(msg.SerializeToString(), body.data, _PROTO)
 
 
 class _LegacyRequest(msgspec.Struct):
@@ -453,107 +344,3 @@ class _LegacyRequest(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder(order="deterministic")
-
-
-# --------------------------------------------------------------------------- response
-
-
-class _LegacyResponse(msgspec.Struct):
-    status: int = 0
-    headers: dict[str, list[str]] | list[Any] = msgspec.field(default_factory=dict)
-
-
-_legacy_decoder = msgspec.json.Decoder(_LegacyResponse)
-
-
-#: Decoded heads by (context bytes, proto?): an application sends the same few heads over and over.
-_head_cache: dict[tuple[bytes, bool], Head] = {}
-_HEAD_CACHE_SIZE: Final = 256
-_HEAD_CACHE_MAX_BYTES: Final = 512
-
-
-def decode_head(context: bytes, flags: int) -> Head | None:
-    """Decode a reply frame's context; None when the frame carries none (body only).
-
-    Protobuf when the frame has the PROTO flag; otherwise the legacy JSON head (flags 0), which old
-    PHP libraries send. Status must be 100..599. Small heads are remembered (heads are immutable).
-
-    Raises:
-        BadWorkerResponse: undecodable context, a status outside 100..599, a header name that is not
-            an HTTP token (``X:Y``, ``X Y``) or a header value with CR, LF or NUL.
-    """
-    if not context:
-        return None
-    key = (context, bool(flags & _PROTO))
-    head = _head_cache.get(key)
-    if head is None:
-        head = _decode_head(context, key[1])
-        if len(context) <= _HEAD_CACHE_MAX_BYTES:
-            if len(_head_cache) >= _HEAD_CACHE_SIZE:
-                _head_cache.clear()  # one-off heads (cookies, dates) must not pin the cache
-            _head_cache[key] = head
-    return head
-
-
-def _decode_head(context: bytes, proto: bool) -> Head:
-    pairs: list[tuple[str, str]] = []
-    if proto:
-        try:
-            msg = http_pb2.Response.FromString(context)
-        except Exception as exc:  # DecodeError: the runtime raises its own class per backend
-            raise BadWorkerResponse(f"invalid response context: {exc}") from exc
-        status = msg.status
-        for name, hv in msg.headers.items():
-            canon = canonical_header(name)
-            pairs.extend((canon, v.decode("utf-8", "replace")) for v in hv.value)
-    else:
-        try:
-            legacy = _legacy_decoder.decode(context)
-        except msgspec.DecodeError as exc:
-            raise BadWorkerResponse(f"invalid response context: {exc}") from exc
-        status = legacy.status
-        if isinstance(legacy.headers, dict):
-            for name, values in legacy.headers.items():
-                canon = canonical_header(name)
-                pairs.extend((canon, str(v)) for v in values)
-    if not 100 <= status <= 599:
-        raise BadWorkerResponse(f"unknown status code from worker: {status}")
-    for name, value in pairs:
-        if not is_token(name):
-            raise BadWorkerResponse(f"invalid response header name from worker: {name!r}")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise BadWorkerResponse(f"response header {name} from worker has CR, LF or NUL in its value")
-    trailers: tuple[str, ...] = ()
-    if any(name == "Trailer" for name, _ in pairs):
-        names = [t.strip() for name, v in pairs if name == "Trailer" for t in v.split(",")]
-        trailers = tuple(canonical_header(t) for t in names if t)
-        pairs = [(n, v) for n, v in pairs if n != "Trailer"]
-    return Head(int(status), tuple(pairs), trailers)
-
-
-def response_headers(head: Head) -> CIMultiDict[str]:
-    """The head's header lines as a multidict; framing headers are left to aiohttp."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in head.headers:
-        if name in ("Content-Length", "Transfer-Encoding", "Connection"):
-            continue
-        out.add(name, value)
-    return out
-
-
-def sniff_content_type(body: bytes) -> str:
-    """A small ``http.DetectContentType``: html, plain text or octet-stream."""
-    start = body[:512].lstrip(b"\t\n\x0c\r ").lower()
-    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<div", b"<p>", b"<h1")):
-        return "text/html; charset=utf-8"
-    if start.startswith(b"{") or start.startswith(b"["):
-        return "text/plain; charset=utf-8"
-    sample = body[:512]
-    if all(b >= 0x20 or b in (9, 10, 12, 13, 27) for b in sample):
-        try:
-            sample.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(sample) - 3:
-                return "application/octet-stream"
-        return "text/plain; charset=utf-8"
-    return "application/octet-stream"

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar, Token
 from typing import Protocol
 
 from aiohttp import web
@@ -22,27 +21,13 @@ from multidict import CIMultiDict
 
 from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
-from rrgrpc.http.convert import (
-    BadWorkerResponse,
-    Forward,
-    Head,
-    RequestError,
-    RequestOptions,
-    build_request,
-    decode_head,
-    response_headers,
-    sniff_content_type,
-)
+from rrgrpc.http.convert import RequestError, RequestOptions, build_request
+from rrgrpc.http.reply import BadWorkerResponse, Head, decode_head, response_headers, sniff_content_type
+from rrgrpc.http.state import FORWARD, Forward, finish, send_plain, start_response
 from rrgrpc.pool.payload import Payload
 
 log = logging.getLogger("rr.http")
 _STREAM = int(Stream.STREAM)  # plain ints: IntFlag arithmetic is slow on the hot path
-
-#: Smaller bodies are not worth compressing (gzhttp's default threshold).
-GZIP_MIN_SIZE = 1024
-
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
 
 class StreamingPool(Protocol):
     """What the dispatcher needs from a pool."""
@@ -54,60 +39,6 @@ class StreamingPool(Protocol):
     ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]: ...
 
 
-# The current request's Forward state. Every request starts with begin_request(), which makes it
-# empty: keep-alive connections serve many requests in the same task, hence the same context.
-_FORWARD: ContextVar[Forward | None] = ContextVar("rr_http_forward", default=None)
-
-
-def forward_of(request: web.BaseRequest) -> Forward:
-    """The request's mutable forwarding state, created on first use."""
-    fwd = _FORWARD.get()
-    if fwd is None:
-        fwd = Forward()
-        _FORWARD.set(fwd)
-    return fwd
-
-
-def current_forward() -> Forward | None:
-    return _FORWARD.get()
-
-
-def begin_request() -> Token[Forward | None]:
-    """Start a request with an empty Forward state (the outermost layer calls this)."""
-    return _FORWARD.set(None)
-
-
-def end_request(token: Token[Forward | None]) -> None:
-    _FORWARD.reset(token)
-
-
-async def start_response(request: web.BaseRequest, resp: web.StreamResponse) -> None:
-    """Apply the middlewares' response headers and gzip choice, then send the head."""
-    fwd = _FORWARD.get()
-    if fwd is not None:
-        for name, value in fwd.response_headers:
-            resp.headers[name] = value
-        if fwd.gzip and "Content-Encoding" not in resp.headers and resp.status not in (204, 304):
-            length = resp.content_length if isinstance(resp, web.Response) else None
-            if length is None or length >= GZIP_MIN_SIZE:
-                resp.enable_compression(web.ContentCoding.gzip)
-    await resp.prepare(request)
-
-
-async def finish(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
-    """Send a whole response; a client that already went away is not an error."""
-    try:
-        await start_response(request, resp)
-        await resp.write_eof()
-    except ConnectionResetError:
-        log.debug("client disconnected before the response was written")
-    return resp
-
-
-async def send_plain(request: web.BaseRequest, status: int, text: str = "", headers: dict[str, str] | None = None) -> web.StreamResponse:
-    return await finish(request, web.Response(status=status, text=text, headers=headers))
-
-
 class Dispatcher:
     """Sends requests to a pool and writes the worker's reply back."""
 
@@ -117,18 +48,19 @@ class Dispatcher:
         self.error_code = internal_error_code
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        fwd = request.get(FORWARD)  # looked up once: a miss raises inside aiohttp's mapping
         try:
-            built = await build_request(request, self.opts, _FORWARD.get())
+            built = await build_request(request, self.opts, fwd)
         except RequestError as exc:
             return await send_plain(request, exc.status, str(exc))
         except HTTPException as exc:  # the client sent a malformed body aiohttp refused
             return await send_plain(request, exc.status, exc.reason)
         try:
-            return await self._serve(request, built.payload)
+            return await self._serve(request, built.payload, fwd)
         finally:
             built.cleanup()
 
-    async def _serve(self, request: web.BaseRequest, payload: Payload) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, payload: Payload, fwd: Forward | None) -> web.StreamResponse:
         resp: web.StreamResponse | None = None
         try:
             alive = lambda: not _client_gone(request)  # noqa: E731 -- aiohttp does not cancel the handler
@@ -141,9 +73,9 @@ class Dispatcher:
                             self._informational(request, head)
                             continue
                         if not streaming:
-                            return await self._single(request, head, frame.body)
+                            return await self._single(request, head, frame.body, fwd)
                         resp = self._stream_response(head)
-                        await start_response(request, resp)
+                        await start_response(request, resp, fwd)
                     if frame.body:
                         await resp.write(frame.body)
                     if _client_gone(request):
@@ -173,16 +105,17 @@ class Dispatcher:
             await resp.write_eof()
         return resp
 
-    async def _single(self, request: web.BaseRequest, head: Head | None, body: bytes) -> web.StreamResponse:
+    async def _single(
+        self, request: web.BaseRequest, head: Head | None, body: bytes, fwd: Forward | None
+    ) -> web.StreamResponse:
         headers = response_headers(head) if head is not None else CIMultiDict()
-        fwd = _FORWARD.get()
         if fwd is not None and fwd.replace_response is not None:
             replaced = fwd.replace_response(head.status if head else 200, headers)
             if replaced is not None:
-                return await finish(request, replaced)
+                return await finish(request, replaced, fwd)
         if "Content-Type" not in headers and body:
             headers["Content-Type"] = sniff_content_type(body)
-        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers))
+        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers), fwd)
 
     @staticmethod
     def _stream_response(head: Head | None) -> web.StreamResponse:

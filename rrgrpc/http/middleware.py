@@ -1,44 +1,78 @@
-"""HTTP middlewares named in ``http.middleware`` (first listed = outermost), plus the bundled ones.
+"""The ``http.middleware`` registry (``{name: factory}``, first listed = outermost) and the small ones.
 
-``headers`` (request/response headers, CORS incl. preflight), ``gzip``, ``static`` (files from
-``static.dir``: forbid/allow, ETag, 304, no traversal, no dotfiles), ``otel`` (server span from the
-caller's context, trace headers injected into the forwarded request), ``http_metrics``
-(RoadRunner's ``rr_http_*`` collectors), ``proxy_ip_parser`` (client IP from trusted proxies) and
-``sendfile`` (the file a worker names in an ``X-Sendfile`` response header is sent instead).
-Middlewares never build responses for the worker path themselves: they edit the request's
-:class:`~rrgrpc.http.convert.Forward` state, which the dispatcher applies.
+``headers`` (:mod:`~rrgrpc.http.cors`), ``static`` (:mod:`~rrgrpc.http.static`) and ``http_metrics``
+(:mod:`~rrgrpc.http.metrics`) live in their own modules; ``gzip``, ``otel`` (server span from the
+caller's context, trace headers injected into the forwarded request), ``proxy_ip_parser`` (client IP
+from trusted proxies) and ``sendfile`` (the file a worker names in an ``X-Sendfile`` response header
+is sent instead) live here. Middlewares never import the dispatcher: on the worker path they edit
+the request's :class:`~rrgrpc.http.state.Forward` state, which the dispatcher applies.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import ipaddress
-import mimetypes
 import os
-import re
-import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from multidict import CIMultiDict
 from opentelemetry import trace
-from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from rrgrpc.http.convert import canonical_header, client_ip
-from rrgrpc.http.dispatch import Handler, finish, forward_of, send_plain
+from rrgrpc.gocompat import canonical_header
+from rrgrpc.http.convert import client_ip
+from rrgrpc.http.cors import headers_middleware
+from rrgrpc.http.metrics import HttpMetrics
+from rrgrpc.http.state import Handler, forward_of
+from rrgrpc.http.static import StaticFiles
 from rrgrpc.tracing import PROPAGATOR, tracer
 
 if TYPE_CHECKING:
-    from rrgrpc.config.schema import CorsConfig, HeadersConfig, StaticConfig
+    from rrgrpc.config.schema import HttpConfig
 
 Middleware = Callable[[web.BaseRequest, Handler], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What a middleware factory may read: the ``http:`` section and the plugin's request metrics."""
+
+    http: HttpConfig
+    metrics: HttpMetrics | None = None
+
+
+def _headers(setup: Setup) -> Middleware | None:
+    return headers_middleware(setup.http.headers) if setup.http.headers is not None else None
+
+
+def _static(setup: Setup) -> Middleware | None:
+    return StaticFiles(setup.http.static) if setup.http.static is not None else None
+
+
+#: Every middleware ``http.middleware`` may name; a factory returns None when its section is absent.
+#: The config keeps the same names (``config.schema.HTTP_MIDDLEWARE``) to warn about unknown ones.
+REGISTRY: Final[Mapping[str, Callable[[Setup], Middleware | None]]] = {
+    "headers": _headers,
+    "gzip": lambda setup: gzip_middleware,
+    "static": _static,
+    "otel": lambda setup: otel_middleware(),
+    "http_metrics": lambda setup: setup.metrics,
+    "proxy_ip_parser": lambda setup: proxy_ip_middleware(parse_subnets(setup.http.trusted_subnets)),
+    "sendfile": lambda setup: sendfile_middleware,
+}
+
+
+def build(names: Iterable[str], setup: Setup) -> list[Middleware]:
+    """The middlewares ``names`` asks for, in order (unknown names were dropped, with a warning, by
+    the config loader)."""
+    out: list[Middleware] = []
+    for name in names:
+        factory = REGISTRY.get(name)
+        mw = factory(setup) if factory is not None else None
+        if mw is not None:
+            out.append(mw)
+    return out
 
 
 def chain(middlewares: Sequence[Middleware], terminal: Handler) -> Handler:
@@ -55,68 +89,6 @@ def _bind(mw: Middleware, inner: Handler) -> Handler:
 
     return bound
 
-
-# --------------------------------------------------------------------------- headers + CORS
-
-
-def headers_middleware(cfg: HeadersConfig) -> Middleware:
-    request_headers = [(canonical_header(k), str(v)) for k, v in cfg.request.items()]
-    response_headers = [(canonical_header(k), str(v)) for k, v in cfg.response.items()]
-    cors = cfg.cors
-
-    async def headers(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        fwd = forward_of(request)
-        fwd.add_headers.extend(request_headers)
-        fwd.response_headers.extend(response_headers)
-        if cors is not None:
-            origin = request.headers.get("Origin")
-            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-                return await _preflight(request, cors, origin)
-            if origin is not None:
-                fwd.response_headers.append(("Vary", "Origin"))
-                if _origin_allowed(cors, origin):
-                    fwd.response_headers.extend(_cors_common(cors, origin))
-                    if cors.exposed_headers:
-                        fwd.response_headers.append(("Access-Control-Expose-Headers", cors.exposed_headers))
-        return await handler(request)
-
-    return headers
-
-
-def _origin_allowed(cors: CorsConfig, origin: str) -> bool:
-    """``allowed_origin_regex`` (searched, as Go's MatchString does) wins over ``allowed_origin``."""
-    if cors.allowed_origin_regex:
-        return re.search(cors.allowed_origin_regex, origin) is not None
-    allowed = [o.strip() for o in cors.allowed_origin.split(",") if o.strip()]
-    return "*" in allowed or origin in allowed
-
-
-def _cors_common(cors: CorsConfig, origin: str) -> list[tuple[str, str]]:
-    wildcard = cors.allowed_origin.strip() == "*" and not cors.allowed_origin_regex and not cors.allow_credentials
-    out = [("Access-Control-Allow-Origin", "*" if wildcard else origin)]
-    if cors.allow_credentials:
-        out.append(("Access-Control-Allow-Credentials", "true"))
-    return out
-
-
-async def _preflight(request: web.BaseRequest, cors: CorsConfig, origin: str | None) -> web.StreamResponse:
-    """Answer a CORS preflight here; it never reaches PHP."""
-    headers = {"Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"}
-    if origin is not None and _origin_allowed(cors, origin):
-        headers.update(_cors_common(cors, origin))
-        method = request.headers.get("Access-Control-Request-Method", "").upper()
-        headers["Access-Control-Allow-Methods"] = cors.allowed_methods or method
-        wanted = request.headers.get("Access-Control-Request-Headers", "")
-        allowed = cors.allowed_headers.strip()
-        if allowed == "*":
-            allowed = wanted
-        if allowed:
-            headers["Access-Control-Allow-Headers"] = allowed
-        if cors.max_age > 0:
-            headers["Access-Control-Max-Age"] = str(cors.max_age)
-    return await finish(request, web.Response(status=cors.options_success_status, headers=headers))
-
-
 # --------------------------------------------------------------------------- gzip
 
 
@@ -124,99 +96,6 @@ async def gzip_middleware(request: web.BaseRequest, handler: Handler) -> web.Str
     if "gzip" in request.headers.get("Accept-Encoding", "").lower():
         forward_of(request).gzip = True
     return await handler(request)
-
-
-# --------------------------------------------------------------------------- static files
-
-
-class StaticFiles:
-    """Serves files under ``static.dir`` before the request reaches PHP."""
-
-    def __init__(self, cfg: StaticConfig) -> None:
-        self.root = Path(cfg.dir or ".").resolve()
-        self.forbid = {e.lower() for e in cfg.forbid}
-        self.allow = {e.lower() for e in cfg.allow}
-        self.calculate_etag = cfg.calculate_etag
-        self.weak = cfg.weak
-        self.response_headers = [(canonical_header(k), str(v)) for k, v in cfg.response.items()]
-        self._etags: dict[tuple[str, int, int], str] = {}
-
-    def _lookup(self, raw_path: str) -> Path | int | None:
-        """The file to serve, an error status (403) or None (not ours: pass to PHP)."""
-        path = unquote(raw_path.partition("?")[0])
-        segments = [s for s in path.replace("\\", "/").split("/") if s]
-        if any(s == ".." for s in segments) or "\x00" in path:
-            return 403
-        if not segments or any(s.startswith(".") for s in segments):
-            return None
-        ext = os.path.splitext(segments[-1])[1].lower()
-        if ext in self.forbid or (self.allow and ext not in self.allow):
-            return None
-        candidate = self.root.joinpath(*segments)
-        try:
-            real = candidate.resolve()
-        except OSError:
-            return None
-        if not real.is_relative_to(self.root):
-            return 403
-        return real if real.is_file() else None
-
-    def _etag(self, path: Path, st: os.stat_result) -> str:
-        key = (str(path), st.st_mtime_ns, st.st_size)
-        tag = self._etags.get(key)
-        if tag is None:
-            if self.weak:
-                tag = f'W/"{st.st_size:x}-{zlib.crc32(path.name.encode()):08x}"'
-            else:
-                tag = f'"{st.st_size:x}-{zlib.crc32(path.read_bytes()):08x}"'
-            if len(self._etags) > 4096:
-                self._etags.clear()
-            self._etags[key] = tag
-        return tag
-
-    async def __call__(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):
-            return await handler(request)
-        found = self._lookup(request.raw_path)
-        if found is None:
-            return await handler(request)
-        if isinstance(found, int):
-            return await send_plain(request, found, "forbidden")
-        st = found.stat()
-        headers = dict(self.response_headers)
-        headers["Last-Modified"] = email.utils.formatdate(st.st_mtime, usegmt=True)
-        etag = None
-        if self.calculate_etag:
-            etag = await asyncio.to_thread(self._etag, found, st)
-            headers["ETag"] = etag
-        if etag is not None and _etag_matches(request.headers.get("If-None-Match", ""), etag):
-            return await _not_modified(request, headers)
-        since = request.if_modified_since
-        if etag is None and since is not None and int(st.st_mtime) <= since.timestamp():
-            return await _not_modified(request, headers)
-        body = b"" if request.method == "HEAD" else await asyncio.to_thread(found.read_bytes)
-        ctype, encoding = mimetypes.guess_type(found.name)
-        headers["Content-Type"] = ctype or "application/octet-stream"
-        if encoding:
-            headers["Content-Encoding"] = encoding
-        resp = web.Response(body=body, headers=headers)
-        if request.method == "HEAD":
-            resp.content_length = st.st_size
-        return await finish(request, resp)
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    bare = etag.removeprefix("W/")
-    return any(t.strip().removeprefix("W/") == bare for t in header.split(","))
-
-
-async def _not_modified(request: web.BaseRequest, headers: dict[str, str]) -> web.StreamResponse:
-    return await finish(request, web.Response(status=304, headers=headers))
-
 
 # --------------------------------------------------------------------------- sendfile
 
@@ -277,53 +156,6 @@ def otel_middleware() -> Middleware:
             return resp
 
     return otel
-
-
-# --------------------------------------------------------------------------- http_metrics
-
-
-class _Uptime(Collector):
-    """``rr_http_uptime_seconds``: whole seconds since the plugin started (no _total suffix, as RR)."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        yield GaugeMetricFamily("rr_http_uptime_seconds", "Uptime in seconds", value=int(time.monotonic() - self.started))
-
-
-class HttpMetrics:
-    """RoadRunner's ``http_metrics`` collectors (unregistered; the metrics plugin registers them)."""
-
-    def __init__(self) -> None:
-        self.queue = Gauge("rr_http_requests_queue", "Total number of queued requests.", registry=None)
-        self.no_free_workers = Counter(
-            "rr_http_no_free_workers_total", "Total number of NoFreeWorkers occurrences.", registry=None
-        )
-        self.requests = Counter(
-            "rr_http_request_total", "Total number of handled http requests after server restart.", ["status"], registry=None
-        )
-        self.duration = Histogram("rr_http_request_duration_seconds", "HTTP request duration.", ["status"], registry=None)
-        self.uptime = _Uptime()
-
-    def collectors(self) -> list[Any]:
-        return [self.requests, self.duration, self.queue, self.no_free_workers, self.uptime]
-
-    async def __call__(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        start = time.perf_counter()
-        self.queue.inc()
-        status = "500"
-        try:
-            resp = await handler(request)
-            status = str(resp.status)
-            if resp.headers.get("No-Workers") == "true":
-                self.no_free_workers.inc()
-            return resp
-        finally:
-            self.queue.dec()
-            self.requests.labels(status).inc()
-            self.duration.labels(status).observe(time.perf_counter() - start)
-
 
 # --------------------------------------------------------------------------- proxy_ip_parser
 

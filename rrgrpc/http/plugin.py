@@ -17,34 +17,24 @@ import os
 import pwd
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from rrgrpc.errors import ConfigError
+from rrgrpc.gocompat import parse_address
 from rrgrpc.http.convert import RequestOptions
-from rrgrpc.http.dispatch import Dispatcher, Handler, begin_request, end_request, send_plain
+from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.edge import EdgeLimits, EdgeServer
-from rrgrpc.http.middleware import (
-    HttpMetrics,
-    Middleware,
-    StaticFiles,
-    chain,
-    gzip_middleware,
-    headers_middleware,
-    otel_middleware,
-    parse_subnets,
-    proxy_ip_middleware,
-    sendfile_middleware,
-)
+from rrgrpc.http.metrics import HttpMetrics
+from rrgrpc.http.middleware import Setup, build, chain
+from rrgrpc.http.state import Handler, send_plain
 from rrgrpc.plugin import PoolBacked, ProvidesMetrics
 from rrgrpc.pool import Pool, open_pool
-from rrgrpc.pool.state import WorkerState
+from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import HttpConfig, RRConfig
@@ -62,52 +52,6 @@ _CLIENT_AUTH: Final = {
 }
 
 
-def split_address(address: str, default_host: str | None = None) -> tuple[str | None, int | str]:
-    """``127.0.0.1:8080`` -> (host, port); ``:8080`` -> (None, 8080); ``unix:///p`` -> ("unix", path)."""
-    if address.startswith("unix://"):
-        return "unix", address[len("unix://") :]
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"http: address {address!r} must be host:port or unix:///path")
-    host = host.strip("[]")
-    return (host or default_host), int(port)
-
-
-class _WorkerStats(Collector):
-    """``rr_http_*`` worker gauges (RoadRunner's StatsExporter for the http plugin)."""
-
-    def __init__(self, plugin: HttpPlugin) -> None:
-        self.plugin = plugin
-
-    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-        workers = self.plugin.workers()
-        total = GaugeMetricFamily("rr_http_total_workers", "Total number of workers used by the HTTP plugin")
-        total.add_metric([], len(workers))
-        memory = GaugeMetricFamily("rr_http_workers_memory_bytes", "Memory usage by HTTP workers.")
-        memory.add_metric([], sum(w.memory_usage for w in workers))
-        state = GaugeMetricFamily("rr_http_worker_state", "Worker current state", labels=["state", "pid"])
-        per_mem = GaugeMetricFamily("rr_http_worker_memory_bytes", "Worker current memory usage", labels=["pid"])
-        counts = {"ready": 0, "working": 0, "invalid": 0}
-        for w in workers:
-            state.add_metric([w.status_str, str(w.pid)], 0)
-            per_mem.add_metric([str(w.pid)], w.memory_usage)
-            if w.status == WorkerState.READY:
-                counts["ready"] += 1
-            elif w.status == WorkerState.WORKING:
-                counts["working"] += 1
-            else:
-                counts["invalid"] += 1
-        yield from (total, memory, state, per_mem)
-        for key, help_text in (
-            ("ready", "HTTP workers currently in ready state"),
-            ("working", "HTTP workers currently in working state"),
-            ("invalid", "HTTP workers currently in invalid,killing,destroyed,errored,inactive states"),
-        ):
-            yield GaugeMetricFamily(f"rr_http_workers_{key}", help_text, value=counts[key])
-        dropped = self.plugin.activity().dropped
-        yield CounterMetricFamily("rr_http_requests_dropped", "Requests dropped unexecuted: the client left while queued", value=dropped)
-
-
 class HttpPlugin(PoolBacked):
     """RoadRunner's http plugin: listeners, middlewares, a worker pool in ``http`` mode."""
 
@@ -122,7 +66,7 @@ class HttpPlugin(PoolBacked):
         self.pool: Pool | None = None
         self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
         self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
-        self._stats = _WorkerStats(self)
+        self._stats = WorkersCollector(self, with_queue=False, helps=HTTP_HELPS)
         self._tls = self._ssl_context() if self.http.ssl is not None else None  # bad files: fail before any worker
 
     # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
@@ -156,33 +100,15 @@ class HttpPlugin(PoolBacked):
 
     def build_handler(self, terminal: Handler) -> Handler:
         """Bundled middlewares, then ``http.middleware`` in the configured order, then ``terminal``."""
-        h = self.http
-        named: list[Middleware] = []
-        for name in h.middleware:
-            if name == "headers" and h.headers is not None:
-                named.append(headers_middleware(h.headers))
-            elif name == "gzip":
-                named.append(gzip_middleware)
-            elif name == "static" and h.static is not None:
-                named.append(StaticFiles(h.static))
-            elif name == "otel":
-                named.append(otel_middleware())
-            elif name == "http_metrics" and self.metrics is not None:
-                named.append(self.metrics)
-            elif name == "proxy_ip_parser":
-                named.append(proxy_ip_middleware(parse_subnets(h.trusted_subnets)))
-            elif name == "sendfile":
-                named.append(sendfile_middleware)
-        return self._front(chain(named, terminal), forward=bool(named))
+        named = build(self.http.middleware, Setup(self.http, self.metrics))
+        return self._front(chain(named, terminal))
 
-    def _front(self, inner: Handler, forward: bool = True) -> Handler:
-        """The bundled outermost layer: a fresh Forward state (only middlewares use one),
-        max_request_size, the access log."""
+    def _front(self, inner: Handler) -> Handler:
+        """The bundled outermost layer: max_request_size and the access log."""
         limit = self.http.max_request_size * MB
         access = self.http.access_logs
 
         async def front(request: web.BaseRequest) -> web.StreamResponse:
-            token = begin_request() if forward else None
             start = time.perf_counter()
             status = 500
             try:
@@ -194,8 +120,6 @@ class HttpPlugin(PoolBacked):
                 status = resp.status
                 return resp
             finally:
-                if token is not None:
-                    end_request(token)
                 if access:
                     log.info(
                         "http log",
@@ -220,14 +144,15 @@ class HttpPlugin(PoolBacked):
 
     async def _listen(self, server: web.Server, address: str, tls: ssl.SSLContext | None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        host, port = split_address(address)
+        key = "http.ssl.address" if tls else "http.address"
+        addr = parse_address(address, f"{self.cfg.source}: {key}", bare=True)
         handshake = float(self.http.read_header_timeout) if tls else None  # bounds a TLS client that stalls
-        if host == "unix":
-            srv = await loop.create_unix_server(server, str(port), ssl=tls, ssl_handshake_timeout=handshake)
-            self.addresses.append(f"unix://{port}")
+        if addr.scheme == "unix":
+            srv = await loop.create_unix_server(server, addr.path, ssl=tls, ssl_handshake_timeout=handshake)
+            self.addresses.append(f"unix://{addr.path}")
             return srv
         srv = await loop.create_server(
-            server, host, int(port), ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
+            server, addr.host or None, addr.port, ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
         )
         for sock in srv.sockets:
             bound = sock.getsockname()
@@ -303,7 +228,7 @@ def _load_certificates(ctx: ssl.SSLContext, where: str, cert: str, key: str, roo
 
 
 def _redirect_to(ssl_address: str) -> Handler:
-    _, port = split_address(ssl_address)
+    port = parse_address(ssl_address, "http.ssl.address", bare=True).port
 
     async def redirect(request: web.BaseRequest) -> web.StreamResponse:
         host = request.headers.get("Host", "")

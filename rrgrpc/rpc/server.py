@@ -30,7 +30,8 @@ from rrgrpc import RR_COMPAT_VERSION
 from rrgrpc.config.loader import KeyPath
 from rrgrpc.config.schema import LOADER_KEYS, SECTIONS
 from rrgrpc.errors import ConfigError, RRError
-from rrgrpc.goridge.relay import Address, exposed_address, parse_address
+from rrgrpc.gocompat import Address, parse_address
+from rrgrpc.goridge.relay import exposed_address
 from rrgrpc.goridge.rpc import ByteBudget, peer_name, serve_connection
 from rrgrpc.obs import Throttle
 from rrgrpc.plugin import Peers, RpcMethod, RpcProvider

@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 import rrgrpc.cli.reset  # noqa: F401  (registers `rr reset`)
 import rrgrpc.cli.workers  # noqa: F401  (registers `rr workers`)
 from rrgrpc.cli import rr
-from rrgrpc.cli.workers import fmt_bytes, fmt_duration, parse_keys
+from rrgrpc.cli.keys import parse_keys
+from rrgrpc.cli.tables import fmt_bytes, fmt_duration
 from rrgrpc.errors import RRError
 from tests.helpers import ROOT, eventually
 from tests.integration.test_rpc_server import FakePool, FakeService, serving
@@ -288,7 +289,7 @@ async def test_reset_errors_always_say_something(tmp_path: Path) -> None:
 
 def test_reason_is_never_empty() -> None:
     # what a RoadRunner server or a dropped connection may hand the CLI: texts without words
-    from rrgrpc.cli.workers import reason
+    from rrgrpc.cli.client import reason
     from rrgrpc.goridge.rpc import RpcError
 
     assert reason(RpcError("resetter.Reset", "")) == "resetter.Reset failed without a message"

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import ssl
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,6 +127,17 @@ async def test_forwarded_for_only_from_trusted_peers(trusted: list[str], expecte
         assert data["remote_addr"] == ("198.51.100.2" if expected != "127.0.0.1" else "127.0.0.1")
 
 
+async def test_middleware_state_belongs_to_one_request_on_a_keep_alive_connection() -> None:
+    cfg = {"middleware": ["proxy_ip_parser", "headers"], "trusted_subnets": ["127.0.0.0/8"],
+           "headers": {"request": {"X-From-Rr": "yes"}}}
+    connector = aiohttp.TCPConnector(limit=1)  # one connection: every request after the first reuses it
+    async with serve(cfg) as (base, _), aiohttp.ClientSession(connector=connector) as client:
+        data = await echo(client, base + "/echo", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert data["remote_addr"] == "203.0.113.7" and data["headers"]["X-From-Rr"] == ["yes"]
+        data = await echo(client, base + "/echo")  # same connection, no proxy header
+        assert data["remote_addr"] == "127.0.0.1" and data["headers"]["X-From-Rr"] == ["yes"]
+
+
 async def test_static_files_etag_304_and_traversal(tmp_path: Path) -> None:
     root = tmp_path / "public"
     root.mkdir()
@@ -152,6 +164,34 @@ async def test_static_files_etag_304_and_traversal(tmp_path: Path) -> None:
             async with client.get(URL(base + attempt, encoded=True)) as resp:
                 assert resp.status in (403, 404), attempt
                 assert await resp.text() != "nope"
+
+
+async def test_static_files_stream_with_ranges_and_keep_roadrunners_etag(tmp_path: Path) -> None:
+    root = tmp_path / "public"
+    root.mkdir()
+    big = os.urandom(3 * 1024 * 1024)
+    (root / "big.bin").write_bytes(big)
+    (root / "plain.txt").write_text("0123456789")
+    cfg = {"middleware": ["static"], "static": {"dir": str(root), "calculate_etag": True}}
+    crc = f"{zlib.crc32(big):08x}"
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/big.bin") as resp:  # streamed from the file, not read whole
+            assert (resp.status, resp.headers["ETag"]) == (200, f'"{len(big):x}-{crc}"')
+            assert await resp.read() == big
+        async with client.head(base + "/big.bin") as resp:
+            assert (resp.status, resp.headers["Content-Length"]) == (200, str(len(big)))
+            assert resp.headers["ETag"] == f'"{len(big):x}-{crc}"' and await resp.read() == b""
+        async with client.get(base + "/plain.txt", headers={"Range": "bytes=2-5"}) as resp:
+            assert (resp.status, await resp.text()) == (206, "2345")
+            assert resp.headers["Content-Range"] == "bytes 2-5/10"
+    cfg = {"middleware": ["static"], "static": {"dir": str(root), "calculate_etag": False}}
+    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+        async with client.get(base + "/plain.txt") as resp:
+            assert (resp.status, await resp.text()) == (200, "0123456789")
+            assert "ETag" not in resp.headers  # aiohttp's own mtime-size tag is not sent either
+            modified = resp.headers["Last-Modified"]
+        async with client.get(base + "/plain.txt", headers={"If-Modified-Since": modified}) as resp:
+            assert (resp.status, await resp.read()) == (304, b"")
 
 
 async def test_gzip_and_cors_preflight() -> None:

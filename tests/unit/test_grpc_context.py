@@ -11,13 +11,11 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.grpc.proxy import (
     _local_span,
-    canonical_header_key,
     format_timeout,
     fresh_trace_carrier,
-    go_json,
-    go_string,
     peer_address,
     request_context,
 )
@@ -102,7 +100,7 @@ def test_peer_address(peer: str, address: str) -> None:
     [("traceparent", "Traceparent"), ("uber-trace-id", "Uber-Trace-Id"), ("BAGGAGE", "Baggage"), ("bad key", "bad key")],
 )
 def test_canonical_header_keys(key: str, canon: str) -> None:
-    assert canonical_header_key(key) == canon
+    assert canonical_header(key) == canon
 
 
 def test_trace_headers_are_injected_from_the_span_with_go_capitalisation() -> None:

@@ -16,20 +16,18 @@ import pytest
 from aiohttp import web
 
 from rrgrpc.errors import WorkerError
+from rrgrpc.gocompat import canonical_header, parse_cookies, query_unescape
 from rrgrpc.goridge.frame import Flag, Frame, decode
-from rrgrpc.http import convert, http_pb2
+from rrgrpc.http import http_pb2
+from rrgrpc.http import reply as reply_module
 from rrgrpc.http.convert import (
-    BadWorkerResponse,
     Built,
     RequestOptions,
     build_request,
-    canonical_header,
-    decode_head,
-    parse_cookies,
-    query_unescape,
 )
 from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json
+from rrgrpc.http.reply import BadWorkerResponse, decode_head
 from rrgrpc.pool.payload import Payload
 from tests.helpers import VECTORS
 
@@ -144,7 +142,7 @@ def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded() -> None:
     for i in range(1000):
         head = decode_head(b'{"status":200,"headers":{"X-N":["%d"]}}' % i, 0)
         assert head is not None and head.headers == (("X-N", str(i)),)
-    assert len(convert._head_cache) <= 256
+    assert len(reply_module._head_cache) <= 256
 
 
 # --------------------------------------------------------------------------- vector replay

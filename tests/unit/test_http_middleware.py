@@ -10,10 +10,9 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from rrgrpc.config.schema import StaticConfig
-from rrgrpc.errors import ConfigError
-from rrgrpc.http.dispatch import Handler
-from rrgrpc.http.middleware import Middleware, StaticFiles, chain, parse_subnets, resolve_forwarded_ip
-from rrgrpc.http.plugin import split_address
+from rrgrpc.http.middleware import Middleware, chain, parse_subnets, resolve_forwarded_ip
+from rrgrpc.http.state import Handler
+from rrgrpc.http.static import StaticFiles
 from tests.helpers import section
 
 
@@ -36,20 +35,6 @@ def test_resolve_forwarded_ip(headers: dict[str, str], ip: str | None) -> None:
 def test_parse_subnets() -> None:
     nets = parse_subnets(["10.0.0.0/8", " ::1/128 ", ""])
     assert [str(n) for n in nets] == ["10.0.0.0/8", "::1/128"]
-
-
-@pytest.mark.parametrize(
-    ("address", "parsed"),
-    [("127.0.0.1:8080", ("127.0.0.1", 8080)), (":8080", (None, 8080)), ("[::1]:80", ("::1", 80)),
-     ("unix:///tmp/rr.sock", ("unix", "/tmp/rr.sock"))],
-)
-def test_split_address(address: str, parsed: tuple[str | None, int | str]) -> None:
-    assert split_address(address) == parsed
-
-
-def test_split_address_rejects_garbage() -> None:
-    with pytest.raises(ConfigError, match="host:port"):
-        split_address("localhost")
 
 
 def test_static_lookup(tmp_path: Path) -> None:
@@ -88,3 +73,10 @@ async def test_chain_runs_first_listed_outermost() -> None:
     response = await chain([mw("a"), mw("b")], terminal)(make_mocked_request("GET", "/"))
     assert isinstance(response, web.Response) and response.text == "done"
     assert seen == ["a", "b", "terminal"]
+
+
+def test_the_registry_serves_every_middleware_the_config_accepts() -> None:
+    from rrgrpc.config.schema import HTTP_MIDDLEWARE
+    from rrgrpc.http.middleware import REGISTRY
+
+    assert set(REGISTRY) == HTTP_MIDDLEWARE
