@@ -74,12 +74,14 @@ def rr_yaml(port: int, workers: int, max_streams: int = 10, level: str = "error"
 # ------------------------------------------------------------------------------ bare server
 
 
-async def bare_server(port: int, max_streams: int) -> None:
+async def bare_server(port: int, max_streams: int, reuse_port: bool = False) -> None:
+    """The raw-bytes echo (``reuse_port``: share the port with other fronts, bench/fronts.py)."""
+
     async def ping(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return request
 
     options = [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_concurrent_streams", max_streams),
         ("grpc.http.overload_protection", 0),  # as rrgrpc sets it
     ]

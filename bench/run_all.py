@@ -182,7 +182,8 @@ def reference_argv() -> list[str] | None:
 # ------------------------------------------------------------------------------ floors
 
 
-async def http_floor(port: int) -> None:
+async def http_floor(port: int, reuse_port: bool = False) -> None:
+    """aiohttp's low-level server answering the hello (``reuse_port``: share the port, bench/fronts.py)."""
     from aiohttp import web
 
     async def hello(request: web.BaseRequest) -> web.Response:
@@ -190,7 +191,7 @@ async def http_floor(port: int) -> None:
         return web.Response(body=b"x" * size if size else b"Hello, World!", content_type="text/plain")
 
     server = web.Server(hello, access_log=None)
-    srv = await asyncio.get_running_loop().create_server(server, "127.0.0.1", port, backlog=1024)
+    srv = await asyncio.get_running_loop().create_server(server, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port)
     await _until_signal()
     srv.close()
 
