@@ -2,7 +2,8 @@
 
 It sets the checkout up (``.ci/setup``: Debian packages when missing, a ``.venv`` with rrgrpc), serves
 greeter.v1 with ``rr serve`` and makes one call. It runs in a copy of the checkout's tracked files,
-because its setup step re-installs the venv it finds, and the suite is running from this one.
+because its setup step re-installs the venv it finds, and the suite is running from this one
+(tracked files and new ones git does not ignore: what the working tree would commit).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ COMMAND = "bash examples/greeter/run.sh"
 
 
 def _copy_of_the_checkout(dest: Path) -> Path:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    # what a clone of the working tree would hold: tracked files and new ones git does not ignore
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     for name in filter(None, tracked.decode().split("\0")):
         source = ROOT / name
         if source.is_file():

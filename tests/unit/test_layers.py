@@ -34,7 +34,7 @@ def test_the_package_keeps_its_contracts() -> None:
     ("module", "imported", "broken"),
     [
         ("pool.payload", "rrgrpc.host", "rrgrpc.pool is not allowed to import rrgrpc.host"),  # L1 reaching L3
-        ("metrics", "rrgrpc.otel", "rrgrpc.metrics is not allowed to import rrgrpc.otel"),  # peers at L2
+        ("metrics.plugin", "rrgrpc.otel", "rrgrpc.metrics is not allowed to import rrgrpc.otel"),  # peers at L2
         ("cli.stop", "rrgrpc.pool.state", "rrgrpc.cli is not allowed to import rrgrpc.pool"),  # an RPC client
     ],
 )
