@@ -18,6 +18,8 @@ import msgspec
 import psutil
 import pytest
 
+from rrgrpc.config.schema import PoolConfig, SupervisorConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "php"
 TEST_PHP = ROOT / "tests" / "php"
@@ -202,7 +204,15 @@ async def run_in_terminal(argv: list[str], cwd: Path, *, until: bytes, keys: byt
             os.close(master)
 
 
+def pool_cfg(n: int = 1, **kw: Any) -> PoolConfig:
+    """A ``PoolConfig`` of ``n`` workers for pool tests: a 50 ms watch tick, 10 s to allocate, ``kw`` on top
+    (``supervisor={...}`` goes into the supervisor section)."""
+    sup: dict[str, object] = kw.pop("supervisor", {})
+    kw.setdefault("allocate_timeout", 10.0)
+    return section(PoolConfig, num_workers=n, supervisor=section(SupervisorConfig, watch_tick=0.05, **sup), **kw)
+
+
 __all__ = [
     "ROOT", "PHP_DIR", "TEST_PHP", "VECTORS", "php_cmd", "free_port", "eventually", "running_host", "kill_tree",
-    "run_in_terminal", "self_signed_certificate", "stock_and_uvloop", "no_leftover_workers_fixture", "sys",
+    "run_in_terminal", "self_signed_certificate", "stock_and_uvloop", "no_leftover_workers_fixture", "pool_cfg", "sys",
 ]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
+from rrgrpc.config.schema import ServerConfig
 from rrgrpc.errors import BootError, ExecTTLExceeded, NoFreeWorkers, QueueFull, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
@@ -20,6 +19,7 @@ from tests.helpers import (
     free_port,
     no_leftover_workers_fixture,
     php_cmd,
+    pool_cfg,
     section,
     stock_and_uvloop,
 )
@@ -36,12 +36,6 @@ def server(script: str, *args: str, relay: str = "pipes", **env: str) -> ServerC
 def replaced(caplog: pytest.LogCaptureFixture) -> dict[int, str]:
     """pid -> why that worker left the pool, from the pool's "leaves the pool" debug lines."""
     return {r.__dict__["pid"]: r.__dict__["reason"] for r in caplog.records if r.msg == "worker %d leaves the pool: %s"}
-
-
-def pool_cfg(n: int = 1, **kw: Any) -> PoolConfig:
-    sup: dict[str, object] = kw.pop("supervisor", {})
-    kw.setdefault("allocate_timeout", 10.0)
-    return section(PoolConfig, num_workers=n, supervisor=section(SupervisorConfig, watch_tick=0.05, **sup), **kw)
 
 
 async def test_echo_roundtrip_and_env() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
+from rrgrpc.config.schema import ServerConfig
 from rrgrpc.errors import BootError, RequestDropped, WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
@@ -23,6 +23,7 @@ from tests.helpers import (
     free_port,
     no_leftover_workers_fixture,
     php_cmd,
+    pool_cfg,
     section,
     stock_and_uvloop,
 )
@@ -30,11 +31,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.php
 leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
-
-
-def pool_cfg(n: int, **kw: object) -> PoolConfig:
-    kw.setdefault("allocate_timeout", 10.0)
-    return section(PoolConfig, num_workers=n, supervisor=section(SupervisorConfig, watch_tick=0.05), **kw)
 
 
 def ping(text: str) -> Payload:

@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from rrgrpc.config.schema import PoolConfig, ServerConfig, SupervisorConfig
+from rrgrpc.config.schema import ServerConfig
 from rrgrpc.errors import WorkerLost
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
@@ -24,6 +24,7 @@ from tests.helpers import (
     free_port,
     no_leftover_workers_fixture,
     php_cmd,
+    pool_cfg,
     section,
     stock_and_uvloop,
 )
@@ -31,12 +32,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.php
 leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
 event_loop_policy = stock_and_uvloop  # every test here runs on both loops
-
-
-
-def pool_cfg(n: int) -> PoolConfig:
-    return section(PoolConfig, num_workers=n, allocate_timeout=10.0, supervisor=section(SupervisorConfig, watch_tick=0.05))
-
 
 async def test_idle_workers_outlive_php_default_socket_timeout() -> None:
     """PHP's default_socket_timeout (here 1 s) never ends a worker blocked waiting for a request."""
