@@ -9,12 +9,66 @@ and stop first.
 
 from __future__ import annotations
 
-from rrgrpc.config.schema import LOADER_KEYS, SECTIONS, RRConfig
+from collections.abc import Callable
+
+import msgspec
+
+from rrgrpc.config.schema import LOADER_KEYS, SECTIONS, PoolConfig, RpcConfig, RRConfig
 from rrgrpc.errors import ConfigError
 from rrgrpc.plugin import Plugin
 
 
 def default_roster(cfg: RRConfig) -> list[Plugin]:
+    """rr in one process: the control plane and the data plugins (``server.num_fronts`` 1)."""
+    plugins = _control_roster(cfg)
+    _data_plugins(cfg, plugins, reuse_port=False)
+    _check_serves(cfg)
+    return plugins
+
+
+def supervisor_roster(cfg: RRConfig, fronts: int, on_fatal: Callable[[str], None]) -> list[Plugin]:
+    """The supervisor of ``fronts`` front processes: the control plane, the fronts, and one stand-in
+    per data section (``grpc``, ``http``) that reaches the fronts' pools (docs/data-plane.md)."""
+    from rrgrpc.fronts.supervisor import Fronts, FrontsPlugin
+
+    plugins = _control_roster(cfg)
+    owner = Fronts(cfg, fronts, on_fatal)
+    plugins.append(owner)
+    plugins += [FrontsPlugin(name, owner) for name, s in (("grpc", cfg.grpc), ("http", cfg.http)) if s is not None]
+    _check_serves(cfg)
+    return plugins
+
+
+def front_roster(cfg: RRConfig, index: int, fronts: int, control: str, stop: Callable[[], None]) -> list[Plugin]:
+    """Front ``index`` of ``fronts``: logs, otel, its control service on ``control`` (a private unix
+    socket) and the data plugins sharing their ports (SO_REUSEPORT) with their share of the workers."""
+    from rrgrpc.fronts.control import FrontControl
+    from rrgrpc.fronts.count import pool_size, share
+    from rrgrpc.logs import LogsPlugin
+    from rrgrpc.rpc.server import RpcPlugin
+
+    def split(pool: PoolConfig) -> PoolConfig:
+        queue = share(pool.max_queue_size, index, fronts) if pool.max_queue_size else 0
+        return msgspec.structs.replace(
+            pool, num_workers=share(pool_size(pool), index, fronts), max_queue_size=max(queue, 1) if queue else 0
+        )
+
+    if cfg.grpc is not None:
+        cfg = msgspec.structs.replace(cfg, grpc=msgspec.structs.replace(cfg.grpc, pool=split(cfg.grpc.pool)))
+    if cfg.http is not None:
+        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, pool=split(cfg.http.pool)))
+    plugins: list[Plugin] = [LogsPlugin(cfg.logs, ())]
+    if cfg.otel is not None:
+        from rrgrpc.otel import OtelPlugin
+
+        plugins.append(OtelPlugin(cfg.otel))
+    channel = msgspec.structs.replace(cfg, rpc=RpcConfig(listen=f"unix://{control}"))
+    plugins += [FrontControl(index, stop), RpcPlugin(channel)]
+    _data_plugins(cfg, plugins, reuse_port=True)
+    return plugins
+
+
+def _control_roster(cfg: RRConfig) -> list[Plugin]:
     from rrgrpc.logs import LogsPlugin
 
     plugins: list[Plugin] = [LogsPlugin(cfg.logs, cfg.notes)]
@@ -44,17 +98,21 @@ def default_roster(cfg: RRConfig) -> list[Plugin]:
         from rrgrpc.jobs.plugin import JobsPlugin
 
         plugins.append(JobsPlugin(cfg))
+    return plugins
+
+
+def _data_plugins(cfg: RRConfig, plugins: list[Plugin], *, reuse_port: bool) -> None:
     if cfg.grpc is not None:
         from rrgrpc.grpc.plugin import GrpcPlugin
 
         rpc_listen = cfg.rpc.listen if cfg.rpc is not None else None
-        plugins.append(GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=rpc_listen, source=cfg.source))
+        plugins.append(
+            GrpcPlugin(cfg.grpc, cfg.server, rpc_listen=rpc_listen, source=cfg.source, reuse_port=reuse_port)
+        )
     if cfg.http is not None:
         from rrgrpc.http.plugin import HttpPlugin
 
-        plugins.append(HttpPlugin(cfg))
-    _check_serves(cfg)
-    return plugins
+        plugins.append(HttpPlugin(cfg, reuse_port=reuse_port))
 
 
 def _check_serves(cfg: RRConfig) -> None:

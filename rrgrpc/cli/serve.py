@@ -6,21 +6,28 @@ killed, exit code 1 (RoadRunner's behaviour). SIGUSR2 resets every resettable pl
 ``rr reset`` does. With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) it sends ``READY=1`` once
 every plugin serves and ``STOPPING=1`` when the stop begins. ``-p`` writes the pid file
 ``rr stop`` reads. A startup error is one readable line on stderr and exit code 1.
+
+With ``server.num_fronts`` above 1 this process is the supervisor of that many front processes
+(``rr serve --front I``, hidden; docs/data-plane.md): the signals, the pid file and sd_notify stay
+here, a forced stop kills every process below it, and a front that cannot be brought back stops rr
+with its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 import click
+import msgspec
 
 from rrgrpc import RR_COMPAT_VERSION, __version__
 from rrgrpc.cli import PID_FILE, CliContext, rr
@@ -43,8 +50,10 @@ class _Forced(Exception):
     "--strict", is_flag=True,
     help="Refuse to start on anything RoadRunner would ignore: unknown keys and sections, unsupported ones.",
 )
+@click.option("--front", type=int, default=None, hidden=True)  # internal: run front I of a supervisor
+@click.option("--control", default="", hidden=True)  # internal: the front's private control directory
 @click.pass_obj
-def serve(obj: CliContext, strict: bool) -> None:
+def serve(obj: CliContext, strict: bool, front: int | None, control: str) -> None:
     """Serve the configured plugins (gRPC, HTTP, RPC, metrics, status)."""
     # before grpc is imported: we spawn workers, never fork a process that uses gRPC, and without
     # this grpc-core warns on every worker spawn that other threads are calling into it
@@ -52,10 +61,13 @@ def serve(obj: CliContext, strict: bool) -> None:
     early = logging.StreamHandler()  # until the logs plugin installs its own: rr's development format
     early.setFormatter(ConsoleFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[early])
+    if front is not None:
+        _front(front, control)
+        return
     try:
         cfg = obj.load(strict=strict)
         with _pid_file(obj.pid_file):
-            _run(cfg, obj.silent)
+            _run(_serve(cfg, obj.silent))
     except* KeyboardInterrupt:
         pass
     except* _Forced:
@@ -63,6 +75,38 @@ def serve(obj: CliContext, strict: bool) -> None:
     except* (RRError, OSError) as group:
         for exc in _leaves(group):
             click.echo(f"rr: error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _front(index: int, control: str) -> None:
+    """Run front ``index`` of the supervisor that spawned us (stdin: our end of its control pair).
+
+    SIGINT/SIGTERM/SIGUSR2 are the supervisor's: a terminal's Ctrl+C reaches the whole process
+    group, and a front stops only on ``front.Stop`` or when the pair reaches EOF (the supervisor is
+    gone). A startup error goes back to the supervisor, which prints it once.
+    """
+    from rrgrpc.fronts.supervisor import read_handoff
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, lambda *_: None)  # not SIG_IGN: the PHP workers must not inherit it
+    records = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = records(*args, **kwargs)
+        record.front = index  # every line this front logs names it (a field, as extra= gives)
+        return record
+
+    logging.setLogRecordFactory(tagged)
+    pair = socket.socket(fileno=0)
+    try:
+        handoff = read_handoff(pair)
+    except (EOFError, OSError):
+        sys.exit(1)  # the supervisor is already gone
+    try:
+        _run(_serve_front(handoff.cfg, index, handoff.fronts, control, pair))
+    except* (RRError, OSError) as group:
+        with contextlib.suppress(OSError):
+            pair.sendall(json.dumps({"error": str(_leaves(group)[0])}).encode() + b"\n")
         sys.exit(1)
 
 
@@ -112,33 +156,80 @@ def sd_notify(state: str) -> bool:
 
 
 def _kill_children() -> None:
-    """SIGKILL every child's process group (each worker leads its own) at once, as a forced stop must."""
+    """SIGKILL every process below rr at once, as a forced stop must: each descendant's process group
+    (each PHP worker leads its own), then the descendant itself (a front leads none)."""
     import psutil
 
-    for child in psutil.Process().children():
+    for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(OSError):
             os.killpg(child.pid, signal.SIGKILL)
         with contextlib.suppress(psutil.Error):
             child.kill()  # a child that leads no group of its own
 
 
-def _run(cfg: RRConfig, silent: bool) -> None:
+def _run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(cfg, silent))
+        asyncio.run(main)
     else:
-        uvloop.run(_serve(cfg, silent))
+        uvloop.run(main)
+
+
+async def _serve_front(cfg: RRConfig, index: int, fronts: int, control: str, pair: socket.socket) -> None:
+    from rrgrpc.fronts.supervisor import control_socket
+    from rrgrpc.host import Host
+    from rrgrpc.roster import front_roster
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    host = Host(front_roster(cfg, index, fronts, control_socket(control, index), stop.set))
+    pair.setblocking(False)
+
+    def on_pair() -> None:
+        try:
+            if pair.recv(4096):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(pair.fileno())
+        stop.set()  # EOF: the supervisor is gone, a front never outlives it
+
+    async def announce() -> None:
+        await host.ready.wait()
+        await loop.sock_sendall(pair, b'{"ready": true}\n')
+
+    loop.add_reader(pair.fileno(), on_pair)
+    announcer = loop.create_task(announce())
+    stopped = stop.wait()
+    try:
+        await host.run(stopped)
+    finally:
+        announcer.cancel()
+        stopped.close()
+        loop.remove_reader(pair.fileno())
 
 
 async def _serve(cfg: RRConfig, silent: bool) -> None:
+    from rrgrpc.fronts.count import resolve
     from rrgrpc.host import Host
     from rrgrpc.plugin import Resettable
-    from rrgrpc.roster import default_roster
+    from rrgrpc.roster import default_roster, supervisor_roster
 
-    host = Host(default_roster(cfg))
+    fatal: list[str] = []
+    count, why = resolve(cfg)
+    if why:
+        cfg = msgspec.structs.replace(cfg, notes=(*cfg.notes, (logging.INFO, f"{cfg.source}: {why}")))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_fatal(cause: str) -> None:
+        fatal.append(cause)
+        stop.set()
+
+    host = Host(default_roster(cfg) if count == 1 else supervisor_roster(cfg, count, on_fatal))
     forced: list[str] = []
     main = asyncio.current_task()
     assert main is not None
@@ -204,3 +295,5 @@ async def _serve(cfg: RRConfig, silent: bool) -> None:
         stopped.close()  # never awaited when the start failed: no "never awaited" warning then
         for sig in (*signals, signal.SIGUSR2):
             loop.remove_signal_handler(sig)
+    if fatal:
+        raise RRError(fatal[0])

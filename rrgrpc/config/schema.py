@@ -70,9 +70,14 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     env: dict[str, Text] = {}
     relay: str = "pipes"
     on_init: OnInitConfig | None = None
+    #: rrgrpc's extension (RoadRunner has no such key): how many front processes serve the data
+    #: listeners (docs/data-plane.md); ``auto`` = half the usable CPUs, 1 = one process as before.
+    num_fronts: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         _upper_keys(self, "env")
+        if self.num_fronts != "auto" and self.num_fronts < 1:
+            raise _Invalid("num_fronts", f"must be at least 1 or auto, got {self.num_fronts!r}")
         if self.relay != "pipes":
             _check_listen(self.relay, "relay")
 

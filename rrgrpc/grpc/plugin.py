@@ -19,7 +19,9 @@ Choices where grpcio differs from grpc-go:
   verify against ``root_ca``; ``no_client_certs``, ``request_client_cert`` and
   ``verify_client_cert_if_given`` do not request one (a warning says so for the last two). As in
   RoadRunner, the auth type only applies when ``root_ca`` is set.
-* ``SO_REUSEPORT`` is off, so a second server on the same port fails instead of sharing it.
+* ``SO_REUSEPORT`` is off, so a second server on the same port fails instead of sharing it; only the
+  fronts of one rr (``reuse_port``, docs/data-plane.md) share the port, after their supervisor has
+  checked that nothing else listens there.
 * grpc-core's stream "overload protection" is off: with it, ``max_concurrent_streams`` (10 by
   default) refuses streams the client already considers finished, failing calls that grpc-go
   would serve.
@@ -80,11 +82,19 @@ class GrpcPlugin(PoolBacked):
     name = "grpc"
 
     def __init__(
-        self, section: GrpcConfig, server: ServerConfig, *, rpc_listen: str | None = None, source: str = "<dict>"
+        self,
+        section: GrpcConfig,
+        server: ServerConfig,
+        *,
+        rpc_listen: str | None = None,
+        source: str = "<dict>",
+        reuse_port: bool = False,
     ) -> None:
         """``section`` is ``grpc:``; the workers run ``server``'s command and reach RPC at ``rpc_listen``;
-        ``source`` (the config file) is named in configuration errors."""
+        ``source`` (the config file) is named in configuration errors; ``reuse_port`` (fronts only)
+        shares the port with the other fronts."""
         self.cfg = section
+        self._reuse_port = reuse_port
         self._server = server
         self._rpc_listen = rpc_listen
         unknown = [name for name in section.interceptors if name not in INTERCEPTORS]
@@ -151,7 +161,7 @@ class GrpcPlugin(PoolBacked):
     def _options(self) -> list[tuple[str, Any]]:
         c = self.cfg
         opts: list[tuple[str, Any]] = [
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(self._reuse_port)),
             # grpc-core's "overload protection" counts a stream until the server has cleaned it up,
             # after the client already saw it end; at RoadRunner's default of 10 streams a client
             # with more calls in flight then gets REFUSED_STREAM (UNAVAILABLE). Off, the limit is

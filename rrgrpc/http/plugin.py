@@ -58,10 +58,12 @@ class HttpPlugin(PoolBacked):
     capabilities = (*PoolBacked.capabilities, ProvidesMetrics)
     name = "http"
 
-    def __init__(self, cfg: RRConfig) -> None:
+    def __init__(self, cfg: RRConfig, *, reuse_port: bool = False) -> None:
+        """``reuse_port`` (fronts only, docs/data-plane.md): share the listen ports with the other fronts."""
         if cfg.http is None:
             raise ConfigError(f"{cfg.source}: http: section missing")
         self.cfg = cfg
+        self._reuse_port = reuse_port
         self.http: HttpConfig = cfg.http
         self.pool: Pool | None = None
         self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
@@ -152,7 +154,8 @@ class HttpPlugin(PoolBacked):
             self.addresses.append(f"unix://{addr.path}")
             return srv
         srv = await loop.create_server(
-            server, addr.host or None, addr.port, ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True, backlog=1024
+            server, addr.host or None, addr.port, ssl=tls, ssl_handshake_timeout=handshake, reuse_address=True,
+            reuse_port=self._reuse_port or None, backlog=1024,
         )
         for sock in srv.sockets:
             bound = sock.getsockname()

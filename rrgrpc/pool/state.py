@@ -89,8 +89,12 @@ def check_transition(pid: int, old: WorkerState, new: WorkerState) -> None:
         raise InvalidTransition(f"worker {pid}: no transition from {old.name} to {new.name}")
 
 
-class ProcessState(msgspec.Struct, frozen=True):
-    """One worker as ``informer.Workers`` reports it; field names and order are RoadRunner's."""
+class ProcessState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One worker as ``informer.Workers`` reports it; field names and order are RoadRunner's.
+
+    ``front`` (rrgrpc's extension) is the index of the front process that owns the worker when rr
+    runs several (docs/data-plane.md); it is left out of the encoding when unset, so a single
+    front's replies stay RoadRunner's byte for byte."""
 
     pid: int
     status: int
@@ -100,6 +104,7 @@ class ProcessState(msgspec.Struct, frozen=True):
     cpu_percent: float = msgspec.field(name="CPUPercent")
     command: str
     status_str: str = msgspec.field(name="statusStr")
+    front: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

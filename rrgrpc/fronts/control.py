@@ -1,0 +1,94 @@
+"""The front's side of the control channel: the ``front`` RPC service its supervisor calls.
+
+A front (``rr serve --front I``) serves it on a private unix socket through the ordinary RPC plugin;
+the supervisor is its only client and nothing on the request path uses it. Methods:
+
+* ``front.State``: pid, and per data plugin its workers, activity, health and readiness;
+* ``front.Reset`` (plugin name, or empty for all), ``front.AddWorker`` / ``front.RemoveWorker``
+  (plugin name): today's pool operations on this front's share of the workers;
+* ``front.Stop``: start the graceful stop (the front ignores SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar
+
+from rrgrpc.errors import RRError
+from rrgrpc.goridge.rpc import arg_str
+from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, Resettable, RpcMethod, RpcProvider
+
+
+class FrontControl:
+    """The ``front`` RPC service of one front; ``stop`` starts the front's graceful stop."""
+
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
+    name = "front"
+    rpc_service = "front"
+
+    def __init__(self, index: int, stop: Callable[[], None]) -> None:
+        self.index = index
+        self._stop = stop
+        self._peers: Peers | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, peers: Peers) -> AsyncIterator[None]:
+        self._peers = peers
+        try:
+            yield
+        finally:
+            self._peers = None
+
+    def rpc_methods(self) -> Mapping[str, RpcMethod]:
+        return {
+            "State": self._state,
+            "Reset": self._reset,
+            "AddWorker": self._add_worker,
+            "RemoveWorker": self._remove_worker,
+            "Stop": self._stop_front,
+        }
+
+    def _having(self, capability: type[Any]) -> list[Any]:
+        return self._peers.having(capability) if self._peers is not None else []
+
+    def _named(self, capability: type[Any], name: str) -> Any:
+        plugin = next((p for p in self._having(capability) if p.name == name), None)
+        if plugin is None:
+            raise RRError(f"front {self.index}: no such plugin: {name}")
+        return plugin
+
+    async def _state(self, _arg: Any) -> dict[str, Any]:
+        status = {p.name: p for p in self._having(HasStatus)}
+        plugins: dict[str, Any] = {}
+        for p in self._having(HasWorkers):
+            act = p.activity()
+            plugins[p.name] = {
+                "workers": p.workers(),
+                "queue": act.queue,
+                "dropped": act.dropped,
+                "busy": [[pid, info, started] for pid, (info, started) in act.busy.items()],
+                "health": status[p.name].health() if p.name in status else 200,
+                "readiness": status[p.name].readiness() if p.name in status else 200,
+            }
+        return {"pid": os.getpid(), "plugins": plugins}
+
+    async def _reset(self, arg: Any) -> bool:
+        name = arg_str(arg)
+        plugins = [self._named(Resettable, name)] if name else self._having(Resettable)
+        await asyncio.gather(*(p.reset() for p in plugins))
+        return True
+
+    async def _add_worker(self, arg: Any) -> bool:
+        await self._named(ManagesWorkers, arg_str(arg)).add_worker()
+        return True
+
+    async def _remove_worker(self, arg: Any) -> bool:
+        await self._named(ManagesWorkers, arg_str(arg)).remove_worker()
+        return True
+
+    async def _stop_front(self, _arg: Any) -> bool:
+        self._stop()
+        return True

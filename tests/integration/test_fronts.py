@@ -1,0 +1,220 @@
+"""``server.num_fronts``: real ``rr serve`` processes whose fronts share the gRPC and HTTP ports.
+
+Each test runs the real command line, with real PHP workers, several grpcio channels and HTTP
+connections (the kernel spreads connections, not calls, over the fronts), and the real RPC endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import psutil
+import pytest
+
+from rrgrpc.goridge.rpc import RpcClient
+from tests.helpers import ROOT, eventually, free_port, kill_tree, no_leftover_workers_fixture, php_cmd
+from tests.integration.test_grpc import Echo, PingRequest, SleepRequest
+
+pytestmark = [pytest.mark.php, pytest.mark.slow]
+leftover_check = no_leftover_workers_fixture  # autouse: no test here may leave a PHP process running
+
+ECHO_PROTO = ROOT / "proto" / "echo" / "v1" / "echo.proto"
+
+
+@dataclass
+class Rr:
+    proc: asyncio.subprocess.Process
+    rpc: str
+    grpc: str
+    http: str
+    lines: list[str] = field(default_factory=list)
+
+    def fronts(self) -> list[psutil.Process]:
+        return [p for p in psutil.Process(self.proc.pid).children() if "--front" in p.cmdline()]
+
+    def workers_of(self, front: psutil.Process) -> set[int]:
+        return {p.pid for p in front.children() if "php" in p.name()}
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def rr_yaml(tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, extra: str = "") -> tuple[str, int, int, int]:
+    rpc, grpc_port, http_port = free_port(), free_port(), free_port()
+    text = f"""
+        version: "3"
+        server:
+          command: "{' '.join(php_cmd('grpc_echo.php'))}"
+          num_fronts: {fronts}
+        rpc:
+          listen: tcp://127.0.0.1:{rpc}
+        grpc:
+          listen: tcp://127.0.0.1:{grpc_port}
+          proto: [{ECHO_PROTO}]
+          pool: {{num_workers: {grpc_workers}}}
+        http:
+          address: 127.0.0.1:{http_port}
+          pool:
+            num_workers: {http_workers}
+            command: "{' '.join(php_cmd('http_echo.php'))}"
+    """
+    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text) + textwrap.dedent(extra))
+    return str(tmp_path / ".rr.yaml"), rpc, grpc_port, http_port
+
+
+async def _pump(proc: asyncio.subprocess.Process, into: list[str]) -> None:
+    assert proc.stdout is not None
+    while line := await proc.stdout.readline():
+        into.append(line.decode())
+
+
+@contextlib.asynccontextmanager
+async def rr_serve(tmp_path: Path, fronts: object = 2, **kw: Any) -> AsyncIterator[Rr]:
+    """``rr serve`` on a fresh config; yields once it printed that it serves; SIGTERM at the end
+    unless the test ended it."""
+    path, rpc, grpc_port, http_port = rr_yaml(tmp_path, fronts, **kw)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rrgrpc", "-c", path, "serve",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )
+    rr = Rr(proc, f"tcp://127.0.0.1:{rpc}", f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}")
+    pump = asyncio.create_task(_pump(proc, rr.lines))
+    try:
+        await eventually(lambda: "rrgrpc server started" in rr.output() or proc.returncode is not None, timeout=30)
+        assert proc.returncode is None, rr.output()
+        yield rr
+        if proc.returncode is None:  # the test did not stop it itself: a graceful stop, exit code 0
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0, rr.output()
+    finally:
+        await kill_tree(proc)
+        await asyncio.wait_for(pump, 10)
+
+
+async def grpc_pids(target: str, channels: int = 12) -> set[int]:
+    """The worker pids that answer one Ping on each of ``channels`` separate connections."""
+    pids: set[int] = set()
+    for i in range(channels):
+        # a distinct channel argument: grpcio would otherwise share one connection between channels
+        async with grpc.aio.insecure_channel(target, options=(("rrgrpc.test.channel", i),)) as channel:
+            reply = await Echo(channel).Ping(PingRequest(msg="hi"), timeout=10)
+            pids.add(int(reply.pid))
+    return pids
+
+
+async def http_pids(base: str, connections: int = 12) -> set[int]:
+    pids: set[int] = set()
+    for _ in range(connections):
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/slow?ms=0") as resp:
+            assert resp.status == 200
+            pids.add(int(await resp.text()))
+    return pids
+
+
+async def test_two_fronts_share_the_grpc_and_http_ports_and_stop_cleanly(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path) as rr:
+        fronts = rr.fronts()
+        assert len(fronts) == 2
+        owned = [rr.workers_of(f) for f in fronts]
+        assert all(len(w) == 3 for w in owned)  # 2 of 4 gRPC workers + 1 of 2 HTTP workers each
+        for answered in (await grpc_pids(rr.grpc), await http_pids(rr.http)):
+            # every answer came from a worker of a front, and both fronts answered
+            assert answered <= owned[0] | owned[1]
+            assert answered & owned[0] and answered & owned[1]
+    assert "exited with" not in rr.output()
+
+
+async def test_one_front_runs_in_one_process(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path, fronts=1) as rr:
+        assert rr.fronts() == []
+        children = psutil.Process(rr.proc.pid).children()
+        assert len(children) == 6 and all("php" in c.name() for c in children)
+        assert len(await grpc_pids(rr.grpc, 2)) >= 1
+
+
+async def test_a_data_port_in_use_is_one_line(tmp_path: Path) -> None:
+    # sent: a config whose grpc.listen port another socket listens on; failed: the start, exit 1,
+    # with the one line naming key, address and file; no front was spawned
+    path, _, grpc_port, _ = rr_yaml(tmp_path, 2)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even a socket that shares
+        taken.bind(("127.0.0.1", grpc_port))
+        taken.listen()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rrgrpc", "-c", path, "serve",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    errors = [line for line in out.decode().splitlines() if "\tINFO\t" not in line and "\tDEBUG\t" not in line]
+    assert errors == [f"rr: error: {path}: grpc.listen: tcp://127.0.0.1:{grpc_port} is already in use"]
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+async def test_a_bad_num_fronts_is_one_line(tmp_path: Path, value: str) -> None:
+    path, *_ = rr_yaml(tmp_path, value)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rrgrpc", "-c", path, "serve",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    lines = out.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rr: error: {path}: ") and "server.num_fronts" in lines[0], lines
+
+
+async def test_second_signal_kills_every_process_below_rr(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path) as rr, grpc.aio.insecure_channel(rr.grpc) as channel:
+        below = psutil.Process(rr.proc.pid).children(recursive=True)
+        assert len(below) == 8  # 2 fronts, 6 PHP workers
+        slow = asyncio.ensure_future(Echo(channel).Sleep(SleepRequest(ms=20_000), timeout=30))
+        await eventually(lambda: busy(rr), timeout=10)  # the graceful stop now has a call to drain
+        rr.proc.send_signal(signal.SIGINT)
+        await eventually(lambda: "stopping gracefully" in rr.output())  # two pending SIGINTs would be one
+        rr.proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(rr.proc.wait(), 30) == 1
+        await eventually(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in below), 10)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await slow  # its front was killed under it
+    assert "exit forced" in rr.output()
+
+
+async def test_a_front_never_outlives_its_supervisor(tmp_path: Path) -> None:
+    # sent: SIGKILL to the supervisor (it can clean nothing up); then every front sees EOF on its
+    # control pair, stops gracefully and takes its PHP workers with it
+    async with rr_serve(tmp_path) as rr:
+        below = psutil.Process(rr.proc.pid).children(recursive=True)
+        rr.proc.kill()
+        await rr.proc.wait()
+        await eventually(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in below), 30)
+
+
+async def busy(rr: Rr, plugin: str = "grpc") -> int:
+    """How many of ``plugin``'s workers execute a request now (``informer.Activity``)."""
+    async with await RpcClient.connect(rr.rpc) as client:
+        return len((await client.call("informer.Activity", plugin))["busy"])
+
+
+def _front_column(rows: list[dict[str, Any]]) -> set[int]:
+    return {int(r["front"]) for r in rows}
+
+
+async def test_informer_lists_every_front_s_workers(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+        grpc_rows = (await client.call("informer.Workers", "grpc"))["workers"]
+        http_rows = (await client.call("informer.Workers", "http"))["workers"]
+        fronts = rr.fronts()
+        assert len(grpc_rows) == 4 and len(http_rows) == 2
+        assert {r["pid"] for r in grpc_rows + http_rows} == rr.workers_of(fronts[0]) | rr.workers_of(fronts[1])
+        assert _front_column(grpc_rows) == _front_column(http_rows) == {0, 1}
