@@ -57,7 +57,8 @@ def workers_table(
         border_style="cyan" if selected else "dim",
         expand=activity is not None,
     )
-    for column in ("PID", "STATUS", "EXECS", "MEMORY", "CPU%", "CREATED"):
+    fronts = any("front" in w for w in workers)  # rr runs several fronts (server.num_fronts)
+    for column in ("PID", *(("FRONT",) if fronts else ()), "STATUS", "EXECS", "MEMORY", "CPU%", "CREATED"):
         table.add_column(column, justify="right" if column not in ("STATUS",) else "left", no_wrap=True)
     if activity is not None:
         table.add_column("EXECUTING", overflow="ellipsis", no_wrap=True, ratio=1)
@@ -65,6 +66,7 @@ def workers_table(
     for w in sorted(workers, key=lambda w: w["pid"]):
         row: list[RenderableType] = [
             str(w["pid"]),
+            *((str(w.get("front", "")),) if fronts else ()),
             _status(w),
             str(w.get("numExecs", 0)),
             fmt_bytes(int(w.get("memoryUsage", 0))),

@@ -3,7 +3,7 @@
 A pure RPC client (never imports the pool or the plugins): it reads ``rpc.listen`` from the config
 and calls ``informer.List`` / ``informer.Workers`` (plus the ``informer.Activity`` extension in the
 live view). Output: one table per plugin (PID | STATUS | EXECS | MEMORY | CPU% | CREATED, sorted by
-PID), ``--json`` for scripts, or ``-i``: a full-screen live view refreshed every second with, per busy
+PID; a FRONT column after PID when rr runs several fronts, ``server.num_fronts``), ``--json`` for scripts, or ``-i``: a full-screen live view refreshed every second with, per busy
 worker, the method/URI it executes and for how long, queue depth, totals, and keys to reset a plugin
 and add/remove workers. Under the jobs plugin both views add its pipelines (``informer.Jobs``).
 """

@@ -218,3 +218,99 @@ async def test_informer_lists_every_front_s_workers(tmp_path: Path) -> None:
         assert len(grpc_rows) == 4 and len(http_rows) == 2
         assert {r["pid"] for r in grpc_rows + http_rows} == rr.workers_of(fronts[0]) | rr.workers_of(fronts[1])
         assert _front_column(grpc_rows) == _front_column(http_rows) == {0, 1}
+
+
+async def test_rr_workers_shows_the_front_of_each_worker(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path) as rr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rrgrpc", "-c", str(tmp_path / ".rr.yaml"), "workers", "grpc",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+        )
+        out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+        assert proc.returncode == 0, out
+        assert "FRONT" in out
+        fronts = rr.fronts()
+        for index, front in enumerate(fronts):
+            for pid in rr.workers_of(front):
+                row = next((line for line in out.splitlines() if f" {pid} " in line), "")
+                if "ready" in row:  # a gRPC worker (the front's HTTP worker is not in this table)
+                    assert row.split("│")[2].strip() == str(index), row
+
+
+async def _load(rr: Rr, stop: asyncio.Event, counts: dict[str, int], failures: list[str]) -> None:
+    """Calls from 6 gRPC channels and 4 HTTP connections at once until ``stop``."""
+
+    async def grpc_client(i: int) -> None:
+        async with grpc.aio.insecure_channel(rr.grpc, options=(("rrgrpc.test.channel", i),)) as channel:
+            echo = Echo(channel)
+            while not stop.is_set():
+                try:
+                    await echo.Ping(PingRequest(msg="x"), timeout=20)
+                    counts["grpc"] += 1
+                except grpc.aio.AioRpcError as exc:
+                    failures.append(f"grpc {exc.code().name}: {exc.details()}")
+
+    async def http_client() -> None:
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                try:
+                    async with session.get(f"{rr.http}/slow?ms=2") as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            counts["http"] += 1
+                        else:
+                            failures.append(f"http {resp.status}")
+                except aiohttp.ClientError as exc:
+                    failures.append(f"http {exc!r}")
+
+    await asyncio.gather(*(grpc_client(i) for i in range(6)), *(http_client() for _ in range(4)))
+
+
+async def _worker_pids(client: RpcClient, plugin: str) -> set[int]:
+    return {int(r["pid"]) for r in (await client.call("informer.Workers", plugin))["workers"]}
+
+
+async def test_reset_and_sigusr2_across_fronts_fail_no_call(tmp_path: Path) -> None:
+    # sent: Pings on 6 channels and GETs on 4 connections, while every front's workers are replaced
+    # twice (rr reset over RPC for grpc and http, then SIGUSR2); failed: nothing
+    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+        stop = asyncio.Event()
+        counts = {"grpc": 0, "http": 0}
+        failures: list[str] = []
+        load = asyncio.create_task(_load(rr, stop, counts, failures))
+        await eventually(lambda: counts["grpc"] > 20 and counts["http"] > 20, timeout=20)
+        before = {p: await _worker_pids(client, p) for p in ("grpc", "http")}
+        assert list(await asyncio.gather(client.call("resetter.Reset", "grpc"), client.call("resetter.Reset", "http"))) == [True, True]
+        after_rpc = {p: await _worker_pids(client, p) for p in ("grpc", "http")}
+        rr.proc.send_signal(signal.SIGUSR2)
+        await eventually(lambda: rr.output().count("workers replaced") >= 4, timeout=30)  # grpc on both fronts, twice
+        seen = dict(counts)
+        await eventually(lambda: counts["grpc"] > seen["grpc"] + 20 and counts["http"] > seen["http"] + 20, timeout=20)
+        stop.set()
+        await asyncio.wait_for(load, 30)
+        after_usr2 = {p: await _worker_pids(client, p) for p in ("grpc", "http")}
+    assert failures == []
+    for plugin in ("grpc", "http"):
+        assert len(after_rpc[plugin]) == len(before[plugin]) and not after_rpc[plugin] & before[plugin]
+        assert not after_usr2[plugin] & after_rpc[plugin]
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_add_and_remove_worker_balance_the_fronts(tmp_path: Path) -> None:
+    async with rr_serve(tmp_path, grpc_workers=3) as rr, await RpcClient.connect(rr.rpc) as client:
+
+        async def per_front() -> list[int]:
+            rows = (await client.call("informer.Workers", "grpc"))["workers"]
+            return [sum(1 for r in rows if r["front"] == i) for i in (0, 1)]
+
+        assert await per_front() == [2, 1]
+        assert await client.call("informer.AddWorker", "grpc") is False
+        assert await per_front() == [2, 2]  # to the front with the fewest
+        assert await client.call("informer.AddWorker", "grpc") is False
+        assert sorted(await per_front()) == [2, 3]
+        assert await client.call("informer.RemoveWorker", "grpc") is False
+        # from the front with the most (a removed worker may finish its stop after the reply)
+        await eventually(lambda: _is(per_front(), [2, 2]), timeout=10)
