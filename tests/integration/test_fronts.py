@@ -50,12 +50,14 @@ class Rr:
         return "".join(self.lines)
 
 
-def rr_yaml(tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, extra: str = "") -> tuple[str, int, int, int]:
+def rr_yaml(
+    tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php"
+) -> tuple[str, int, int, int]:
     rpc, grpc_port, http_port = free_port(), free_port(), free_port()
     text = f"""
         version: "3"
         server:
-          command: "{' '.join(php_cmd('grpc_echo.php'))}"
+          command: "{' '.join(php_cmd(script))}"
           num_fronts: {fronts}
         rpc:
           listen: tcp://127.0.0.1:{rpc}
@@ -69,7 +71,7 @@ def rr_yaml(tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_worke
             num_workers: {http_workers}
             command: "{' '.join(php_cmd('http_echo.php'))}"
     """
-    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text) + textwrap.dedent(extra))
+    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text))
     return str(tmp_path / ".rr.yaml"), rpc, grpc_port, http_port
 
 
@@ -314,3 +316,80 @@ async def test_add_and_remove_worker_balance_the_fronts(tmp_path: Path) -> None:
         assert await client.call("informer.RemoveWorker", "grpc") is False
         # from the front with the most (a removed worker may finish its stop after the reply)
         await eventually(lambda: _is(per_front(), [2, 2]), timeout=10)
+
+
+async def test_a_front_killed_under_load_fails_only_its_own_calls_and_comes_back(tmp_path: Path) -> None:
+    # sent: Pings on 8 gRPC channels and GETs on 4 HTTP connections; then SIGKILL to front 0.
+    # failed: only calls on connections that front 0 served (gRPC UNAVAILABLE, HTTP a broken
+    # connection); every other call succeeds; front 0 comes back, serves, its PHP workers are gone
+    async with rr_serve(tmp_path) as rr:
+        fronts = rr.fronts()
+        owner = {pid: i for i, f in enumerate(fronts) for pid in rr.workers_of(f)}
+        victim, victim_workers = fronts[0], rr.workers_of(fronts[0])
+        stop = asyncio.Event()
+        ok = {0: 0, 1: 0, -1: 0}  # answers by the front whose worker gave them (-1: the new front 0)
+        failures: list[tuple[int, str]] = []  # (front the connection was on, what failed)
+
+        def served_by(pid: int) -> int:
+            return owner.get(pid, -1)
+
+        on: dict[str, int] = {}  # client -> the front that served its last answer
+
+        async def grpc_client(i: int) -> None:
+            me = f"grpc {i}"
+            async with grpc.aio.insecure_channel(rr.grpc, options=(("rrgrpc.test.channel", i),)) as channel:
+                echo = Echo(channel)
+                while not stop.is_set():
+                    try:
+                        on[me] = served_by(int((await echo.Ping(PingRequest(msg="x"), timeout=20)).pid))
+                        ok[on[me]] += 1
+                    except grpc.aio.AioRpcError as exc:
+                        # until a call succeeds again, the channel is still the one whose connection died
+                        failures.append((on.get(me, -2), f"grpc {exc.code().name}"))
+                        await asyncio.sleep(0.05)
+
+        async def http_client(i: int) -> None:
+            me = f"http {i}"
+            async with aiohttp.ClientSession() as session:
+                while not stop.is_set():
+                    try:
+                        async with session.get(f"{rr.http}/slow?ms=2") as resp:
+                            assert resp.status == 200
+                            on[me] = served_by(int(await resp.text()))
+                            ok[on[me]] += 1
+                    except aiohttp.ClientError as exc:
+                        failures.append((on.get(me, -2), f"http {type(exc).__name__}"))
+
+        load = asyncio.gather(*(grpc_client(i) for i in range(8)), *(http_client(i) for i in range(4)))
+        await eventually(lambda: len(on) == 12 and ok[0] > 20 and ok[1] > 20, timeout=20)
+        victim.kill()
+        await eventually(lambda: "restarted" in rr.output(), timeout=30)
+        seen = dict(ok)
+        await eventually(lambda: ok[1] > seen[1] + 50, timeout=20)
+        stop.set()
+        await asyncio.wait_for(load, 30)
+        assert f"front 0 (pid {victim.pid}) exited with signal 9 (SIGKILL); restarting" in rr.output()
+        assert all(on == 0 for on, _ in failures), failures  # no connection of front 1 saw a failure
+        assert {what for _, what in failures} <= {
+            "grpc UNAVAILABLE", "http ServerDisconnectedError", "http ClientOSError",
+            "http ClientConnectorError",  # its reconnect raced the dead listener (docs/data-plane.md §6)
+        }, failures
+        new = [f for f in rr.fronts() if f.pid != victim.pid and f.pid != fronts[1].pid]
+        assert len(new) == 1 and len(rr.workers_of(new[0])) == 3
+        owner.update({pid: -1 for pid in rr.workers_of(new[0])})
+        await eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                         for p in victim_workers), timeout=10)
+        assert -1 in {served_by(p) for p in await grpc_pids(rr.grpc, 16)}  # the new front serves
+
+
+async def test_a_front_that_cannot_come_back_stops_rr_with_the_cause(tmp_path: Path) -> None:
+    # sent: SIGKILL to a front after its gRPC worker script was deleted; failed: its three boots,
+    # then rr itself: exit code 1 and one error line naming the front and the cause
+    script = tmp_path / "worker.php"
+    script.write_text((ROOT / "tests" / "php" / "grpc_echo.php").read_text().replace("__DIR__ . '/../../php", f"'{ROOT}/php"))
+    async with rr_serve(tmp_path, script=str(script)) as rr:
+        script.unlink()
+        rr.fronts()[1].kill()
+        assert await asyncio.wait_for(rr.proc.wait(), 60) == 1
+    errors = [line for line in rr.lines if line.startswith("rr: error:")]
+    assert len(errors) == 1 and errors[0].startswith("rr: error: front 1 failed to start 3 times in a row: "), rr.output()
