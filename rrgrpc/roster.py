@@ -10,12 +10,16 @@ and stop first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from rrgrpc.config.schema import LOADER_KEYS, SECTIONS, PoolConfig, RpcConfig, RRConfig
 from rrgrpc.errors import ConfigError
 from rrgrpc.plugin import Plugin
+
+if TYPE_CHECKING:
+    from rrgrpc.metrics.merge import FrontMetrics
 
 
 def default_roster(cfg: RRConfig) -> list[Plugin]:
@@ -32,7 +36,7 @@ def supervisor_roster(cfg: RRConfig, fronts: int, on_fatal: Callable[[str], None
     from rrgrpc.fronts.supervisor import Fronts, FrontsPlugin
 
     plugins = _control_roster(cfg)
-    owner = Fronts(cfg, fronts, on_fatal)
+    owner = Fronts(cfg, fronts, on_fatal, _front_metrics(cfg))
     plugins.append(owner)
     plugins += [FrontsPlugin(name, owner) for name, s in (("grpc", cfg.grpc), ("http", cfg.http)) if s is not None]
     _check_serves(cfg)
@@ -63,9 +67,33 @@ def front_roster(cfg: RRConfig, index: int, fronts: int, control: str, stop: Cal
 
         plugins.append(OtelPlugin(cfg.otel))
     channel = msgspec.structs.replace(cfg, rpc=RpcConfig(listen=f"unix://{control}"))
-    plugins += [FrontControl(index, stop), RpcPlugin(channel)]
+    snapshot = None
+    if cfg.metrics is not None:
+        from rrgrpc.metrics.merge import families
+
+        snapshot = families
+    plugins += [FrontControl(index, stop, snapshot), RpcPlugin(channel)]
     _data_plugins(cfg, plugins, reuse_port=True)
     return plugins
+
+
+def _front_metrics(cfg: RRConfig) -> FrontMetrics | None:
+    """The supervisor's collector of the fronts' request metrics, knowing their family names from
+    unregistered collectors of the kinds the fronts run (None without a metrics section)."""
+    if cfg.metrics is None:
+        return None
+    from rrgrpc.metrics.merge import FrontMetrics
+
+    templates: list[Any] = []
+    if cfg.grpc is not None:
+        from rrgrpc.grpc.proxy import GrpcMetrics
+
+        templates += GrpcMetrics().collectors()
+    if cfg.http is not None and "http_metrics" in cfg.http.middleware:
+        from rrgrpc.http.metrics import HttpMetrics
+
+        templates += HttpMetrics().collectors()
+    return FrontMetrics(templates)
 
 
 def _control_roster(cfg: RRConfig) -> list[Plugin]:

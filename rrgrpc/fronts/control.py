@@ -3,7 +3,8 @@
 A front (``rr serve --front I``) serves it on a private unix socket through the ordinary RPC plugin;
 the supervisor is its only client and nothing on the request path uses it. Methods:
 
-* ``front.State``: pid, and per data plugin its workers, activity, health and readiness;
+* ``front.State``: pid, per data plugin its workers, activity, health and readiness, and (when the
+  supervisor serves metrics) a snapshot of the front's request metrics;
 * ``front.Reset`` (plugin name, or empty for all), ``front.AddWorker`` / ``front.RemoveWorker``
   (plugin name): today's pool operations on this front's share of the workers;
 * ``front.Stop``: start the graceful stop (the front ignores SIGINT/SIGTERM).
@@ -19,19 +20,33 @@ from typing import Any, ClassVar
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, Resettable, RpcMethod, RpcProvider
+from rrgrpc.plugin import (
+    HasStatus,
+    HasWorkers,
+    ManagesWorkers,
+    Peers,
+    ProvidesMetrics,
+    Resettable,
+    RpcMethod,
+    RpcProvider,
+)
+
+#: Turns the front's metric collectors into a JSON-able snapshot (``rrgrpc.metrics.merge.families``).
+Snapshot = Callable[[list[Any]], list[dict[str, Any]]]
 
 
 class FrontControl:
-    """The ``front`` RPC service of one front; ``stop`` starts the front's graceful stop."""
+    """The ``front`` RPC service of one front; ``stop`` starts the front's graceful stop; ``snapshot``
+    (None: no metrics section) takes the metrics ``front.State`` reports."""
 
     capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "front"
     rpc_service = "front"
 
-    def __init__(self, index: int, stop: Callable[[], None]) -> None:
+    def __init__(self, index: int, stop: Callable[[], None], snapshot: Snapshot | None = None) -> None:
         self.index = index
         self._stop = stop
+        self._snapshot = snapshot
         self._peers: Peers | None = None
 
     @contextlib.asynccontextmanager
@@ -73,7 +88,10 @@ class FrontControl:
                 "health": status[p.name].health() if p.name in status else 200,
                 "readiness": status[p.name].readiness() if p.name in status else 200,
             }
-        return {"pid": os.getpid(), "plugins": plugins}
+        state: dict[str, Any] = {"pid": os.getpid(), "plugins": plugins}
+        if self._snapshot is not None:
+            state["metrics"] = self._snapshot([c for p in self._having(ProvidesMetrics) for c in p.collectors()])
+        return state
 
     async def _reset(self, arg: Any) -> bool:
         name = arg_str(arg)

@@ -13,6 +13,9 @@ it is respawned with backoff; :data:`MAX_BOOT_FAILURES` failed boots in a row st
 :class:`FrontsPlugin` takes the place of one data plugin (``grpc``, ``http``) for the informer,
 resetter and status plugins: workers, activity, health and readiness come from a snapshot of every
 front's ``front.State``, taken every :data:`POLL` seconds and after every reset, add and remove.
+The same rounds feed the fronts' request metrics to the supervisor's ``/metrics`` (a
+:class:`MetricsSink`, ``rrgrpc.metrics.merge.FrontMetrics``), so a scrape sees them at most one
+round old.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 import msgspec
 
@@ -40,8 +43,9 @@ from rrgrpc.errors import ConfigError, RRError
 from rrgrpc.fronts.count import data_addresses
 from rrgrpc.gocompat import parse_address
 from rrgrpc.goridge.rpc import RpcClient
-from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, Resettable
+from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, ProvidesMetrics, Resettable
 from rrgrpc.pool.state import Activity, ProcessState
+from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
 
 log = logging.getLogger("rr.fronts")
 
@@ -52,6 +56,12 @@ POLL: Final = 0.5
 STATE_TIMEOUT: Final = 2.0
 #: Seconds to wait before respawning a front, by failed boots so far.
 BACKOFF: Final = (0.1, 1.0, 2.0)
+
+
+class MetricsSink(Protocol):
+    """Where the fronts' metric snapshots go: a Prometheus collector that merges them."""
+
+    def update(self, front: int, families: list[dict[str, Any]] | None) -> None: ...
 
 
 class FrontError(RRError):
@@ -111,19 +121,28 @@ class _Front:
 class Fronts:
     """The ``fronts`` plugin: N front processes serving the data sections of ``cfg``.
 
-    ``on_fatal`` is called with the cause when a front cannot be brought back (rr must stop).
+    ``on_fatal`` is called with the cause when a front cannot be brought back (rr must stop);
+    ``metrics`` (a Prometheus collector, None without a metrics section) receives every front's
+    metric snapshot, and the plugin provides it to the metrics plugin.
     """
 
+    capabilities: ClassVar[tuple[type, ...]] = (ProvidesMetrics,)
     name = "fronts"
 
-    def __init__(self, cfg: RRConfig, count: int, on_fatal: Callable[[str], None]) -> None:
+    def __init__(
+        self, cfg: RRConfig, count: int, on_fatal: Callable[[str], None], metrics: MetricsSink | None = None
+    ) -> None:
         self.cfg = msgspec.structs.replace(cfg, notes=())  # the supervisor's logs plugin says them, once
         self.count = count
         self._on_fatal = on_fatal
+        self._metrics = metrics
         self.fronts = [_Front(i) for i in range(count)]
         self._dir = ""
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+
+    def collectors(self) -> list[Any]:
+        return [self._metrics] if self._metrics is not None else []
 
     # -- lifecycle ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -231,12 +250,14 @@ class Fronts:
         """One ``front.State`` round over the live fronts; a front that does not answer keeps its last state."""
 
         async def one(front: _Front) -> None:
-            if front.client is None or not front.live:
-                return
-            with contextlib.suppress(RRError, OSError, TimeoutError):
-                async with asyncio.timeout(STATE_TIMEOUT):
-                    reply = await front.client.call("front.State")
-                front.plugins = reply["plugins"]
+            reply: dict[str, Any] = {}
+            if front.client is not None and front.live:
+                with contextlib.suppress(RRError, OSError, TimeoutError):
+                    async with asyncio.timeout(STATE_TIMEOUT):
+                        reply = await front.client.call("front.State")
+                    front.plugins = reply["plugins"]
+            if self._metrics is not None:
+                self._metrics.update(front.index, reply.get("metrics"))
 
         await asyncio.gather(*(one(f) for f in self.fronts))
 
@@ -307,13 +328,17 @@ async def _call(front: _Front, method: str, arg: Any) -> Any:
 
 class FrontsPlugin:
     """Stands in for the data plugin ``name`` (``grpc``, ``http``) in the supervisor: its workers,
-    reset, scaling and status, through the fronts."""
+    reset, scaling and status, through the fronts; and the worker gauges the http plugin exports
+    itself (with its help texts), over the fronts' workers."""
 
-    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus)
+    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
 
     def __init__(self, name: str, fronts: Fronts) -> None:
         self.name = name
         self._fronts = fronts
+
+    def collectors(self) -> list[Any]:
+        return [WorkersCollector(self, with_queue=False, helps=HTTP_HELPS)] if self.name == "http" else []
 
     @contextlib.asynccontextmanager
     async def lifespan(self, peers: Peers) -> AsyncIterator[None]:

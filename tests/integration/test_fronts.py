@@ -51,7 +51,8 @@ class Rr:
 
 
 def rr_yaml(
-    tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php"
+    tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php",
+    extra: str = "",
 ) -> tuple[str, int, int, int]:
     rpc, grpc_port, http_port = free_port(), free_port(), free_port()
     text = f"""
@@ -71,7 +72,7 @@ def rr_yaml(
             num_workers: {http_workers}
             command: "{' '.join(php_cmd('http_echo.php'))}"
     """
-    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text))
+    (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text) + textwrap.dedent(extra))
     return str(tmp_path / ".rr.yaml"), rpc, grpc_port, http_port
 
 
@@ -393,3 +394,39 @@ async def test_a_front_that_cannot_come_back_stops_rr_with_the_cause(tmp_path: P
         assert await asyncio.wait_for(rr.proc.wait(), 60) == 1
     errors = [line for line in rr.lines if line.startswith("rr: error:")]
     assert len(errors) == 1 and errors[0].startswith("rr: error: front 1 failed to start 3 times in a row: "), rr.output()
+
+
+def _sample(text: str, name: str) -> float:
+    """The sum of every sample of ``name`` (any labels) in a Prometheus exposition."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(f"{name}{{") or line.startswith(f"{name} "))
+
+
+async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
+    metrics_port, status_port = free_port(), free_port()
+    extra = f"""
+        metrics:
+          address: 127.0.0.1:{metrics_port}
+        status:
+          address: 127.0.0.1:{status_port}
+    """
+    async with rr_serve(tmp_path, extra=extra) as rr, aiohttp.ClientSession() as session:
+        answered = await grpc_pids(rr.grpc, 12)  # one Ping on each of 12 connections
+        fronts = rr.fronts()
+        assert answered & rr.workers_of(fronts[0]) and answered & rr.workers_of(fronts[1])
+
+        async def scrape() -> str:
+            async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                return await resp.text()
+
+        # the sum over both fronts, at most one state round old
+        text = await eventually(lambda: _has(scrape(), 'rr_grpc_request_total{grpc_method="/echo.v1.Echo/Ping",status_code="OK"} 12.0'), timeout=10)
+        assert 'rr_fronts_up{front="0"} 1.0' in text and 'rr_fronts_up{front="1"} 1.0' in text
+        assert _sample(text, "rr_grpc_total_workers") == 4 and _sample(text, "rr_http_total_workers") == 2
+        for path in ("/health?plugin=grpc", "/ready?plugin=grpc", "/health?plugin=http", "/ready?plugin=http"):
+            async with session.get(f"http://127.0.0.1:{status_port}{path}") as resp:
+                assert resp.status == 200, (path, await resp.text())
+
+
+async def _has(text: Any, needle: str) -> str | None:
+    body = str(await text)
+    return body if needle in body else None
