@@ -219,9 +219,10 @@ async def _serve(cfg: RRConfig, silent: bool) -> None:
     from rrgrpc.roster import default_roster, supervisor_roster
 
     fatal: list[str] = []
-    count, why = resolve(cfg)
-    if why:
-        cfg = msgspec.structs.replace(cfg, notes=(*cfg.notes, (logging.INFO, f"{cfg.source}: {why}")))
+    count, note = resolve(cfg)
+    if note is not None:
+        level, why = note
+        cfg = msgspec.structs.replace(cfg, notes=(*cfg.notes, (level, f"{cfg.source}: {why}")))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 

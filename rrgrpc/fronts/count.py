@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -55,28 +56,40 @@ def pool_size(pool: PoolConfig) -> int:
     return pool.num_workers or os.cpu_count() or 1
 
 
-def resolve(cfg: RRConfig) -> tuple[int, str]:
-    """The number of fronts to run, and the one info line that says why it is not what was asked ("" if it is)."""
+Note = tuple[int, str]  # (logging level, message), as RRConfig.notes holds them
+
+
+def resolve(cfg: RRConfig) -> tuple[int, Note | None]:
+    """The number of fronts to run, and the one line that says why it is not what was asked (info),
+    or that more fronts than CPUs were asked for (warning)."""
     wanted = cfg.server.num_fronts
-    n = max(1, usable_cpus() // 2) if wanted == "auto" else wanted
+    cpus = usable_cpus()
+    n = max(1, cpus // 2) if wanted == "auto" else wanted
     if n == 1:
-        return 1, ""
+        return 1, None
     addresses = data_addresses(cfg)
     if not addresses:
-        return 1, "" if wanted == "auto" else "server.num_fronts: no grpc or http section to serve; one process"
+        return 1, None if wanted == "auto" else _info("no grpc or http section to serve; one process")
     for key, address in addresses:
         addr = parse_address(address, key, bare=True)
         if addr.scheme == "unix":
-            return 1, f"server.num_fronts: {key} is a unix socket, which fronts cannot share; one front"
+            return 1, _info(f"{key} is a unix socket, which fronts cannot share; one front")
         if addr.port == 0:
-            return 1, f"server.num_fronts: {key} asks for any free port, which fronts cannot share; one front"
+            return 1, _info(f"{key} asks for any free port, which fronts cannot share; one front")
     if any(p.debug for p in data_pools(cfg)):
-        return 1, "server.num_fronts: a pool runs in debug mode; one front"
+        return 1, _info("a pool runs in debug mode; one front")
     smallest = min(pool_size(p) for p in data_pools(cfg))
     if n > smallest:
-        why = f"server.num_fronts: {n} fronts capped at {smallest}, the smallest pool's num_workers (each front needs a worker)"
-        return smallest, why if wanted != "auto" else ""
-    return n, ""
+        why = f"{n} fronts capped at {smallest}, the smallest pool's num_workers (each front needs a worker)"
+        return smallest, _info(why) if wanted != "auto" else None
+    if n > cpus:
+        why = f"server.num_fronts: {n} fronts on {cpus} usable CPUs: a front without a CPU of its own gains nothing"
+        return n, (logging.WARNING, why)
+    return n, None
+
+
+def _info(why: str) -> Note:
+    return logging.INFO, f"server.num_fronts: {why}"
 
 
 def share(total: int, index: int, fronts: int) -> int:
