@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -52,7 +53,7 @@ class Rr:
 
 def rr_yaml(
     tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php",
-    extra: str = "",
+    http_script: str = "http_echo.php", extra: str = "",
 ) -> tuple[str, int, int, int]:
     rpc, grpc_port, http_port = free_port(), free_port(), free_port()
     text = f"""
@@ -70,7 +71,7 @@ def rr_yaml(
           address: 127.0.0.1:{http_port}
           pool:
             num_workers: {http_workers}
-            command: "{' '.join(php_cmd('http_echo.php'))}"
+            command: "{' '.join(php_cmd(http_script))}"
     """
     (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text) + textwrap.dedent(extra))
     return str(tmp_path / ".rr.yaml"), rpc, grpc_port, http_port
@@ -83,13 +84,14 @@ async def _pump(proc: asyncio.subprocess.Process, into: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rr_serve(tmp_path: Path, fronts: object = 2, **kw: Any) -> AsyncIterator[Rr]:
-    """``rr serve`` on a fresh config; yields once it printed that it serves; SIGTERM at the end
-    unless the test ended it."""
+async def rr_serve(tmp_path: Path, fronts: object = 2, env: dict[str, str] | None = None, **kw: Any) -> AsyncIterator[Rr]:
+    """``rr serve`` on a fresh config (``env`` added to its environment, so its workers'); yields
+    once it printed that it serves; SIGTERM at the end unless the test ended it."""
     path, rpc, grpc_port, http_port = rr_yaml(tmp_path, fronts, **kw)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rrgrpc", "-c", path, "serve",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+        env={**os.environ, **(env or {})},
     )
     rr = Rr(proc, f"tcp://127.0.0.1:{rpc}", f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}")
     pump = asyncio.create_task(_pump(proc, rr.lines))
