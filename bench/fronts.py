@@ -1,6 +1,6 @@
 """What a multi-front data plane rests on: N bare servers sharing one port, pinned to 1 then 2 cores.
 
-    .venv/bin/python bench/fronts.py [--duration 3] [--rounds 2] [--cores 16] [--skip-rr]
+    .venv/bin/python bench/fronts.py [--duration 3] [--rounds 2] [--cores 16] [--skip-rr | --skip-floors]
 
 For each floor the issue names (a bare aiohttp hello driven by wrk, a bare grpc.aio echo driven by
 h2load) it starts front processes that all bind the same 127.0.0.1 port with SO_REUSEPORT (aiohttp:
@@ -21,10 +21,12 @@ Pinning is the per-front CPU ceiling (one front can use at most the CPUs it is p
 Each layout prints req/s, p99, errors, and per front process its CPU µs per request (user +
 system, from /proc through psutil, robust on a shared machine) and how busy it kept its CPU; the
 load generator's CPU µs per request; and the scaling factor of ``2 fronts / 2 cores`` over
-``1 front / 1 core`` and over ``1 front / 2 cores``. Then it measures rr's single front today (``rr serve`` with 2 PHP workers,
-unpinned, HTTP hello and gRPC echo, one run each): its process, event-loop thread and PHP
-workers' CPU µs per request, i.e. where one front's ceiling is (1 / loop µs). Last, the
-projection to ``--cores`` cores from those per-request costs, with its assumptions printed.
+``1 front / 1 core`` and over ``1 front / 2 cores``. Then the same three layouts for ``rr serve`` itself (``server.num_fronts``
+1 or 2, the whole process tree pinned, the PHP workers split over the fronts), HTTP hello and
+gRPC echo: req/s, p99, CPU µs per request of the whole tree, of each front and of the PHP
+workers, how busy each front's event-loop thread was, and rr's scaling factor. One front's costs
+(front, event-loop thread, PHP) give its ceiling (1 / loop µs). Last, the projection to
+``--cores`` cores from those per-request costs, with its assumptions printed.
 
 bench/machine.py's report, calibration and the load average before and after are printed first
 and last: figures from a loaded machine are not figures from a quiet one. Nothing is asserted.
@@ -205,12 +207,12 @@ def show(layout: Layout, r: Run) -> None:
     print(f"      machine: {r.busy[-1]}")
 
 
-# ------------------------------------------------------------------------------ rr's single front today
+# ------------------------------------------------------------------------------ rr's own fronts
 
 
 @dataclass
 class RrCost:
-    """rr's CPU µs per request: front process, its event-loop thread, its PHP workers."""
+    """rr's CPU µs per request with one front: front process, its event-loop thread, its PHP workers."""
 
     front: float
     loop: float
@@ -218,32 +220,92 @@ class RrCost:
     rps: float
 
 
-def rr_today(args: argparse.Namespace, tmp: Path) -> dict[str, RrCost]:
-    print(f"\n== rr serve today (one front, {args.workers} PHP workers, unpinned), 1 x {args.duration:g} s")
+@dataclass(frozen=True)
+class RrLayout:
+    """``rr serve`` with ``server.num_fronts: fronts``, pinned (whole tree) to ``cpus``; load generator on ``load``."""
+
+    name: str
+    fronts: int
+    cpus: frozenset[int]
+    load: frozenset[int] | None
+
+
+def rr_layouts(cpus: list[int]) -> list[RrLayout]:
+    first, two = frozenset(cpus[:1]), frozenset(cpus[:2])
+    apart = frozenset(cpus[2:]) or None
+    return [
+        RrLayout("1 front / 1 core", 1, first, frozenset(cpus[1:])),
+        RrLayout("2 fronts / 2 cores", 2, two, apart),
+        RrLayout("1 front / 2 cores", 1, two, apart),
+    ]
+
+
+def started(proc: subprocess.Popen[bytes], log: Path, budget: float = 60.0) -> None:
+    """Until rr says it serves: with several fronts it says so once every front serves."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"rr {common.exit_message(proc, log)}")
+        if b"server started" in log.read_bytes():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"rr pid {proc.pid} did not say 'server started' within {budget:g}s (log: {log})")
+
+
+def front_pids(rr_pid: int, fronts: int) -> list[int]:
+    """The front processes: rr itself with one front, else its Python children (PHP workers are theirs)."""
+    if fronts == 1:
+        return [rr_pid]
+    kids = [p for p in psutil.Process(rr_pid).children() if "php" not in os.path.basename(p.cmdline()[0])]
+    return sorted(p.pid for p in kids)
+
+
+def rr_fronts(args: argparse.Namespace, tmp: Path, cpus: list[int]) -> dict[str, RrCost]:
+    """rr serve itself over the layouts: its scaling with fronts, and one front's per-request costs."""
+    plan = rr_layouts(cpus)
+    print(f"\n== rr serve, {args.workers} PHP workers split over the fronts, whole process tree pinned; "
+          f"{args.rounds} x {args.duration:g} s")  # fmt: skip
+    (tmp / "rr_worker.php").write_text(render(RR_HELLO, tmp / "app"))
     costs: dict[str, RrCost] = {}
     for kind in ("http", "grpc"):
-        port = free_port()
-        cfg = tmp / f"{kind}.rr.yaml"
-        if kind == "http":
-            (tmp / "rr_worker.php").write_text(render(RR_HELLO, tmp / "app"))
-            cfg.write_text(http_yaml(port, args.workers))
-        else:
-            cfg.write_text(grpc_yaml(port, args.workers))
-        with running([*common.rr_command(), "-c", str(cfg), "serve"], tmp, tmp / f"{kind}.log") as proc:
-            if kind == "http":
-                common.wait_http(port, proc, log=tmp / f"{kind}.log")
-            else:
-                common.wait_grpc(port, proc, log=tmp / f"{kind}.log")
-            groups = {"front": Group(proc.pid), "loop": Group(proc.pid, "thread"), "php": Group(proc.pid, "children")}
-            r = Run()
-            measure(loader(kind, tmp), port, groups, args.duration, r)
-        assert r.best is not None
-        costs[kind] = RrCost(r.us("front"), r.us("loop"), r.us("php"), r.best.rps)
-        c = costs[kind]
-        print(f"   rr {kind:<5} {c.rps:>8.0f} req/s  errors {r.best.errors}; CPU µs per request: front {c.front:.0f} "
-              f"(event-loop thread {c.loop:.0f}), PHP workers {c.php:.0f}, load generator {r.us('load'):.0f}; "
-              f"one front's ceiling 1/loop = {1e6 / c.loop:.0f} req/s")  # fmt: skip
-        print(f"      machine: {r.busy[-1]}")
+        runs: dict[str, Run] = {}
+        for _ in range(args.rounds):
+            for layout in plan:
+                port = free_port()
+                yaml = http_yaml(port, args.workers) if kind == "http" else grpc_yaml(port, args.workers)
+                cfg, log = tmp / f"{kind}.rr.yaml", tmp / f"{kind}-{layout.fronts}.log"
+                cfg.write_text(yaml)
+                # an rrgrpc key (RoadRunner ignores it), given as RoadRunner's command-line override
+                argv = [*taskset(layout.cpus), *common.rr_command(), "-c", str(cfg), "-o", f"server.num_fronts={layout.fronts}", "serve"]
+                with running(argv, tmp, log) as proc, pinned(layout.load):
+                    started(proc, log)
+                    pids = front_pids(proc.pid, layout.fronts)
+                    if len(pids) != layout.fronts:
+                        raise SystemExit(f"rr pid {proc.pid} runs {len(pids)} fronts, asked for {layout.fronts}")
+                    groups = {"rr": Group(proc.pid, "tree")}
+                    for i, pid in enumerate(pids):
+                        groups |= {f"front{i}": Group(pid), f"loop{i}": Group(pid, "thread"), f"php{i}": Group(pid, "children")}
+                    measure(loader(kind, tmp), port, groups, args.duration, runs.setdefault(layout.name, Run()))
+        print(f"   rr {'HTTP hello' if kind == 'http' else 'gRPC echo'}")
+        for layout in plan:
+            r = runs[layout.name]
+            assert r.best is not None
+            n = layout.fronts
+            fronts_us = " + ".join(f"{r.us(f'front{i}'):.0f}" for i in range(n))
+            loops = ", ".join(f"{r.share(f'loop{i}'):.0f} %" for i in range(n))
+            php = sum(r.us(f"php{i}") for i in range(n))
+            where = "load generator pinned apart" if layout.load else "load generator shares rr's CPUs"
+            print(f"   {layout.name:<20} {r.best.rps:>8.0f} req/s  p99 {r.best.p99:6.2f} ms  errors {r.best.errors}  ({where})")
+            print(f"      CPU µs/request: whole rr tree {r.us('rr'):.0f}; fronts {fronts_us}; PHP {php:.0f}; "
+                  f"event-loop threads busy {loops} of a CPU; load generator {r.us('load'):.0f}")  # fmt: skip
+            print(f"      machine: {r.busy[-1]}")
+        one, two, shared = (runs[layout.name].best for layout in plan)
+        if one and two and shared:
+            print(f"   rr scaling factor, 2 fronts / 2 cores over 1 front / 1 core: {two.rps / one.rps:.2f}; "
+                  f"over 1 front / 2 cores: {two.rps / shared.rps:.2f}")  # fmt: skip
+        single = runs[plan[2].name]
+        assert single.best is not None
+        costs[kind] = RrCost(single.us("front0"), single.us("loop0"), single.us("php0"), single.best.rps)
     return costs
 
 
@@ -277,6 +339,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="PHP workers of rr's run")
     parser.add_argument("--cores", type=int, default=16, help="cores of the projection")
     parser.add_argument("--skip-rr", action="store_true", help="only the bare floors")
+    parser.add_argument("--skip-floors", action="store_true", help="only rr's layouts")
     parser.add_argument("--http-front", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-front", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,8 +360,8 @@ def main() -> None:
     describe()
     with tempfile.TemporaryDirectory(prefix="rr-fronts-") as tmpdir:
         tmp = Path(tmpdir)
-        results = floors(args, tmp, cpus)
-        costs = {} if args.skip_rr else rr_today(args, tmp)
+        results = {} if args.skip_floors else floors(args, tmp, cpus)
+        costs = {} if args.skip_rr else rr_fronts(args, tmp, cpus)
     project(results, costs, args.cores)
     print(f"\n{Stat.now().since(start)}")
 
