@@ -222,7 +222,9 @@ def h2load(url: str, data: Path, clients: int, streams: int, duration: float, lo
 @dataclass(frozen=True)
 class Group:
     """Processes whose CPU counts together: ``pid`` alone ("self"), its descendants ("children"),
-    both ("tree"), or only its main thread ("thread": an event loop)."""
+    both ("tree"), or only its main thread ("thread": an event loop). For rr, whose fronts may be
+    several processes: "python" (``pid`` and its non-PHP descendants: supervisor and fronts), their
+    main threads ("loops"), and "php" (its PHP descendants)."""
 
     pid: int
     mode: str = "self"
@@ -248,11 +250,31 @@ class Cpu:
         return self.user.get(name, 0.0) + self.system.get(name, 0.0)
 
 
+def _is_php(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return proc.name().startswith("php")
+    return False
+
+
+def _main_thread(proc: psutil.Process) -> tuple[float, float]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        th = next((t for t in proc.threads() if t.id == proc.pid), None)
+        if th:
+            return th.user_time, th.system_time
+    return 0.0, 0.0
+
+
 def _times(proc: psutil.Process, mode: str) -> tuple[float, float]:
     if mode == "thread":
-        th = next((t for t in proc.threads() if t.id == proc.pid), None)
-        return (th.user_time, th.system_time) if th else (0.0, 0.0)
-    procs = ([proc] if mode in ("self", "tree") else []) + (proc.children(recursive=True) if mode != "self" else [])
+        return _main_thread(proc)
+    family = [proc, *proc.children(recursive=True)]
+    if mode == "loops":
+        loops = [_main_thread(p) for p in family if not _is_php(p)]
+        return sum(u for u, _ in loops), sum(s for _, s in loops)
+    procs = {
+        "self": [proc], "children": family[1:], "tree": family,
+        "python": [p for p in family if not _is_php(p)], "php": [p for p in family[1:] if _is_php(p)],
+    }[mode]  # fmt: skip
     user = system = 0.0
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -1,6 +1,6 @@
 """Every benchmark in one run: rr against the real RoadRunner, nginx + php-fpm and bare Python floors.
 
-    .venv/bin/python bench/run_all.py [--duration 5] [--rounds 3] [--workers 2] [--only grpc,http,symfony,startup]
+    .venv/bin/python bench/run_all.py [--duration 5] [--rounds 3] [--workers 2] [--fronts 2] [--only grpc,http,symfony,startup]
 
 Scenarios (each target of a scenario runs the same PHP script with the same number of workers; rr
 and RoadRunner read the same .rr.yaml, only the port differs):
@@ -12,6 +12,10 @@ and RoadRunner read the same .rr.yaml, only the port differs):
 - Symfony-weight app (wrk, a FrameworkBundle + TwigBundle kernel): rr, RoadRunner, nginx + php-fpm
   (skipped without the Debian packages; see http_hello.py).
 - Startup to SERVING with 4 workers and the host's RSS, rr and RoadRunner.
+
+rr runs twice where it serves traffic: with one front (``rr``, the default on a 2-CPU machine)
+and with ``server.num_fronts: --fronts`` (``rr 2 fronts``); its "front" CPU is then the
+supervisor's and every front's, "loop" their event-loop threads summed.
 
 All targets of a scenario run side by side; after a warm-up, measured rounds alternate between
 them so that neighbours' load hits all alike, and the best round of each counts. CPU time per
@@ -139,7 +143,8 @@ def check_http(target: Target, size: int) -> None:
 
 
 def python_front(name: str, port: int, pid: int) -> Target:
-    t = Target(name, port, {"front": Group(pid), "loop": Group(pid, "thread"), "php": Group(pid, "children")})
+    """A Python server's target; rr's fronts and supervisor count together, its PHP workers apart."""
+    t = Target(name, port, {"front": Group(pid, "python"), "loop": Group(pid, "loops"), "php": Group(pid, "php")})
     loop = "uvloop" if mapped(pid, "uvloop") else "asyncio"
     t.notes.append(f"{name} (pid {pid}) runs on {loop}" + (
         "; aiohttp's C HTTP parser loaded" if mapped(pid, "_http_parser") else ""))
@@ -158,7 +163,7 @@ def rr_target(name: str, argv: list[str] | None, tmp: Path, yaml: Callable[[int]
     log = tmp / f"{name}.log"
     with running([*argv, "-c", str(cfg), "serve"], tmp, log) as proc:
         ready(port, proc, log=log)
-        if name == "rr":
+        if name.startswith("rr"):
             yield python_front(name, port, proc.pid)
         else:
             yield Target(name, port, {"front": Group(proc.pid), "php": Group(proc.pid, "children")})
@@ -172,6 +177,17 @@ def floor_target(name: str, ready: Callable[..., None]) -> Iterator[Target]:
     with running([sys.executable, str(Path(__file__).parent / script[0]), script[1], str(port)]) as proc:
         ready(port, proc)
         yield python_front(name, port, proc.pid)
+
+
+def fronts_targets(
+    stack: contextlib.ExitStack, args: argparse.Namespace, tmp: Path, yaml: Callable[[int], str], ready: Callable[..., None]
+) -> list[Target]:
+    """rr with ``server.num_fronts: --fronts`` (given as the ``-o`` override), when asked for."""
+    if args.fronts <= 1:
+        return []
+    name = f"rr {args.fronts} fronts"
+    argv = [*rr_command(), "-o", f"server.num_fronts={args.fronts}"]
+    return [stack.enter_context(rr_target(name, argv, tmp, yaml, ready))]
 
 
 def reference_argv() -> list[str] | None:
@@ -310,6 +326,7 @@ def grpc_scenario(args: argparse.Namespace, tmp: Path) -> None:
     with contextlib.ExitStack() as stack:
         targets = [
             stack.enter_context(rr_target("rr", rr_command(), tmp, yaml, ready)),
+            *fronts_targets(stack, args, tmp, yaml, ready),
             stack.enter_context(rr_target("RoadRunner", reference_argv(), tmp, yaml, ready)),
             stack.enter_context(floor_target("bare grpc.aio", ready)),
         ]
@@ -330,6 +347,7 @@ def http_scenario(args: argparse.Namespace, tmp: Path, symfony: bool) -> None:
     with contextlib.ExitStack() as stack:
         targets = [
             stack.enter_context(rr_target("rr", rr_command(), tmp, lambda p: rr_yaml(p, args.workers), ready)),
+            *fronts_targets(stack, args, tmp, lambda p: rr_yaml(p, args.workers), ready),
             stack.enter_context(rr_target("RoadRunner", reference_argv(), tmp, lambda p: rr_yaml(p, args.workers), ready)),
         ]
         port, nginx, fpm = stack.enter_context(fpm_server(tmp, fpm_script, args.workers))
@@ -407,6 +425,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8, help="h2load streams per connection")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument(
+        "--fronts", type=int, default=min(2, len(os.sched_getaffinity(0))),
+        help="also run rr with this server.num_fronts (rows 'rr N fronts'; 1: only the one-front rr)",
+    )
     parser.add_argument("--only", default="grpc,http,symfony,startup", help="comma-separated scenarios")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--http-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
