@@ -23,7 +23,7 @@ import grpc
 import psutil
 import pytest
 
-from rrgrpc.goridge.rpc import RpcClient
+from rrgrpc.goridge.rpc import RpcClient, RpcError
 from tests.helpers import ROOT, eventually, free_port, kill_tree, no_leftover_workers_fixture, php_cmd
 from tests.integration.test_grpc import Echo, PingRequest, SleepRequest
 
@@ -432,3 +432,19 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
 async def _has(text: Any, needle: str) -> str | None:
     body = str(await text)
     return body if needle in body else None
+
+
+async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tmp_path: Path) -> None:
+    # sent: resetter.Reset grpc, and SIGKILL to front 0 while it replaces its workers; failed: the
+    # reset, with an error naming front 0, its pid and the cause; front 1's reset finished
+    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+        victim = rr.fronts()[0]
+        reset = asyncio.ensure_future(client.call("resetter.Reset", "grpc"))
+        await eventually(lambda: '"front": 0' in "".join(x for x in rr.lines if "reset requested" in x), timeout=10)
+        victim.kill()
+        with pytest.raises(RpcError) as err:
+            await asyncio.wait_for(reset, 30)
+        assert f"reset of grpc failed on front 0 (pid {victim.pid}): " in str(err.value), err.value
+        assert "front 1" not in str(err.value)
+        await eventually(lambda: "workers replaced" in "".join(x for x in rr.lines if '"front": 1' in x), timeout=10)
+        await eventually(lambda: "front 0 restarted" in rr.output(), timeout=30)
