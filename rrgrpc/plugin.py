@@ -97,6 +97,15 @@ class ProvidesMetrics(Protocol):
 
 
 @runtime_checkable
+class Refreshable(Protocol):
+    """A plugin whose answers to the other capabilities come from a snapshot of other processes (the
+    fronts' supervisor): ``refresh()`` brings the snapshot up to date; a reader that must be exact
+    (a ``/metrics`` scrape) awaits it first."""
+
+    async def refresh(self) -> None: ...
+
+
+@runtime_checkable
 class HasStatus(Protocol):
     """A plugin that reports health and readiness as HTTP-like codes (200 ok, 503 not ready)."""
 

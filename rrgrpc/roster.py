@@ -72,7 +72,7 @@ def front_roster(cfg: RRConfig, index: int, fronts: int, control: str, stop: Cal
         from rrgrpc.metrics.merge import families
 
         snapshot = families
-    plugins += [FrontControl(index, stop, snapshot), RpcPlugin(channel)]
+    plugins += [FrontControl(index, stop, snapshot), RpcPlugin(channel, role="front control")]
     _data_plugins(cfg, plugins, reuse_port=True)
     return plugins
 

@@ -14,8 +14,8 @@ it is respawned with backoff; :data:`MAX_BOOT_FAILURES` failed boots in a row st
 resetter and status plugins: workers, activity, health and readiness come from a snapshot of every
 front's ``front.State``, taken every :data:`POLL` seconds and after every reset, add and remove.
 The same rounds feed the fronts' request metrics to the supervisor's ``/metrics`` (a
-:class:`MetricsSink`, ``rrgrpc.metrics.merge.FrontMetrics``), so a scrape sees them at most one
-round old.
+:class:`MetricsSink`, ``rrgrpc.metrics.merge.FrontMetrics``), and a scrape awaits one more round
+(``Refreshable``), so it sees every front's counts as of the scrape.
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ from rrgrpc.errors import ConfigError, RRError
 from rrgrpc.fronts.count import data_addresses
 from rrgrpc.gocompat import parse_address
 from rrgrpc.goridge.rpc import RpcClient
-from rrgrpc.plugin import HasStatus, HasWorkers, ManagesWorkers, Peers, ProvidesMetrics, Resettable
+from rrgrpc.plugin import (
+    HasStatus,
+    HasWorkers,
+    ManagesWorkers,
+    Peers,
+    ProvidesMetrics,
+    Refreshable,
+    Resettable,
+)
 from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
 
@@ -51,9 +59,10 @@ log = logging.getLogger("rr.fronts")
 
 #: Failed boots of one front in a row that stop rr.
 MAX_BOOT_FAILURES: Final = 3
-#: Seconds between two ``front.State`` rounds; and the budget of one.
+#: Seconds between two ``front.State`` rounds; and the budget of one (a front that does not answer
+#: in time keeps its last state, and counts as down in ``rr_fronts_up``).
 POLL: Final = 0.5
-STATE_TIMEOUT: Final = 2.0
+STATE_TIMEOUT: Final = 1.0
 #: Seconds to wait before respawning a front, by failed boots so far.
 BACKOFF: Final = (0.1, 1.0, 2.0)
 
@@ -126,7 +135,7 @@ class Fronts:
     metric snapshot, and the plugin provides it to the metrics plugin.
     """
 
-    capabilities: ClassVar[tuple[type, ...]] = (ProvidesMetrics,)
+    capabilities: ClassVar[tuple[type, ...]] = (ProvidesMetrics, Refreshable)
     name = "fronts"
 
     def __init__(

@@ -8,7 +8,8 @@ platform collectors (RoadRunner registers Go's process and runtime collectors), 
 ``rr_<plugin>_worker_memory_bytes{pid}``, ``rr_<plugin>_workers_ready|working|invalid``,
 ``rr_<plugin>_requests_dropped_total`` and, unless the peer already exports it,
 ``rr_<plugin>_requests_queue``), and the collectors predeclared under ``metrics.collect``. It then serves the text exposition on ``metrics.address`` (any path, as
-RoadRunner's promhttp handler does).
+RoadRunner's promhttp handler does); a scrape first awaits every ``Refreshable`` peer (the fronts'
+supervisor pulls its fronts' metrics then).
 
 The RPC service ``metrics`` (Declare/Add/Sub/Observe/Set/Unregister) follows RoadRunner's semantics and
 error texts (PROTOCOL.md §6.5). Counters keep the exact name they were declared with, as in Go:
@@ -34,7 +35,7 @@ from rrgrpc.metrics.collectors import AppCollector, MetricsRpcError
 from rrgrpc.metrics.exposition import exposition
 from rrgrpc.metrics.rpc import arg_fields, metric_arg
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics, RpcProvider
+from rrgrpc.plugin import HasWorkers, Peers, ProvidesMetrics, Refreshable, RpcProvider
 from rrgrpc.worker_metrics import WorkersCollector
 
 if TYPE_CHECKING:
@@ -70,12 +71,14 @@ class MetricsPlugin:
         self._bare: set[str] = {c.bare_counter for c in self._collectors.values() if c.bare_counter}
         self.port: int | None = None
         self._lock = threading.Lock()
+        self._refreshable: list[Refreshable] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def lifespan(self, peers: Peers) -> AbstractAsyncContextManager[None]:
         return self._run(peers)
 
     def _register_peers(self, peers: Peers) -> None:
+        self._refreshable = peers.having(Refreshable)
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
@@ -118,6 +121,8 @@ class MetricsPlugin:
         return exposition(self.registry, self._bare)
 
     async def _scrape(self, request: web.Request) -> web.Response:
+        for peer in self._refreshable:  # the fronts' request metrics, as of this scrape
+            await peer.refresh()
         body = self.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

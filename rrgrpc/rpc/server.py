@@ -99,9 +99,11 @@ class RpcPlugin:
     name = "rpc"
     rpc_service = "rpc"
 
-    def __init__(self, cfg: RRConfig) -> None:
+    def __init__(self, cfg: RRConfig, *, role: str = "rpc") -> None:
+        """``role`` names the endpoint in its log line (a front's private control socket is not rpc.listen)."""
         if cfg.rpc is None:
             raise ConfigError(f"{cfg.source}: rpc: the section is missing")
+        self._role = role
         self.listen: str = cfg.rpc.listen
         self._max_connections = cfg.rpc.max_connections
         self._frame_timeout = float(cfg.rpc.frame_timeout)
@@ -173,7 +175,7 @@ class RpcPlugin:
                     exposed,
                 )
         self.address = str(addr)
-        log.info("rpc listening on %s", self.address)
+        log.info("%s listening on %s", self._role, self.address)
         try:
             yield
         finally:

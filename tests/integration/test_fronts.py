@@ -23,7 +23,7 @@ import grpc
 import psutil
 import pytest
 
-from rrgrpc.goridge.rpc import RpcClient
+from rrgrpc.goridge.rpc import RpcClient, RpcError
 from tests.helpers import ROOT, eventually, free_port, kill_tree, no_leftover_workers_fixture, php_cmd
 from tests.integration.test_grpc import Echo, PingRequest, SleepRequest
 
@@ -420,8 +420,8 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
             async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
                 return await resp.text()
 
-        # the sum over both fronts, at most one state round old
-        text = await eventually(lambda: _has(scrape(), 'rr_grpc_request_total{grpc_method="/echo.v1.Echo/Ping",status_code="OK"} 12.0'), timeout=10)
+        text = await scrape()  # the scrape pulls every front's counts first: the sum over both fronts
+        assert 'rr_grpc_request_total{grpc_method="/echo.v1.Echo/Ping",status_code="OK"} 12.0' in text, text
         assert 'rr_fronts_up{front="0"} 1.0' in text and 'rr_fronts_up{front="1"} 1.0' in text
         assert _sample(text, "rr_grpc_total_workers") == 4 and _sample(text, "rr_http_total_workers") == 2
         for path in ("/health?plugin=grpc", "/ready?plugin=grpc", "/health?plugin=http", "/ready?plugin=http"):
@@ -429,6 +429,18 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
                 assert resp.status == 200, (path, await resp.text())
 
 
-async def _has(text: Any, needle: str) -> str | None:
-    body = str(await text)
-    return body if needle in body else None
+
+async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tmp_path: Path) -> None:
+    # sent: resetter.Reset grpc, and SIGKILL to front 0 while it replaces its workers; failed: the
+    # reset, with an error naming front 0, its pid and the cause; front 1's reset finished
+    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+        victim = rr.fronts()[0]
+        reset = asyncio.ensure_future(client.call("resetter.Reset", "grpc"))
+        await eventually(lambda: '"front": 0' in "".join(x for x in rr.lines if "reset requested" in x), timeout=10)
+        victim.kill()
+        with pytest.raises(RpcError) as err:
+            await asyncio.wait_for(reset, 30)
+        assert f"reset of grpc failed on front 0 (pid {victim.pid}): " in str(err.value), err.value
+        assert "front 1" not in str(err.value)
+        await eventually(lambda: "workers replaced" in "".join(x for x in rr.lines if '"front": 1' in x), timeout=10)
+        await eventually(lambda: "front 0 restarted" in rr.output(), timeout=30)
