@@ -121,7 +121,7 @@ class GrpcPlugin(PoolBacked):
             health = HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             self._health = health
-            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics)
+            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics, tls=bool(cfg.tls))
             self._register(server, proxy, protos)
             self._statuses = ("", *self.services)
             await self._set_all(NOT_SERVING)

@@ -45,16 +45,16 @@ from rrgrpc.errors import PoolError
 from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
-from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply
+from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply, plain_body
 from rrgrpc.pool.payload import Payload
 from rrgrpc.tracing import PROPAGATOR
 
 __all__ = [
+    "ContextEncoder",
     "Executor",
     "GrpcMetrics",
     "Proxy",
     "fresh_trace_carrier",
-    "request_context",
     "format_timeout",
     "peer_address",
 ]
@@ -63,6 +63,8 @@ log = logging.getLogger("rr.grpc")
 
 _INJECTED = ("traceparent", "tracestate", "baggage", "uber-trace-id")
 _EXTRACTED = frozenset(_INJECTED)  # and jaeger's "uberctx-" baggage keys
+_CANONICAL = {key: canonical_header(key) for key in _INJECTED}
+_CODEC_JSON = int(Flag.CODEC_JSON)
 
 
 class Executor(Protocol):
@@ -107,42 +109,56 @@ def peer_address(peer: str) -> str:
     return unquote(rest) if scheme in ("ipv4", "ipv6", "unix", "unix-abstract") else peer
 
 
-def request_context(
-    service: str,
-    method: str,
-    metadata: Iterable[tuple[str, str | bytes]],
-    *,
-    peer: str,
-    auth_type: str | None = None,
-    injected: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-) -> bytes:
-    """The worker context JSON of PROTOCOL.md §4.2, byte-compatible with RoadRunner's.
+class ContextEncoder:
+    """The worker context JSON of one method (PROTOCOL.md §4.2), byte-compatible with RoadRunner's.
 
-    Args:
-        service: full service name ``package.Service``.
-        method: bare rpc name.
-        metadata: incoming metadata pairs in arrival order (``-bin`` values as bytes).
-        peer: the remote address, already ``ip:port``.
-        auth_type: ``tls`` on a TLS connection, else ``None``.
-        injected: the trace carrier (lower-case keys, as ``tracing.PROPAGATOR`` writes them).
-        timeout: the remaining deadline in seconds, if the client set one.
+    The constant part (service and method) is encoded once; :meth:`encode` adds the per-call
+    entries, sorted as Go sorts a map's keys.
     """
-    ctx: dict[str, list[str]] = {}
-    for key, value in (injected or {}).items():
-        if key in _INJECTED:
-            ctx[canonical_header(key)] = [value]
-    incoming: dict[str, list[str]] = {}
-    for key, raw in metadata:
-        incoming.setdefault(key, []).append(go_string(raw) if isinstance(raw, bytes) else raw)
-    ctx.update(incoming)
-    ctx[":peer.address"] = [peer]
-    if auth_type:
-        ctx[":peer.auth-type"] = [auth_type]
-    if timeout is not None:
-        ctx["grpc-timeout"] = [format_timeout(timeout)]
-    ordered = {k: ctx[k] for k in sorted(ctx)}  # code point order is UTF-8 byte order
-    return go_json({"service": service, "method": method, "context": ordered})
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, service: str, method: str) -> None:
+        """``service``: full service name ``package.Service``; ``method``: bare rpc name."""
+        self._prefix = b'{"service":' + go_json(service) + b',"method":' + go_json(method) + b',"context":'
+
+    def encode(
+        self,
+        metadata: Iterable[tuple[str, str | bytes]],
+        *,
+        peer: str,
+        auth_type: str | None = None,
+        injected: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The context of one call.
+
+        Args:
+            metadata: incoming metadata pairs in arrival order (``-bin`` values as bytes).
+            peer: the remote address, already ``ip:port``.
+            auth_type: ``tls`` on a TLS connection, else ``None``.
+            injected: the trace carrier (lower-case keys, as ``tracing.PROPAGATOR`` writes them).
+            timeout: the remaining deadline in seconds, if the client set one.
+        """
+        ctx: dict[str, list[str]] = {}
+        for key, raw in metadata:
+            value = raw if isinstance(raw, str) else go_string(raw)
+            values = ctx.get(key)
+            if values is None:
+                ctx[key] = [value]
+            else:
+                values.append(value)
+        if injected:
+            for key, value in injected.items():
+                canonical = _CANONICAL.get(key)
+                if canonical is not None and canonical not in ctx:  # the metadata's own key wins
+                    ctx[canonical] = [value]
+        ctx[":peer.address"] = [peer]
+        if auth_type:
+            ctx[":peer.auth-type"] = [auth_type]
+        if timeout is not None:
+            ctx["grpc-timeout"] = [format_timeout(timeout)]
+        return self._prefix + go_json(ctx, sort_maps=True) + b"}"
 
 
 # ---------------------------------------------------------------------------------- the handlers
@@ -159,6 +175,7 @@ class Proxy:
         tracer: the tracer for the server span; ``None``: no provider is installed, mint ids only.
         authority: what ``:authority`` reports to PHP.
         metrics: request collectors to update.
+        tls: the server listens with TLS (``:peer.auth-type`` is ``tls`` on every call).
     """
 
     def __init__(
@@ -167,10 +184,13 @@ class Proxy:
         tracer: trace.Tracer | None,
         authority: str,
         metrics: GrpcMetrics,
+        *,
+        tls: bool = False,
     ) -> None:
         self._executor = executor
         self._tracer = tracer
         self._authority = authority
+        self._tls = tls
         self._metrics = metrics
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -205,36 +225,64 @@ class Proxy:
         return answer
 
     def _unary(self, service: str, method: str) -> Handler:
+        """The handler of one unary method; what does not change per call is computed here, once."""
         full = f"/{service}/{method}"
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        encoder = ContextEncoder(service, method)
+        head = ((":authority", self._authority), ("content-type", "application/grpc"))
+        auth_type = "tls" if self._tls else None  # a grpc.aio server listens either with TLS or without
+        tracer = self._tracer
         metrics = self._metrics
         ok = metrics.requests.labels(full, "OK")
         duration = metrics.duration.labels(full)
+        perf_counter = time.perf_counter
+        OK = grpc.StatusCode.OK
 
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            start = time.perf_counter()
+            start = perf_counter()
             self._inflight += 1
             self._idle.clear()
             code = grpc.StatusCode.UNKNOWN
-            metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
+            metadata: Sequence[tuple[str, str | bytes]] = context.invocation_metadata() or ()
             span: trace.Span | None = None
             token = None
-            if self._tracer is None and not _carries_trace(metadata):
+            if tracer is None and not _carries_trace(metadata):
                 carrier = fresh_trace_carrier()  # nothing to continue and nothing to record: ids only
             else:
                 parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
-                if self._tracer is None:
+                if tracer is None:
                     span = _local_span(parent)
                 else:
-                    span = self._tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
+                    span = tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
                 current = trace.set_span_in_context(span, parent)
                 token = otel_context.attach(current)
                 carrier = {}
                 PROPAGATOR.inject(carrier, context=current)
             try:
-                reply = await self._exchange(service, method, full, request, metadata, carrier, context)
+                remaining = context.time_remaining()
+                ctx = encoder.encode(
+                    (*head, *metadata),
+                    peer=peer_address(context.peer()),
+                    auth_type=auth_type,
+                    injected=carrier,
+                    timeout=remaining,
+                )
+                try:
+                    raw = await self._executor().exec(
+                        Payload(ctx, request, _CODEC_JSON), timeout=remaining, info=full, alive=lambda: not context.done()
+                    )
+                except (PoolError, TimeoutError) as exc:
+                    lost = failure_from_exception(exc)
+                    log.warning("%s: %s: %s", full, go_code_name(lost.code), lost.message)
+                    reply = Reply(failure=lost)
+                else:
+                    body = plain_body(raw)
+                    if body is not None and span is None:  # the common answer: a body, nothing else
+                        code = OK
+                        return body
+                    reply = parse_reply(raw)
                 failure = reply.failure
-                code = failure.code if failure else grpc.StatusCode.OK
+                code = failure.code if failure else OK
                 if span is not None and span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if failure:
@@ -253,42 +301,10 @@ class Proxy:
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.set()
-                (ok if code is grpc.StatusCode.OK else metrics.requests.labels(full, go_code_name(code))).inc()
-                duration.observe(time.perf_counter() - start)
+                (ok if code is OK else metrics.requests.labels(full, go_code_name(code))).inc()
+                duration.observe(perf_counter() - start)
 
         return call
-
-    async def _exchange(
-        self,
-        service: str,
-        method: str,
-        full: str,
-        request: bytes,
-        metadata: Sequence[tuple[str, str | bytes]],
-        carrier: Mapping[str, str],
-        context: grpc.aio.ServicerContext,
-    ) -> Reply:
-        """Build the worker request, run it on the pool within the client's deadline, decode the reply."""
-        remaining = context.time_remaining()
-        auth = context.auth_context().get("transport_security_type")
-        ctx = request_context(
-            service,
-            method,
-            ((":authority", self._authority), ("content-type", "application/grpc"), *metadata),
-            peer=peer_address(context.peer()),
-            auth_type="tls" if auth == [b"ssl"] else None,
-            injected=carrier,
-            timeout=remaining,
-        )
-        try:
-            raw = await self._executor().exec(
-                Payload(ctx, request, Flag.CODEC_JSON), timeout=remaining, info=full, alive=lambda: not context.done()
-            )
-        except (PoolError, TimeoutError) as exc:
-            failure = failure_from_exception(exc)
-            log.warning("%s: %s: %s", full, go_code_name(failure.code), failure.message)
-            return Reply(failure=failure)
-        return parse_reply(raw)
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -309,7 +325,7 @@ def fresh_trace_carrier() -> dict[str, str]:
     """What injecting a :func:`_local_span` without a parent writes, minted directly.
 
     The ids are drawn in :func:`_local_span`'s order (span id, then trace id); ``uber-trace-id``
-    is written as :func:`request_context` renders it. No tracestate and no baggage: a fresh trace
+    is written as :meth:`ContextEncoder.encode` renders it. No tracestate and no baggage: a fresh trace
     carries neither.
     """
     span_id = random.getrandbits(64) or 1

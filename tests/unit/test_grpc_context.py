@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.grpc.proxy import (
+    ContextEncoder,
     _local_span,
     format_timeout,
     fresh_trace_carrier,
     peer_address,
-    request_context,
 )
 from rrgrpc.grpc.status import failure_from_error_text, parse_reply
 from rrgrpc.pool.payload import Payload
@@ -28,11 +28,8 @@ TRANSCRIPT = json.loads((VECTORS / "grpc_worker.json").read_text())
 
 
 def test_shape_sorting_and_arrays() -> None:
-    raw = request_context(
-        "helloworld.Greeter",
-        "SayHello",
-        [("x-b", "2"), ("x-a", "1"), ("x-a", "3"), (":authority", "127.0.0.1:9001")],
-        peer="127.0.0.1:53412",
+    raw = ContextEncoder("helloworld.Greeter", "SayHello").encode(
+        [("x-b", "2"), ("x-a", "1"), ("x-a", "3"), (":authority", "127.0.0.1:9001")], peer="127.0.0.1:53412"
     )
     assert raw == (
         b'{"service":"helloworld.Greeter","method":"SayHello","context":{":authority":["127.0.0.1:9001"],'
@@ -41,12 +38,12 @@ def test_shape_sorting_and_arrays() -> None:
 
 
 def test_empty_metadata_gives_an_object_never_null() -> None:
-    ctx = json.loads(request_context("a.B", "C", [], peer="1.2.3.4:5"))
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="1.2.3.4:5"))
     assert ctx["context"] == {":peer.address": ["1.2.3.4:5"]}
 
 
 def test_go_escaping_of_html_characters_and_line_separators() -> None:
-    raw = request_context("a.B", "C", [("x-q", "<a&b>\u2028\"é")], peer="p")
+    raw = ContextEncoder("a.B", "C").encode([("x-q", "<a&b>\u2028\"é")], peer="p")
     assert b'"x-q":["\\u003ca\\u0026b\\u003e\\u2028\\"\xc3\xa9"]' in raw
     assert go_json({"k": "\x01\t"}) == b'{"k":"\\u0001\\t"}'
 
@@ -63,12 +60,12 @@ def test_go_escaping_of_html_characters_and_line_separators() -> None:
 )
 def test_bin_values_render_like_go(raw: bytes, text: str) -> None:
     assert go_string(raw) == text
-    ctx = json.loads(request_context("a.B", "C", [("x-id-bin", raw)], peer="p"))
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([("x-id-bin", raw)], peer="p"))
     assert ctx["context"]["x-id-bin"] == [text]
 
 
 def test_peer_auth_type_and_timeout_entries() -> None:
-    ctx = json.loads(request_context("a.B", "C", [], peer="[::1]:9", auth_type="tls", timeout=1.5))
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="[::1]:9", auth_type="tls", timeout=1.5))
     assert ctx["context"] == {":peer.address": ["[::1]:9"], ":peer.auth-type": ["tls"], "grpc-timeout": ["1500m"]}
 
 
@@ -114,7 +111,7 @@ def test_trace_headers_are_injected_from_the_span_with_go_capitalisation() -> No
         span_id = format(span.get_span_context().span_id, "016x")
     assert baggage.get_baggage("user", parent) == "alice"
     ctx = json.loads(
-        request_context("a.B", "C", [("traceparent", "00-incoming-kept-as-metadata")], peer="p", injected=carrier)
+        ContextEncoder("a.B", "C").encode([("traceparent", "00-incoming-kept-as-metadata")], peer="p", injected=carrier)
     )["context"]
     assert ctx["Traceparent"] == [f"00-2678b910f57fe3320587f4126a390868-{span_id}-01"]
     assert ctx["Tracestate"] == ["k=v"]
@@ -128,7 +125,7 @@ def test_no_tracestate_or_baggage_keys_when_empty() -> None:
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         carrier: dict[str, str] = {}
         PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    ctx = json.loads(request_context("a.B", "C", [], peer="p", injected=carrier))["context"]
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="p", injected=carrier))["context"]
     assert sorted(ctx) == [":peer.address", "Traceparent", "Uber-Trace-Id"]
 
 
@@ -158,9 +155,8 @@ def test_vector_request_context_is_rebuilt_byte_for_byte(ex: dict[str, Any], fra
         if key != ":peer.address"
         for value in values
     ]
-    built = request_context(
-        captured["service"], captured["method"], metadata, peer=captured["context"][":peer.address"][0]
-    )
+    encoder = ContextEncoder(captured["service"], captured["method"])
+    built = encoder.encode(metadata, peer=captured["context"][":peer.address"][0])
     assert json.loads(built) == captured
     assert built == _payload(frame)[: frame["context_len"]]
 
@@ -207,6 +203,5 @@ def test_fresh_carrier_renders_as_an_injected_local_span(seed: int) -> None:
     fresh = fresh_trace_carrier()
     assert fresh.keys() == injected.keys()
     metadata = [("user-agent", "x")]
-    assert request_context("a.B", "C", metadata, peer="p", injected=fresh) == request_context(
-        "a.B", "C", metadata, peer="p", injected=injected
-    )
+    encoder = ContextEncoder("a.B", "C")
+    assert encoder.encode(metadata, peer="p", injected=fresh) == encoder.encode(metadata, peer="p", injected=injected)
