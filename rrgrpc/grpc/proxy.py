@@ -3,6 +3,9 @@
 Owns the generic raw-bytes method handlers (no deserializer: the request arrives as ``bytes`` and
 the response leaves as the worker's bytes), the worker request context of PROTOCOL.md §4.2 built
 byte-for-byte as Go's ``encoding/json`` would, the server span, deadlines, and the request metrics.
+What does not change from call to call is worked out once per method (the context's constant part,
+metric children) or once per client connection and metadata (a context template the common call
+splices its fresh trace ids into).
 
 What the worker receives in ``context`` (one array of strings per key, keys sorted bytewise):
 
@@ -33,7 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import unquote
 
 import grpc
@@ -45,7 +48,15 @@ from rrgrpc.errors import PoolError
 from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
-from rrgrpc.grpc.status import Failure, Reply, failure_from_exception, go_code_name, parse_reply, plain_body
+from rrgrpc.grpc.status import (
+    Failure,
+    Metadata,
+    Reply,
+    failure_from_exception,
+    go_code_name,
+    parse_reply,
+    plain_body,
+)
 from rrgrpc.pool.payload import Payload
 from rrgrpc.tracing import PROPAGATOR
 
@@ -54,7 +65,6 @@ __all__ = [
     "Executor",
     "GrpcMetrics",
     "Proxy",
-    "fresh_trace_carrier",
     "format_timeout",
     "peer_address",
 ]
@@ -112,22 +122,34 @@ def peer_address(peer: str) -> str:
 class ContextEncoder:
     """The worker context JSON of one method (PROTOCOL.md §4.2), byte-compatible with RoadRunner's.
 
-    The constant part (service and method) is encoded once; :meth:`encode` adds the per-call
-    entries, sorted as Go sorts a map's keys.
+    What is the same on every call is encoded once: the service and method, and the entries every
+    call carries first (``head``). :meth:`encode` adds a call's entries, sorted as Go sorts a map's
+    keys. :meth:`encode_fresh`, the common case (a fresh trace, nothing to continue or record),
+    splices the new trace ids (and the deadline) into a template made once per client connection
+    and metadata, so a call costs a join instead of an encoding.
+
+    Args:
+        service: full service name ``package.Service``.
+        method: bare rpc name.
+        head: entries before the incoming metadata (the proxy's ``:authority`` and ``content-type``).
+        auth_type: ``tls`` when the server listens with TLS, else ``None``.
     """
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("_prefix", "_head", "_auth_type", "_templates")
 
-    def __init__(self, service: str, method: str) -> None:
-        """``service``: full service name ``package.Service``; ``method``: bare rpc name."""
+    def __init__(
+        self, service: str, method: str, head: Metadata = (), auth_type: str | None = None
+    ) -> None:
         self._prefix = b'{"service":' + go_json(service) + b',"method":' + go_json(method) + b',"context":'
+        self._head = head
+        self._auth_type = auth_type
+        self._templates: dict[tuple[str, bool, Metadata], tuple[bytes, ...] | None] = {}
 
     def encode(
         self,
         metadata: Iterable[tuple[str, str | bytes]],
         *,
         peer: str,
-        auth_type: str | None = None,
         injected: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> bytes:
@@ -136,12 +158,55 @@ class ContextEncoder:
         Args:
             metadata: incoming metadata pairs in arrival order (``-bin`` values as bytes).
             peer: the remote address, already ``ip:port``.
-            auth_type: ``tls`` on a TLS connection, else ``None``.
             injected: the trace carrier (lower-case keys, as ``tracing.PROPAGATOR`` writes them).
             timeout: the remaining deadline in seconds, if the client set one.
         """
+        return self._encode(metadata, peer, injected, None if timeout is None else format_timeout(timeout))
+
+    def encode_fresh(self, metadata: Metadata, peer: str, timeout: float | None) -> bytes:
+        """:meth:`encode` with the ids of a fresh trace, as injecting a parentless :func:`_local_span`
+        writes them (drawn in its order: span id, then trace id); ``peer`` is grpcio's peer string."""
+        key = (peer, timeout is None, metadata)
+        parts = self._templates.get(key, _MISSING)
+        if parts is _MISSING:
+            parts = self._template(metadata, peer, timeout is not None)
+            if len(self._templates) >= _TEMPLATES_PER_METHOD:  # one-off connections must not grow it forever
+                self._templates.clear()
+            self._templates[key] = parts
+        bits = random.getrandbits(192)  # the same draws as getrandbits(64), then getrandbits(128)
+        trace_id = b"%032x" % (bits >> 64 or 1)
+        span_id = b"%016x" % (bits & _SPAN_BITS or 1)
+        if parts is None:  # a metadata value holds a template mark: no template for it
+            carrier = {
+                "traceparent": f"00-{trace_id.decode()}-{span_id.decode()}-01",
+                "uber-trace-id": f"{trace_id.decode()}:{span_id.decode()}:0:1",
+            }
+            return self.encode(metadata, peer=peer_address(peer), injected=carrier, timeout=timeout)
+        out = [parts[0], b"00-", trace_id, b"-", span_id, b"-01", parts[1], trace_id, b":", span_id, b":0:1", parts[2]]
+        if timeout is not None:
+            out += (format_timeout(timeout).encode(), parts[3])
+        return b"".join(out)
+
+    def _template(self, metadata: Metadata, peer: str, timed: bool) -> tuple[bytes, ...] | None:
+        """The context with marks where the trace ids and the deadline go, cut at the marks."""
+        marks = _MARKS if timed else _MARKS[:2]
+        raw = self._encode(metadata, peer_address(peer), _MARKED_CARRIER, _MARKS[2].decode() if timed else None)
+        if any(raw.count(mark) != 1 for mark in marks):
+            return None
+        parts: list[bytes] = []
+        rest = raw
+        for mark in marks:
+            before, found, rest = rest.partition(mark)
+            if not found:  # the marks are not in the order the sorted keys give them
+                return None
+            parts.append(before)
+        return (*parts, rest)
+
+    def _encode(
+        self, metadata: Iterable[tuple[str, str | bytes]], peer: str, injected: Mapping[str, str] | None, timeout: str | None
+    ) -> bytes:
         ctx: dict[str, list[str]] = {}
-        for key, raw in metadata:
+        for key, raw in (*self._head, *metadata):
             value = raw if isinstance(raw, str) else go_string(raw)
             values = ctx.get(key)
             if values is None:
@@ -154,11 +219,20 @@ class ContextEncoder:
                 if canonical is not None and canonical not in ctx:  # the metadata's own key wins
                     ctx[canonical] = [value]
         ctx[":peer.address"] = [peer]
-        if auth_type:
-            ctx[":peer.auth-type"] = [auth_type]
+        if self._auth_type:
+            ctx[":peer.auth-type"] = [self._auth_type]
         if timeout is not None:
-            ctx["grpc-timeout"] = [format_timeout(timeout)]
+            ctx["grpc-timeout"] = [timeout]
         return self._prefix + go_json(ctx, sort_maps=True) + b"}"
+
+
+_MISSING: Final[Any] = object()
+_TEMPLATES_PER_METHOD: Final = 256
+_SPAN_BITS: Final = (1 << 64) - 1
+# where encode_fresh puts the traceparent and uber-trace-id values and the grpc-timeout (the
+# order of the sorted keys: "Traceparent" < "Uber-Trace-Id" < "grpc-timeout")
+_MARKS: Final = (b"rr-mark-traceparent", b"rr-mark-uber-trace-id", b"rr-mark-grpc-timeout")
+_MARKED_CARRIER: Final = {"traceparent": _MARKS[0].decode(), "uber-trace-id": _MARKS[1].decode()}
 
 
 # ---------------------------------------------------------------------------------- the handlers
@@ -228,9 +302,9 @@ class Proxy:
         """The handler of one unary method; what does not change per call is computed here, once."""
         full = f"/{service}/{method}"
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-        encoder = ContextEncoder(service, method)
-        head = ((":authority", self._authority), ("content-type", "application/grpc"))
         auth_type = "tls" if self._tls else None  # a grpc.aio server listens either with TLS or without
+        head = ((":authority", self._authority), ("content-type", "application/grpc"))
+        encoder = ContextEncoder(service, method, head, auth_type)
         tracer = self._tracer
         metrics = self._metrics
         ok = metrics.requests.labels(full, "OK")
@@ -243,30 +317,25 @@ class Proxy:
             self._inflight += 1
             self._idle.clear()
             code = grpc.StatusCode.UNKNOWN
-            metadata: Sequence[tuple[str, str | bytes]] = context.invocation_metadata() or ()
+            metadata: Metadata = tuple(context.invocation_metadata() or ())  # grpc's own tuple: no copy
             span: trace.Span | None = None
             token = None
-            if tracer is None and not _carries_trace(metadata):
-                carrier = fresh_trace_carrier()  # nothing to continue and nothing to record: ids only
-            else:
-                parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
-                if tracer is None:
-                    span = _local_span(parent)
-                else:
-                    span = tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
-                current = trace.set_span_in_context(span, parent)
-                token = otel_context.attach(current)
-                carrier = {}
-                PROPAGATOR.inject(carrier, context=current)
             try:
                 remaining = context.time_remaining()
-                ctx = encoder.encode(
-                    (*head, *metadata),
-                    peer=peer_address(context.peer()),
-                    auth_type=auth_type,
-                    injected=carrier,
-                    timeout=remaining,
-                )
+                if tracer is None and not _carries_trace(metadata):
+                    # nothing to continue and nothing to record: fresh ids only
+                    ctx = encoder.encode_fresh(metadata, context.peer(), remaining)
+                else:
+                    parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
+                    if tracer is None:
+                        span = _local_span(parent)
+                    else:
+                        span = tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
+                    current = trace.set_span_in_context(span, parent)
+                    token = otel_context.attach(current)
+                    carrier: dict[str, str] = {}
+                    PROPAGATOR.inject(carrier, context=current)
+                    ctx = encoder.encode(metadata, peer=peer_address(context.peer()), injected=carrier, timeout=remaining)
                 try:
                     raw = await self._executor().exec(
                         Payload(ctx, request, _CODEC_JSON), timeout=remaining, info=full, alive=lambda: not context.done()
@@ -319,21 +388,6 @@ def _carries_trace(metadata: Sequence[tuple[str, str | bytes]]) -> bool:
         if key in _EXTRACTED or key.startswith("uberctx-"):
             return True
     return False
-
-
-def fresh_trace_carrier() -> dict[str, str]:
-    """What injecting a :func:`_local_span` without a parent writes, minted directly.
-
-    The ids are drawn in :func:`_local_span`'s order (span id, then trace id); ``uber-trace-id``
-    is written as :meth:`ContextEncoder.encode` renders it. No tracestate and no baggage: a fresh trace
-    carries neither.
-    """
-    span_id = random.getrandbits(64) or 1
-    trace_id = random.getrandbits(128) or 1
-    return {
-        "traceparent": f"00-{trace_id:032x}-{span_id:016x}-01",
-        "uber-trace-id": f"{trace_id:032x}:{span_id:016x}:0:1",
-    }
 
 
 def _local_span(parent: otel_context.Context) -> trace.Span:

@@ -16,7 +16,6 @@ from rrgrpc.grpc.proxy import (
     ContextEncoder,
     _local_span,
     format_timeout,
-    fresh_trace_carrier,
     peer_address,
 )
 from rrgrpc.grpc.status import failure_from_error_text, parse_reply
@@ -65,7 +64,7 @@ def test_bin_values_render_like_go(raw: bytes, text: str) -> None:
 
 
 def test_peer_auth_type_and_timeout_entries() -> None:
-    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="[::1]:9", auth_type="tls", timeout=1.5))
+    ctx = json.loads(ContextEncoder("a.B", "C", auth_type="tls").encode([], peer="[::1]:9", timeout=1.5))
     assert ctx["context"] == {":peer.address": ["[::1]:9"], ":peer.auth-type": ["tls"], "grpc-timeout": ["1500m"]}
 
 
@@ -192,16 +191,53 @@ def test_vector_worker_reply_maps_to_the_captured_outcome(ex: dict[str, Any], fr
         assert reply.body == bytes.fromhex(frame["body"]["hex"])
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_fresh_carrier_renders_as_an_injected_local_span(seed: int) -> None:
-    """The fast path without a provider or incoming trace gives PHP the bytes the propagators would."""
+def _injected_local_span(seed: int) -> dict[str, str]:
+    """What the propagators write for a parentless local span drawn after ``random.seed(seed)``."""
     random.seed(seed)
     parent = PROPAGATOR.extract({"user-agent": "x"})
     injected: dict[str, str] = {}
     PROPAGATOR.inject(injected, context=trace.set_span_in_context(_local_span(parent), parent))
-    random.seed(seed)
-    fresh = fresh_trace_carrier()
-    assert fresh.keys() == injected.keys()
-    metadata = [("user-agent", "x")]
-    encoder = ContextEncoder("a.B", "C")
-    assert encoder.encode(metadata, peer="p", injected=fresh) == encoder.encode(metadata, peer="p", injected=injected)
+    return injected
+
+
+HEAD = ((":authority", "127.0.0.1:9001"), ("content-type", "application/grpc"))
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("timeout", [None, 2.5])
+def test_fresh_trace_renders_as_an_injected_local_span(seed: int, timeout: float | None) -> None:
+    """The fast path without a provider or incoming trace gives PHP the bytes the propagators would,
+    from a new template and from the cached one alike."""
+    encoder = ContextEncoder("a.B", "C", HEAD, "tls")
+    metadata = (("user-agent", "x"), ("x-id-bin", b"\xff1"), ("x-a", "1"), ("x-a", "2"))
+    for _ in range(2):
+        injected = _injected_local_span(seed)
+        expected = encoder.encode(metadata, peer="1.2.3.4:5", injected=injected, timeout=timeout)
+        random.seed(seed)
+        assert encoder.encode_fresh(metadata, "ipv4:1.2.3.4:5", timeout) == expected
+
+
+def test_fresh_trace_ids_differ_per_call_on_one_template() -> None:
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    seen = {json.loads(encoder.encode_fresh((), "ipv4:1.2.3.4:5", None))["context"]["Traceparent"][0] for _ in range(50)}
+    assert len(seen) == 50
+
+
+def test_metadata_holding_a_template_mark_is_encoded_as_sent() -> None:
+    """A value that looks like the template's marks cannot confuse the splice."""
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    metadata = (("x-evil", "rr-mark-traceparent"), ("x-b", "rr-mark-grpc-timeout"))
+    injected = _injected_local_span(7)
+    expected = encoder.encode(metadata, peer="1.2.3.4:5", injected=injected, timeout=1.0)
+    random.seed(7)
+    assert encoder.encode_fresh(metadata, "ipv4:1.2.3.4:5", 1.0) == expected
+    ctx = json.loads(expected)["context"]
+    assert ctx["x-evil"] == ["rr-mark-traceparent"] and ctx["grpc-timeout"] == ["1000m"]
+
+
+def test_templates_stay_bounded_with_one_off_connections() -> None:
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    for port in range(1000):
+        ctx = json.loads(encoder.encode_fresh((), f"ipv4:10.0.0.1:{port}", None))["context"]
+        assert ctx[":peer.address"] == [f"10.0.0.1:{port}"]
+    assert len(encoder._templates) <= 256
