@@ -47,8 +47,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.gocompat import parse_address
+from rrgrpc.grpc.metrics import GrpcMetrics
 from rrgrpc.grpc.protos import ProtoSet, load_protos
-from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
+from rrgrpc.grpc.proxy import Executor, Proxy
 from rrgrpc.plugin import (
     Peers,
     PoolBacked,

@@ -42,11 +42,11 @@ from urllib.parse import unquote
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from prometheus_client import Counter, Gauge, Histogram
 
 from rrgrpc.errors import PoolError
 from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.goridge.frame import Flag
+from rrgrpc.grpc.metrics import GrpcMetrics
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
 from rrgrpc.grpc.status import (
     Failure,
@@ -63,7 +63,6 @@ from rrgrpc.tracing import PROPAGATOR
 __all__ = [
     "ContextEncoder",
     "Executor",
-    "GrpcMetrics",
     "Proxy",
     "format_timeout",
     "peer_address",
@@ -83,25 +82,6 @@ class Executor(Protocol):
     async def exec(
         self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Callable[[], bool] | None = None
     ) -> Payload: ...
-
-
-class GrpcMetrics:
-    """RoadRunner's gRPC request collectors, created unregistered (the metrics plugin registers them)."""
-
-    def __init__(self) -> None:
-        self.queue = Gauge("rr_grpc_requests_queue", "Total number of queued requests.", registry=None)
-        self.requests = Counter(
-            "rr_grpc_request_total",
-            "Total number of GRPC requests processed after the server restarted, including their status codes.",
-            ["grpc_method", "status_code"],
-            registry=None,
-        )
-        self.duration = Histogram(
-            "rr_grpc_request_duration_seconds", "GRPC request duration.", ["grpc_method"], registry=None
-        )
-
-    def collectors(self) -> list[Any]:
-        return [self.queue, self.requests, self.duration]
 
 
 # ---------------------------------------------------------------------------------- the context
@@ -291,9 +271,10 @@ class Proxy:
             "client" if m.client_streaming else "server"
         )
         message = f"/{service}/{m.name} is a {kind}-streaming method; rrgrpc proxies unary methods only"
+        stats = self._metrics.method(f"/{service}/{m.name}", timed=False)
 
         async def answer(requests: Any, context: grpc.aio.ServicerContext) -> None:
-            self._metrics.requests.labels(f"/{service}/{m.name}", "Unimplemented").inc()
+            stats.count("Unimplemented")
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
 
         return answer
@@ -306,9 +287,7 @@ class Proxy:
         head = ((":authority", self._authority), ("content-type", "application/grpc"))
         encoder = ContextEncoder(service, method, head, auth_type)
         tracer = self._tracer
-        metrics = self._metrics
-        ok = metrics.requests.labels(full, "OK")
-        duration = metrics.duration.labels(full)
+        stats = self._metrics.method(full)
         perf_counter = time.perf_counter
         OK = grpc.StatusCode.OK
 
@@ -370,8 +349,7 @@ class Proxy:
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.set()
-                (ok if code is OK else metrics.requests.labels(full, go_code_name(code))).inc()
-                duration.observe(perf_counter() - start)
+                stats.finished("OK" if code is OK else go_code_name(code), perf_counter() - start)
 
         return call
 
