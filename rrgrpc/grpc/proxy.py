@@ -25,8 +25,9 @@ Tracing: the proxy opens a SERVER span ``/pkg.Svc/Method`` itself, parented on t
 from the incoming metadata (opentelemetry-instrumentation-grpc is not a dependency, and its aio
 interceptor would not give us the span to inject), and makes it current for the pool's
 ``rr.pool.exec`` child span. With a tracer provider installed (the otel plugin) the span is
-recorded and exported; without one the proxy mints valid ids in a non-recording span, so PHP
-always receives trace headers, as with RoadRunner's always-on local tracer.
+recorded and exported; without one the proxy only mints valid ids (continuing the caller's trace
+when the metadata carries one), makes nothing current and records nothing, so PHP always receives
+trace headers, as with RoadRunner's always-on local tracer.
 """
 
 from __future__ import annotations
@@ -306,12 +307,12 @@ class Proxy:
                     ctx = encoder.encode_fresh(metadata, context.peer(), remaining)
                 else:
                     parent = PROPAGATOR.extract({k: v for k, v in metadata if isinstance(v, str)})
-                    if tracer is None:
-                        span = _local_span(parent)
+                    if tracer is None:  # the caller's trace continues in PHP; nothing records or reads it here
+                        current = trace.set_span_in_context(_local_span(parent), parent)
                     else:
                         span = tracer.start_span(full, parent, trace.SpanKind.SERVER, attributes)
-                    current = trace.set_span_in_context(span, parent)
-                    token = otel_context.attach(current)
+                        current = trace.set_span_in_context(span, parent)
+                        token = otel_context.attach(current)  # the pool's rr.pool.exec span is its child
                     carrier: dict[str, str] = {}
                     PROPAGATOR.inject(carrier, context=current)
                     ctx = encoder.encode(metadata, peer=peer_address(context.peer()), injected=carrier, timeout=remaining)
