@@ -135,9 +135,13 @@ _GO_ESCAPES: Final = (
 )
 
 
-def go_json(obj: Any) -> bytes:
-    """``json.Marshal`` output: compact, object key order as given, HTML-safe escapes of ``<>&``."""
-    raw = msgspec.json.encode(obj)
+_encode_sorted: Final = msgspec.json.Encoder(order="deterministic").encode
+
+
+def go_json(obj: Any, *, sort_maps: bool = False) -> bytes:
+    """``json.Marshal`` output: compact, HTML-safe escapes of ``<>&``; object keys in the order
+    given, or, with ``sort_maps`` (the dicts stand for Go maps, which Go sorts), in byte order."""
+    raw = _encode_sorted(obj) if sort_maps else msgspec.json.encode(obj)
     # These characters can only occur inside JSON strings, so a global replace is exact.
     for ch, esc in _GO_ESCAPES:
         if ch in raw:

@@ -49,8 +49,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from rrgrpc.errors import ConfigError
 from rrgrpc.gocompat import parse_address
+from rrgrpc.grpc.metrics import GrpcMetrics
 from rrgrpc.grpc.protos import ProtoSet, load_protos
-from rrgrpc.grpc.proxy import Executor, GrpcMetrics, Proxy
+from rrgrpc.grpc.proxy import Executor, Proxy
 from rrgrpc.plugin import (
     Peers,
     PoolBacked,
@@ -131,7 +132,7 @@ class GrpcPlugin(PoolBacked):
             health = HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             self._health = health
-            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics)
+            proxy = Proxy(self._executor, tracer("rrgrpc.grpc"), authority, self._metrics, tls=bool(cfg.tls))
             self._register(server, proxy, protos)
             self._statuses = ("", *self.services)
             await self._set_all(NOT_SERVING)

@@ -50,6 +50,7 @@ __all__ = [
     "Metadata",
     "Reply",
     "parse_reply",
+    "plain_body",
     "failure_from_exception",
     "failure_from_error_text",
     "go_code_name",
@@ -131,10 +132,15 @@ class Reply:
     failure: Failure | None = field(default=None)
 
 
+def plain_body(reply: Payload) -> bytes | None:
+    """The body of a reply whose context carries nothing (the common case), else ``None``."""
+    return reply.body if not reply.context or reply.context in _EMPTY else None
+
+
 def parse_reply(reply: Payload) -> Reply:
     """Decode a worker's data-frame reply (any of the context variants of §4.3)."""
-    if not reply.context or reply.context in _EMPTY:
-        return Reply(body=reply.body)
+    if (body := plain_body(reply)) is not None:
+        return Reply(body=body)
     try:
         ctx = _decode(reply.context)
     except msgspec.DecodeError as exc:

@@ -13,11 +13,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from rrgrpc.gocompat import canonical_header, go_json, go_string
 from rrgrpc.grpc.proxy import (
+    ContextEncoder,
     _local_span,
     format_timeout,
-    fresh_trace_carrier,
     peer_address,
-    request_context,
 )
 from rrgrpc.grpc.status import failure_from_error_text, parse_reply
 from rrgrpc.pool.payload import Payload
@@ -28,11 +27,8 @@ TRANSCRIPT = json.loads((VECTORS / "grpc_worker.json").read_text())
 
 
 def test_shape_sorting_and_arrays() -> None:
-    raw = request_context(
-        "helloworld.Greeter",
-        "SayHello",
-        [("x-b", "2"), ("x-a", "1"), ("x-a", "3"), (":authority", "127.0.0.1:9001")],
-        peer="127.0.0.1:53412",
+    raw = ContextEncoder("helloworld.Greeter", "SayHello").encode(
+        [("x-b", "2"), ("x-a", "1"), ("x-a", "3"), (":authority", "127.0.0.1:9001")], peer="127.0.0.1:53412"
     )
     assert raw == (
         b'{"service":"helloworld.Greeter","method":"SayHello","context":{":authority":["127.0.0.1:9001"],'
@@ -41,12 +37,12 @@ def test_shape_sorting_and_arrays() -> None:
 
 
 def test_empty_metadata_gives_an_object_never_null() -> None:
-    ctx = json.loads(request_context("a.B", "C", [], peer="1.2.3.4:5"))
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="1.2.3.4:5"))
     assert ctx["context"] == {":peer.address": ["1.2.3.4:5"]}
 
 
 def test_go_escaping_of_html_characters_and_line_separators() -> None:
-    raw = request_context("a.B", "C", [("x-q", "<a&b>\u2028\"é")], peer="p")
+    raw = ContextEncoder("a.B", "C").encode([("x-q", "<a&b>\u2028\"é")], peer="p")
     assert b'"x-q":["\\u003ca\\u0026b\\u003e\\u2028\\"\xc3\xa9"]' in raw
     assert go_json({"k": "\x01\t"}) == b'{"k":"\\u0001\\t"}'
 
@@ -63,12 +59,12 @@ def test_go_escaping_of_html_characters_and_line_separators() -> None:
 )
 def test_bin_values_render_like_go(raw: bytes, text: str) -> None:
     assert go_string(raw) == text
-    ctx = json.loads(request_context("a.B", "C", [("x-id-bin", raw)], peer="p"))
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([("x-id-bin", raw)], peer="p"))
     assert ctx["context"]["x-id-bin"] == [text]
 
 
 def test_peer_auth_type_and_timeout_entries() -> None:
-    ctx = json.loads(request_context("a.B", "C", [], peer="[::1]:9", auth_type="tls", timeout=1.5))
+    ctx = json.loads(ContextEncoder("a.B", "C", auth_type="tls").encode([], peer="[::1]:9", timeout=1.5))
     assert ctx["context"] == {":peer.address": ["[::1]:9"], ":peer.auth-type": ["tls"], "grpc-timeout": ["1500m"]}
 
 
@@ -114,7 +110,7 @@ def test_trace_headers_are_injected_from_the_span_with_go_capitalisation() -> No
         span_id = format(span.get_span_context().span_id, "016x")
     assert baggage.get_baggage("user", parent) == "alice"
     ctx = json.loads(
-        request_context("a.B", "C", [("traceparent", "00-incoming-kept-as-metadata")], peer="p", injected=carrier)
+        ContextEncoder("a.B", "C").encode([("traceparent", "00-incoming-kept-as-metadata")], peer="p", injected=carrier)
     )["context"]
     assert ctx["Traceparent"] == [f"00-2678b910f57fe3320587f4126a390868-{span_id}-01"]
     assert ctx["Tracestate"] == ["k=v"]
@@ -128,7 +124,7 @@ def test_no_tracestate_or_baggage_keys_when_empty() -> None:
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         carrier: dict[str, str] = {}
         PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    ctx = json.loads(request_context("a.B", "C", [], peer="p", injected=carrier))["context"]
+    ctx = json.loads(ContextEncoder("a.B", "C").encode([], peer="p", injected=carrier))["context"]
     assert sorted(ctx) == [":peer.address", "Traceparent", "Uber-Trace-Id"]
 
 
@@ -158,9 +154,8 @@ def test_vector_request_context_is_rebuilt_byte_for_byte(ex: dict[str, Any], fra
         if key != ":peer.address"
         for value in values
     ]
-    built = request_context(
-        captured["service"], captured["method"], metadata, peer=captured["context"][":peer.address"][0]
-    )
+    encoder = ContextEncoder(captured["service"], captured["method"])
+    built = encoder.encode(metadata, peer=captured["context"][":peer.address"][0])
     assert json.loads(built) == captured
     assert built == _payload(frame)[: frame["context_len"]]
 
@@ -196,17 +191,53 @@ def test_vector_worker_reply_maps_to_the_captured_outcome(ex: dict[str, Any], fr
         assert reply.body == bytes.fromhex(frame["body"]["hex"])
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_fresh_carrier_renders_as_an_injected_local_span(seed: int) -> None:
-    """The fast path without a provider or incoming trace gives PHP the bytes the propagators would."""
+def _injected_local_span(seed: int) -> dict[str, str]:
+    """What the propagators write for a parentless local span drawn after ``random.seed(seed)``."""
     random.seed(seed)
     parent = PROPAGATOR.extract({"user-agent": "x"})
     injected: dict[str, str] = {}
     PROPAGATOR.inject(injected, context=trace.set_span_in_context(_local_span(parent), parent))
-    random.seed(seed)
-    fresh = fresh_trace_carrier()
-    assert fresh.keys() == injected.keys()
-    metadata = [("user-agent", "x")]
-    assert request_context("a.B", "C", metadata, peer="p", injected=fresh) == request_context(
-        "a.B", "C", metadata, peer="p", injected=injected
-    )
+    return injected
+
+
+HEAD = ((":authority", "127.0.0.1:9001"), ("content-type", "application/grpc"))
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("timeout", [None, 2.5])
+def test_fresh_trace_renders_as_an_injected_local_span(seed: int, timeout: float | None) -> None:
+    """The fast path without a provider or incoming trace gives PHP the bytes the propagators would,
+    from a new template and from the cached one alike."""
+    encoder = ContextEncoder("a.B", "C", HEAD, "tls")
+    metadata = (("user-agent", "x"), ("x-id-bin", b"\xff1"), ("x-a", "1"), ("x-a", "2"))
+    for _ in range(2):
+        injected = _injected_local_span(seed)
+        expected = encoder.encode(metadata, peer="1.2.3.4:5", injected=injected, timeout=timeout)
+        random.seed(seed)
+        assert encoder.encode_fresh(metadata, "ipv4:1.2.3.4:5", timeout) == expected
+
+
+def test_fresh_trace_ids_differ_per_call_on_one_template() -> None:
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    seen = {json.loads(encoder.encode_fresh((), "ipv4:1.2.3.4:5", None))["context"]["Traceparent"][0] for _ in range(50)}
+    assert len(seen) == 50
+
+
+def test_metadata_holding_a_template_mark_is_encoded_as_sent() -> None:
+    """A value that looks like the template's marks cannot confuse the splice."""
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    metadata = (("x-evil", "rr-mark-traceparent"), ("x-b", "rr-mark-grpc-timeout"))
+    injected = _injected_local_span(7)
+    expected = encoder.encode(metadata, peer="1.2.3.4:5", injected=injected, timeout=1.0)
+    random.seed(7)
+    assert encoder.encode_fresh(metadata, "ipv4:1.2.3.4:5", 1.0) == expected
+    ctx = json.loads(expected)["context"]
+    assert ctx["x-evil"] == ["rr-mark-traceparent"] and ctx["grpc-timeout"] == ["1000m"]
+
+
+def test_templates_stay_bounded_with_one_off_connections() -> None:
+    encoder = ContextEncoder("a.B", "C", HEAD)
+    for port in range(1000):
+        ctx = json.loads(encoder.encode_fresh((), f"ipv4:10.0.0.1:{port}", None))["context"]
+        assert ctx[":peer.address"] == [f"10.0.0.1:{port}"]
+    assert len(encoder._templates) <= 256

@@ -23,8 +23,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rrgrpc.errors import ExecTTLExceeded, NoFreeWorkers, PoolClosed, QueueFull, WorkerError, WorkerLost
+from rrgrpc.grpc.metrics import GrpcMetrics
 from rrgrpc.grpc.protos import MethodSpec, ServiceSpec
-from rrgrpc.grpc.proxy import GrpcMetrics, Proxy
+from rrgrpc.grpc.proxy import Proxy
 from rrgrpc.pool.payload import Payload
 
 SERVICE = ServiceSpec("test.v1.T", "t.proto", (MethodSpec("Call", "test.v1.In", "test.v1.Out"),))
