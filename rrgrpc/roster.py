@@ -86,7 +86,7 @@ def _front_metrics(cfg: RRConfig) -> FrontMetrics | None:
 
     templates: list[Any] = []
     if cfg.grpc is not None:
-        from rrgrpc.grpc.proxy import GrpcMetrics
+        from rrgrpc.grpc.metrics import GrpcMetrics
 
         templates += GrpcMetrics().collectors()
     if cfg.http is not None and "http_metrics" in cfg.http.middleware:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from rrgrpc.config import config_from_dict
-from rrgrpc.grpc.proxy import GrpcMetrics
+from rrgrpc.grpc.metrics import GrpcMetrics
 from rrgrpc.http.metrics import HttpMetrics
 from rrgrpc.metrics import MetricsPlugin
 from rrgrpc.metrics.merge import FrontMetrics, families
@@ -48,9 +48,8 @@ class Fronts:
 def _front(grpc_calls: int, http_ok: int, queue: int) -> tuple[GrpcMetrics, HttpMetrics]:
     grpc, http = GrpcMetrics(), HttpMetrics()
     for _ in range(grpc_calls):
-        grpc.requests.labels("/svc.Echo/Ping", "0").inc()
-        grpc.duration.labels("/svc.Echo/Ping").observe(0.004)
-    grpc.requests.labels("/svc.Echo/Fail", "13").inc()
+        grpc.method("/svc.Echo/Ping").finished("OK", 0.004)
+    grpc.method("/svc.Echo/Fail").finished("Internal", 0.001)
     grpc.queue.set(queue)
     for _ in range(http_ok):
         http.requests.labels("200").inc()
@@ -87,9 +86,9 @@ async def test_scrape_sums_fronts_series_and_says_which_fronts_answered() -> Non
             assert r.status == 200
             text = await r.text()
     got = _samples(text)
-    ping = (("grpc_method", "/svc.Echo/Ping"), ("status_code", "0"))
+    ping = (("grpc_method", "/svc.Echo/Ping"), ("status_code", "OK"))
     assert got[("rr_grpc_request_total", ping)] == 7
-    assert got[("rr_grpc_request_total", (("grpc_method", "/svc.Echo/Fail"), ("status_code", "13")))] == 2
+    assert got[("rr_grpc_request_total", (("grpc_method", "/svc.Echo/Fail"), ("status_code", "Internal")))] == 2
     assert got[("rr_grpc_request_duration_seconds_count", (("grpc_method", "/svc.Echo/Ping"),))] == 7
     bucket = ("rr_grpc_request_duration_seconds_bucket", (("grpc_method", "/svc.Echo/Ping"), ("le", "0.005")))
     assert got[bucket] == 7
@@ -126,9 +125,9 @@ def test_snapshot_leaves_worker_gauges_out_and_a_forgotten_front_counts_no_more(
     merged.update(1, snapshot)
     merged.forget(1)
     counts = {
-        (s.name, s.labels.get("status_code")): s.value
+        (s.labels["grpc_method"], s.labels["status_code"]): s.value
         for m in merged.collect() if m.name == "rr_grpc_request" for s in m.samples
     }
-    assert counts == {("rr_grpc_request_total", "0"): 1, ("rr_grpc_request_total", "13"): 1}
+    assert counts == {("/svc.Echo/Ping", "OK"): 1, ("/svc.Echo/Fail", "OK"): 0, ("/svc.Echo/Fail", "Internal"): 1}
     up = [m for m in merged.collect() if m.name == "rr_fronts_up"][0]
     assert [(s.labels, s.value) for s in up.samples] == [({"front": "0"}, 1)]
