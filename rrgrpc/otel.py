@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
@@ -134,6 +135,17 @@ def build_resource(section: OtelConfig) -> Resource:
     if not resource.attributes.get(SERVICE_VERSION):
         defaults[SERVICE_VERSION] = OtelResourceConfig.DEFAULT_SERVICE_VERSION
     return resource.merge(Resource(defaults)) if defaults else resource
+
+
+def one_instance(section: OtelConfig) -> OtelConfig:
+    """``section`` with ``service.instance.id`` fixed to what it resolves to now (``otel.resource``,
+    then ``OTEL_RESOURCE_ATTRIBUTES``, then the SDK's random one), so that the processes built from
+    it, a supervisor and its fronts, report one resource."""
+    instance = str(build_resource(section).attributes.get(SERVICE_INSTANCE_ID, ""))
+    if not instance or instance == section.resource.service_instance_id:
+        return section
+    resource = msgspec.structs.replace(section.resource, service_instance_id=instance)
+    return msgspec.structs.replace(section, resource=resource)
 
 
 class _SwitchTracer(trace.Tracer):
@@ -254,6 +266,7 @@ __all__ = [
     "SwitchableTracerProvider",
     "build_exporter",
     "build_resource",
+    "one_instance",
     "exporter_kind",
     "http_url",
     "otlp_client",

@@ -35,6 +35,10 @@ def supervisor_roster(cfg: RRConfig, fronts: int, on_fatal: Callable[[str], None
     per data section (``grpc``, ``http``) that reaches the fronts' pools (docs/data-plane.md)."""
     from rrgrpc.fronts.supervisor import Fronts, FrontsPlugin
 
+    if cfg.otel is not None:  # one otel resource for the supervisor's spans and every front's
+        from rrgrpc.otel import one_instance
+
+        cfg = msgspec.structs.replace(cfg, otel=one_instance(cfg.otel))
     plugins = _control_roster(cfg)
     owner = Fronts(cfg, fronts, on_fatal, _front_metrics(cfg))
     plugins.append(owner)

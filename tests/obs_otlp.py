@@ -26,6 +26,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     status_code: int
     events: list[str]
+    resource: dict[str, Any] = field(default_factory=dict)
 
 
 def _value(v: Any) -> Any:
@@ -60,6 +61,7 @@ class Receiver:
                             attributes={a.key: _value(a.value) for a in s.attributes},
                             status_code=s.status.code,
                             events=[e.name for e in s.events],
+                            resource=attrs,
                         )
                     )
 

@@ -19,6 +19,7 @@ from rrgrpc.otel import (
     build_resource,
     exporter_kind,
     http_url,
+    one_instance,
     otlp_client,
 )
 from rrgrpc.tracing import PROPAGATOR
@@ -101,6 +102,20 @@ def test_resource_config_wins_then_env_then_defaults(monkeypatch: pytest.MonkeyP
     assert attrs["service.name"] == "orders"
     assert attrs["service.instance.id"] == "i-1"
     assert attrs["service.version"] == "2.0"  # the deprecated top-level key still counts
+
+
+def test_one_instance_fixes_the_instance_id_every_process_then_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a supervisor pins the id once (the SDK draws one per process); fronts built from the pinned section
+    # report the same resource (tests/integration/test_fronts_otel.py)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    pinned = one_instance(_cfg({}))
+    generated = pinned.resource.service_instance_id
+    assert generated and build_resource(pinned).attributes["service.instance.id"] == generated
+    assert one_instance(pinned) is pinned
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=from-env")
+    assert one_instance(_cfg({})).resource.service_instance_id == "from-env"
+    configured = _cfg({"resource": {"service_instance_id": "i-1"}})
+    assert one_instance(configured).resource.service_instance_id == "i-1"
 
 
 def test_unset_endpoint_leaves_the_env_endpoint_in_charge() -> None:
