@@ -33,13 +33,11 @@ import base64
 import contextlib
 import glob
 import hashlib
-import importlib.resources
 import json
 import logging
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +155,9 @@ def load_protos(
 
 def wkt_include() -> Path:
     """The directory of the well-known ``google/protobuf/*.proto`` files shipped with grpcio-tools."""
-    return Path(str(importlib.resources.files("grpc_tools") / "_proto"))
+    import grpc_tools  # the package alone: an empty __init__ (importlib.resources would load zipfile)
+
+    return Path(grpc_tools.__file__).parent / "_proto"
 
 
 def _resolve(base: Path, entry: str) -> Path:
@@ -299,6 +299,8 @@ def _store(entry: Path, fds: descriptor_pb2.FileDescriptorSet, includes: Sequenc
     sources = _sources(fds, includes)
     if sources is None:
         return
+    import tempfile
+
     data = json.dumps({"sources": sources, "set": base64.b64encode(fds.SerializeToString()).decode()}).encode()
     tmp = ""
     try:
@@ -315,6 +317,8 @@ def _store(entry: Path, fds: descriptor_pb2.FileDescriptorSet, includes: Sequenc
 
 def _protoc(path: Path, includes: Sequence[Path]) -> descriptor_pb2.FileDescriptorSet:
     """Run grpcio-tools' protoc in process; its stderr (fd 2) is captured for the error message."""
+    import tempfile
+
     from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory(prefix="rr-protoc-") as tmp:
