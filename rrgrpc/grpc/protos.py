@@ -247,7 +247,9 @@ def _compile(path: Path, roots: Sequence[Path]) -> descriptor_pb2.FileDescriptor
 
 def _cache_dir() -> Path | None:
     """The cache directory, made private if missing; None when it cannot be trusted or made."""
-    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(home):  # unset, empty or relative: the XDG spec's default
+        home = os.path.join(os.path.expanduser("~"), ".cache")
     where = Path(home) / "rrgrpc" / "protoc"
     try:
         where.mkdir(mode=0o700, parents=True, exist_ok=True)
