@@ -440,13 +440,16 @@ def phases(text: str, spawned: float) -> list[tuple[str, float]]:
     """rr's startup phases from its development-format debug log, in ms since the spawn.
 
     The first line is written once the logs plugin is up (interpreter, imports, config, roster
-    done); then each ``plugin started`` line (rrgrpc.host) ends that plugin's start. A log in another
+    done); a ``pool started`` line when a plugin's workers are ready; each ``plugin started`` line
+    (rrgrpc.host) ends that plugin's start. A log in another
     format (RoadRunner's) gives no phases."""
     out: list[tuple[str, float]] = []
     for m in _LOG_LINE.finditer(text):
         at = (datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() - spawned) * 1000
         if not out:
             out.append(("first log line (imports, config)", at))
+        if m.group(2) == "pool started" and m.group(3):
+            out.append((f"{json.loads(m.group(3))['plugin']} pool started (workers ready)", at))
         if m.group(2) == "plugin started" and m.group(3):
             fields = json.loads(m.group(3))
             out.append((f"{fields['plugin']} started ({fields['ms']} ms)", at))

@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,8 +239,11 @@ def _compile(path: Path, roots: Sequence[Path]) -> descriptor_pb2.FileDescriptor
     if entry is not None:
         fds = _cached(entry, includes)
         if fds is not None:
+            log.debug("proto taken from the cache", extra={"file": str(path), "entry": entry.name})
             return fds
+    began = time.monotonic()
     fds = _protoc(path, includes)
+    log.debug("proto compiled", extra={"file": str(path), "ms": round((time.monotonic() - began) * 1000)})
     if entry is not None:
         _store(entry, fds, includes)
     return fds
