@@ -1,16 +1,12 @@
 """Resource sampling of worker processes (psutil): RSS and CPU for the informer and the supervisor.
 
 One ``psutil.Process`` is kept per pid (its ``create_time`` guards against a reused pid) and
-dropped when the worker is reaped. psutil is imported at the first sample, not at startup: a pool
-that nobody lists and no supervisor limits never loads it.
+dropped when the worker is reaped.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import psutil
+import psutil
 
 
 class Sampler:
@@ -21,8 +17,6 @@ class Sampler:
 
     def usage(self, pid: int, now: float) -> tuple[int, float]:
         """(RSS bytes, CPU percent over the process's life) at unix time ``now``; zeros when gone."""
-        import psutil
-
         try:
             proc = self._procs.get(pid)
             if proc is None:
