@@ -1,6 +1,7 @@
 """Every benchmark in one run: rr against the real RoadRunner, nginx + php-fpm and bare Python floors.
 
     .venv/bin/python bench/run_all.py [--duration 5] [--rounds 3] [--workers 2] [--fronts 2] [--only grpc,http,symfony,startup]
+    .venv/bin/python bench/run_all.py --only startup --rounds 10 [--startup-baseline DIR]
 
 Scenarios (each target of a scenario runs the same PHP script with the same number of workers; rr
 and RoadRunner read the same .rr.yaml, only the port differs):
@@ -11,7 +12,9 @@ and RoadRunner read the same .rr.yaml, only the port differs):
   hello (the Python floor); bodies of 13 B, 1 KB, 64 KB and 1 MB, and latency at c1.
 - Symfony-weight app (wrk, a FrameworkBundle + TwigBundle kernel): rr, RoadRunner, nginx + php-fpm
   (skipped without the Debian packages; see http_hello.py).
-- Startup to SERVING with 4 workers and the host's RSS, rr and RoadRunner.
+- Startup to SERVING with 4 workers and the host's RSS, rr and RoadRunner (and, with
+  ``--startup-baseline DIR``, the rrgrpc of another checkout run by the same Python: an A/B in one run),
+  with rr's phase split read from its debug log.
 
 rr runs twice where it serves traffic: with one front (``rr``, the default on a 2-CPU machine)
 and with ``server.num_fronts: --fronts`` (``rr 2 fronts``); its "front" CPU is then the
@@ -30,23 +33,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import grpc
+import psutil
 
 # the script's own folder is on sys.path
 from common import (
+    FAST_RECONNECT,
     ROOT,
     Cpu,
     Group,
@@ -364,41 +374,110 @@ def http_scenario(args: argparse.Namespace, tmp: Path, symfony: bool) -> None:
         measure("c1", targets, http_load(1, 1, 0), args, tmp)
 
 
+@dataclass
+class Start:
+    """One start to SERVING: wall time, the host's CPU by then, its log's phase split, and RSS."""
+
+    ms: float
+    cpu_ms: float
+    phases: list[tuple[str, float]]
+    rss: tuple[float, float] = (0.0, 0.0)
+
+
 def startup(args: argparse.Namespace, tmp: Path) -> None:
-    """Time from spawn to health SERVING (first served call where health is not served), 4 workers."""
+    """Time from spawn to health SERVING (first served call where health is not served), 4 workers.
+
+    Rounds alternate between the targets; best and median count. rr runs at log level debug so
+    that its log gives the phase split of its best round (:func:`phases`)."""
     workers = 4
-    columns = ("target", "startup ms", "host RSS MiB", "PHP RSS MiB")
-    section(f"Startup to SERVING, {workers} PHP workers (best of {args.rounds}); RSS after 200 calls",
-            ["spawn to grpc.health.v1 SERVING, or to the first echo reply where the health service is absent"],
+    targets: list[tuple[str, list[str] | None, dict[str, str] | None]] = [("rr", rr_command(), None)]
+    sources = [ROOT / "rrgrpc"]
+    if args.startup_baseline:
+        base = args.startup_baseline.resolve()
+        targets.append((f"rr@{base.name}", rr_command(), {**os.environ, "PYTHONPATH": str(base)}))
+        sources.append(base / "rrgrpc")
+    for src in sources:  # as an installed rrgrpc has them (pip compiles at install)
+        compileall.compile_dir(src, quiet=1)
+    targets.append(("RoadRunner", reference_argv(), None))
+    columns = ("target", "best ms", "median ms", "host CPU ms", "host RSS MiB", "PHP RSS MiB")
+    section(f"Startup to SERVING, {workers} PHP workers ({args.rounds} rounds, alternating); RSS after 200 calls",
+            ["spawn to grpc.health.v1 SERVING, or to the first echo reply where the health service is absent; "
+             "host CPU: the server process's user+system CPU time by then (median)",
+             "rrgrpc's bytecode is compiled beforehand, as pip install does (with PYTHONDONTWRITEBYTECODE=1 and "
+             "an editable install, every start would compile its modules again: ~130 ms CPU on this machine)",
+             *(f"rr@{args.startup_baseline.name}: the same Python running {args.startup_baseline}'s rrgrpc"
+               for _ in [0] if args.startup_baseline)],
             columns)  # fmt: skip
-    print(f"{'target':<12} {'startup ms':>10} {'host RSS MiB':>13} {'PHP RSS MiB':>12}")
-    for name, argv in (("rr", rr_command()), ("RoadRunner", reference_argv())):
+    print(f"{'target':<16} {'best ms':>8} {'median ms':>10} {'host CPU ms':>12} {'host RSS MiB':>13} {'PHP RSS MiB':>12}")
+    runs: dict[str, list[Start]] = {name: [] for name, argv, _ in targets if argv is not None}
+    for i in range(args.rounds):
+        for name, argv, env in targets:
+            if argv is not None:
+                runs[name].append(start_once(argv, env, workers, tmp, f"startup-{name}-{i}"))
+    splits: list[str] = []
+    for name, argv, _ in targets:
         if argv is None:
-            print(f"{name:<12} {NOT_INSTALLED:>10}")
-            LINES.append(f"| {name} | {NOT_INSTALLED} | | |")
+            print(f"{name:<16} {NOT_INSTALLED:>8}")
+            LINES.append(f"| {name} | {NOT_INSTALLED} | | | | |")
             continue
-        best, rss = float("inf"), (0.0, 0.0)
-        for i in range(args.rounds):
-            port = free_port()
-            cfg = tmp / f"startup-{name}-{i}.rr.yaml"
-            cfg.write_text(grpc_yaml(port, workers))
-            t0 = time.monotonic()
-            with running([*argv, "-c", str(cfg), "serve"], tmp, tmp / f"startup-{name}.log") as proc:
-                serving(port, proc)
-                best = min(best, (time.monotonic() - t0) * 1000)
-                with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                    call = ch.unary_unary(METHOD)
-                    for _ in range(200):
-                        call(ping(0), timeout=10)
-                rss = (rss_mib(proc.pid), rss_mib(proc.pid, "children"))
-        print(f"{name:<12} {best:>10.0f} {rss[0]:>13.1f} {rss[1]:>12.1f}")
-        LINES.append(f"| {name} | {best:.0f} | {rss[0]:.1f} | {rss[1]:.1f} |")
+        got = runs[name]
+        best = min(got, key=lambda s: s.ms)
+        ms, cpu = statistics.median(s.ms for s in got), statistics.median(s.cpu_ms for s in got)
+        print(f"{name:<16} {best.ms:>8.0f} {ms:>10.0f} {cpu:>12.0f} {got[-1].rss[0]:>13.1f} {got[-1].rss[1]:>12.1f}")
+        LINES.append(f"| {name} | {best.ms:.0f} | {ms:.0f} | {cpu:.0f} | {got[-1].rss[0]:.1f} | {got[-1].rss[1]:.1f} |")
+        if best.phases:
+            splits.append(f"{name} best round, ms from spawn: " + ", ".join(f"{what} {t:.0f}" for what, t in best.phases))
+    for line in splits:
+        print(f"   {line}")
+    LINES.extend(["", *(f"- {line}" for line in splits)])
+
+
+def start_once(argv: list[str], env: dict[str, str] | None, workers: int, tmp: Path, stem: str) -> Start:
+    port = free_port()
+    cfg = tmp / f"{stem}.rr.yaml"
+    cfg.write_text(grpc_yaml(port, workers, level="debug"))
+    log = tmp / f"{stem}.log"
+    spawned = time.time()
+    t0 = time.monotonic()
+    with running([*argv, "-c", str(cfg), "serve"], tmp, log, env) as proc:
+        serving(port, proc)
+        ms = (time.monotonic() - t0) * 1000
+        cpu = sum(psutil.Process(proc.pid).cpu_times()[:2]) * 1000
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            call = ch.unary_unary(METHOD)
+            for _ in range(200):
+                call(ping(0), timeout=10)
+        rss = (rss_mib(proc.pid), rss_mib(proc.pid, "children"))
+    return Start(ms, cpu, phases(log.read_text(errors="replace"), spawned) + [("SERVING seen", ms)], rss)
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+[+-]\d{4})\t\w+\t\S+\t(.*?)(?:\t(\{.*\}))?$", re.M)
+
+
+def phases(text: str, spawned: float) -> list[tuple[str, float]]:
+    """rr's startup phases from its development-format debug log, in ms since the spawn.
+
+    The first line is written once the logs plugin is up (interpreter, imports, config, roster
+    done); a ``pool started`` line when a plugin's workers are ready; each ``plugin started`` line
+    (rrgrpc.host) ends that plugin's start. A log in another
+    format (RoadRunner's) gives no phases."""
+    out: list[tuple[str, float]] = []
+    for m in _LOG_LINE.finditer(text):
+        at = (datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() - spawned) * 1000
+        if not out:
+            out.append(("first log line (imports, config)", at))
+        if m.group(2) == "pool started" and m.group(3):
+            out.append((f"{json.loads(m.group(3))['plugin']} pool started (workers ready)", at))
+        if m.group(2) == "plugin started" and m.group(3):
+            fields = json.loads(m.group(3))
+            out.append((f"{fields['plugin']} started ({fields['ms']} ms)", at))
+    return out
 
 
 def serving(port: int, proc: subprocess.Popen[bytes], budget: float = 30.0) -> None:
     """Until grpc.health.v1 says SERVING; a server without the health service counts at its first reply."""
     deadline = time.monotonic() + budget
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=FAST_RECONNECT) as ch:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise SystemExit(f"server exited with {proc.returncode} before SERVING")
@@ -431,6 +510,10 @@ def main() -> None:
     )
     parser.add_argument("--only", default="grpc,http,symfony,startup", help="comma-separated scenarios")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--startup-baseline", type=Path, metavar="DIR",
+        help="startup: also time the rrgrpc of this checkout (git archive of another commit), alternating with this one",
+    )
     parser.add_argument("--http-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.http_floor:

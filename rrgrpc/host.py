@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
 from typing import TypeVar, final
@@ -41,13 +42,16 @@ class Host:
         """Start every plugin in roster order, wait for ``shutdown``, stop them in reverse order.
 
         If a plugin fails to start, the ones already started are stopped (in reverse) and the
-        error propagates.
+        error propagates. Each start is logged at debug level with its duration (``ms``): the
+        startup's phase split (bench/run_all.py's startup scenario reads it).
         """
         async with AsyncExitStack() as stack:
             try:
                 for plugin in self.plugins:
                     log.debug("starting plugin", extra={"plugin": plugin.name})
+                    began = time.monotonic()
                     await stack.enter_async_context(plugin.lifespan(self))
+                    log.debug("plugin started", extra={"plugin": plugin.name, "ms": round((time.monotonic() - began) * 1000)})
             except BaseException:
                 if inspect.iscoroutine(shutdown):  # never awaited: close it (no "never awaited" warning)
                     shutdown.close()

@@ -5,11 +5,14 @@ As cobra's persistent flags do in RoadRunner, the global options (``-c``, ``-w``
 ``rr serve -c .rr.yaml`` and ``rr -c .rr.yaml serve`` are the same (:func:`hoist_globals`).
 ``rr serve`` runs the server; ``rr stop`` signals it through its pid file; ``rr workers`` and
 ``rr reset`` are pure RPC clients of a running one. Subcommands live in their own modules and
-register themselves on :data:`rr`.
+register themselves on :data:`rr`; a module is imported when its command is looked up
+(:data:`SUBCOMMANDS`), so ``rr serve`` loads neither rich nor the jobs protobufs, and ``rr workers``
+no grpc.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 
 #: The pid file ``-p`` writes and ``rr stop`` reads, in the working directory (RoadRunner's name).
 PID_FILE: Final = ".pid"
+#: Each subcommand's module, imported on first lookup (the module registers the command on ``rr``).
+SUBCOMMANDS: Final = {name: f"rrgrpc.cli.{name}" for name in ("jobs", "reset", "serve", "stop", "workers")}
+_EPILOG: Final = "The global options (rr --help: -c, -w, -o, --dotenv, -s, -p, -d, -e, -f) may also follow the subcommand."
 
 
 @dataclass
@@ -54,6 +60,17 @@ class CliContext:
 class _Root(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_globals(self, args))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*SUBCOMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
+            importlib.import_module(SUBCOMMANDS[cmd_name])
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            command.epilog = _EPILOG
+        return command
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,8 +168,3 @@ def hoist_globals(group: click.Group, args: Sequence[str]) -> list[str]:
 def main() -> None:
     rr(prog_name="rr")
 
-
-from rrgrpc.cli import jobs, reset, serve, stop, workers  # noqa: E402,F401  (subcommands register themselves)
-
-for _command in rr.commands.values():
-    _command.epilog = "The global options (rr --help: -c, -w, -o, --dotenv, -s, -p, -d, -e, -f) may also follow the subcommand."

@@ -10,7 +10,6 @@ turning a dict into an ``RRConfig``: ``decode.py``).
 from __future__ import annotations
 
 import re
-import tempfile
 from typing import Any, ClassVar, Literal
 
 import msgspec
@@ -225,8 +224,14 @@ DEFAULT_TRUSTED_SUBNETS: tuple[str, ...] = (
 HTTP_MIDDLEWARE = frozenset({"headers", "gzip", "static", "otel", "http_metrics", "proxy_ip_parser", "sendfile"})
 
 
+def _temp_dir() -> str:
+    import tempfile  # with shutil, bz2, lzma: loaded only by a config with an http section
+
+    return tempfile.gettempdir()
+
+
 class UploadsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    dir: str = msgspec.field(default_factory=tempfile.gettempdir)
+    dir: str = msgspec.field(default_factory=_temp_dir)
     forbid: StrList = msgspec.field(default_factory=lambda: StrList([".php", ".exe", ".bat"]))
     allow: StrList = msgspec.field(default_factory=StrList)
 

@@ -17,15 +17,28 @@ Rules:
   registers those too). A file that fails to compile raises ``ConfigError`` with protoc's message,
   which names the file and line.
 * Relative paths are relative to the working directory (``rr serve -w`` changes it), as in RoadRunner.
+
+Compiled sets are cached in ``$XDG_CACHE_HOME/rrgrpc/protoc`` (``~/.cache/rrgrpc/protoc``), one
+entry per file, protoc version and include path list, holding the SHA-256 of every file the
+compile read, each found again as protoc finds it (the first ``-I`` holding its import name). An
+entry is used only when all of them still match, so an edited or newly shadowing import compiles
+again; a warm start then neither loads grpcio-tools' protoc (8 MB of code, ~8 MiB of RSS) nor
+runs it. A cache directory not owned by this user, or writable by others, is not used; neither
+is an entry that does not parse. Failing to write an entry is logged at debug level, never fatal.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import glob
-import importlib.resources
+import hashlib
+import json
+import logging
 import os
 import re
-import tempfile
+import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +52,7 @@ __all__ = ["MethodSpec", "ServiceSpec", "ProtoSet", "load_protos", "DESCRIPTOR_S
 
 DESCRIPTOR_SET_SUFFIXES = (".pb", ".binpb", ".desc", ".protoset")
 _GLOB_CHARS = re.compile(r"[*?\[{]")
+log = logging.getLogger("rr.grpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +156,9 @@ def load_protos(
 
 def wkt_include() -> Path:
     """The directory of the well-known ``google/protobuf/*.proto`` files shipped with grpcio-tools."""
-    return Path(str(importlib.resources.files("grpc_tools") / "_proto"))
+    import grpc_tools  # the package alone: an empty __init__ (importlib.resources would load zipfile)
+
+    return Path(grpc_tools.__file__).parent / "_proto"
 
 
 def _resolve(base: Path, entry: str) -> Path:
@@ -216,10 +232,101 @@ def _read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
 
 
 def _compile(path: Path, roots: Sequence[Path]) -> descriptor_pb2.FileDescriptorSet:
+    """The cached set of ``path`` when every file it was compiled from is unchanged, else protoc's."""
+    includes = [*roots, path.parent, wkt_include()]
+    cache = _cache_dir()
+    entry = cache / _cache_key(path, includes) if cache else None
+    if entry is not None:
+        fds = _cached(entry, includes)
+        if fds is not None:
+            log.debug("proto taken from the cache", extra={"file": str(path), "entry": entry.name})
+            return fds
+    began = time.monotonic()
+    fds = _protoc(path, includes)
+    log.debug("proto compiled", extra={"file": str(path), "ms": round((time.monotonic() - began) * 1000)})
+    if entry is not None:
+        _store(entry, fds, includes)
+    return fds
+
+
+def _cache_dir() -> Path | None:
+    """The cache directory, made private if missing; None when it cannot be trusted or made."""
+    home = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(home):  # unset, empty or relative: the XDG spec's default
+        home = os.path.join(os.path.expanduser("~"), ".cache")
+    where = Path(home) / "rrgrpc" / "protoc"
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = where.stat()
+    except OSError as exc:
+        log.debug("proto cache %s not used: %s", where, exc.strerror or exc)
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.debug("proto cache %s not used: not owned by uid %d, or writable by others", where, os.getuid())
+        return None
+    return where
+
+
+def _cache_key(path: Path, includes: Sequence[Path]) -> str:
+    from grpc_tools.grpc_version import VERSION  # a one-line module: protoc itself is not loaded
+
+    return hashlib.sha256(json.dumps([VERSION, str(path), [str(i) for i in includes]]).encode()).hexdigest()
+
+
+def _sources(fds: descriptor_pb2.FileDescriptorSet, includes: Sequence[Path]) -> dict[str, str] | None:
+    """Import name -> SHA-256 of the file protoc would read for it (the first include holding it)."""
+    out: dict[str, str] = {}
+    for fd in fds.file:
+        for root in includes:
+            try:
+                out[fd.name] = hashlib.sha256((root / fd.name).read_bytes()).hexdigest()
+                break
+            except OSError:
+                continue
+        else:
+            return None
+    return out
+
+
+def _cached(entry: Path, includes: Sequence[Path]) -> descriptor_pb2.FileDescriptorSet | None:
+    try:
+        stored = json.loads(entry.read_bytes())
+        fds = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(stored["set"], validate=True))
+        fresh = stored["sources"] == _sources(fds, includes)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, DecodeError) as exc:
+        log.debug("proto cache entry %s unreadable, compiling again: %s", entry, exc)
+        return None
+    return fds if fresh else None
+
+
+def _store(entry: Path, fds: descriptor_pb2.FileDescriptorSet, includes: Sequence[Path]) -> None:
+    sources = _sources(fds, includes)
+    if sources is None:
+        return
+    import tempfile
+
+    data = json.dumps({"sources": sources, "set": base64.b64encode(fds.SerializeToString()).decode()}).encode()
+    tmp = ""
+    try:
+        with tempfile.NamedTemporaryFile(dir=entry.parent, prefix=".tmp-", delete=False) as f:
+            tmp = f.name
+            f.write(data)
+        os.replace(tmp, entry)  # readers see the old entry or the new one, never half of one
+    except OSError as exc:
+        log.debug("proto cache entry %s not written: %s", entry, exc.strerror or exc)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _protoc(path: Path, includes: Sequence[Path]) -> descriptor_pb2.FileDescriptorSet:
     """Run grpcio-tools' protoc in process; its stderr (fd 2) is captured for the error message."""
+    import tempfile
+
     from grpc_tools import protoc
 
-    includes = [*roots, path.parent, wkt_include()]
     with tempfile.TemporaryDirectory(prefix="rr-protoc-") as tmp:
         out = Path(tmp) / "set.pb"
         args = ["protoc", *(f"-I{p}" for p in includes), "--include_imports"]

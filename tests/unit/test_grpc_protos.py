@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -147,3 +150,85 @@ def test_extra_files_are_in_the_pool_but_not_served() -> None:
     ps = load_protos([str(ROOT / "proto/greeter/v1/greeter.proto")], extra=extra)
     assert [s.full_name for s in ps.services] == ["greeter.v1.Greeter"]
     assert ps.pool.FindServiceByName("grpc.health.v1.Health").full_name == "grpc.health.v1.Health"
+
+
+# ---------------------------------------------------------------------------------- the compile cache
+
+_LOAD_TWICE = """
+import sys
+from rrgrpc.grpc.protos import load_protos
+ps = load_protos([sys.argv[1]])
+print([s.full_name for s in ps.services], "grpc_tools.protoc" in sys.modules)
+"""
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted((cache / "rrgrpc" / "protoc").glob("[0-9a-f]*"))
+
+
+def test_a_warm_start_takes_the_set_from_the_cache_without_loading_protoc(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argv = [sys.executable, "-c", _LOAD_TWICE, str(ROOT / "proto/echo/v1/echo.proto")]
+    cold = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert cold.stdout.split() == ["['echo.v1.Echo']", "True"]  # compiled: protoc loaded
+    assert len(entries(tmp_path / "cache")) == 1
+    warm = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert warm.stdout.split() == ["['echo.v1.Echo']", "False"]  # from the cache: protoc never loaded
+
+
+def test_an_edited_import_is_compiled_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    common = write(tmp_path / "p/common.proto", 'syntax = "proto3";\npackage c;\nmessage Id { string id = 1; }\n')
+    main = write(tmp_path / "p/main.proto", """
+        syntax = "proto3";
+        package m;
+        import "common.proto";
+        service S { rpc Get(c.Id) returns (c.Id); }
+    """)
+    first = load_protos([str(main)])
+    assert list(first.pool.FindMessageTypeByName("c.Id").fields_by_name) == ["id"]
+    common.write_text('syntax = "proto3";\npackage c;\nmessage Id { string id = 1; int64 rev = 2; }\n')
+    again = load_protos([str(main)])
+    assert list(again.pool.FindMessageTypeByName("c.Id").fields_by_name) == ["id", "rev"]
+    assert len(entries(tmp_path / "cache")) == 1  # the same entry, rewritten
+
+
+def test_an_import_newly_shadowed_by_an_import_path_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write(tmp_path / "p/common.proto", 'syntax = "proto3";\npackage c;\nmessage Id { string id = 1; }\n')
+    main = write(tmp_path / "p/main.proto", """
+        syntax = "proto3";
+        package m;
+        import "common.proto";
+        service S { rpc Get(c.Id) returns (c.Id); }
+    """)
+    (tmp_path / "lib").mkdir()
+    first = load_protos([str(main)], [str(tmp_path / "lib")])
+    assert list(first.pool.FindMessageTypeByName("c.Id").fields_by_name) == ["id"]
+    # import_paths come before the importing file's directory: protoc now reads this one
+    write(tmp_path / "lib/common.proto", 'syntax = "proto3";\npackage c;\nmessage Id { bytes key = 7; }\n')
+    again = load_protos([str(main)], [str(tmp_path / "lib")])
+    assert list(again.pool.FindMessageTypeByName("c.Id").fields_by_name) == ["key"]
+
+
+def test_an_unreadable_entry_is_compiled_again_and_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    echo = str(ROOT / "proto/echo/v1/echo.proto")
+    load_protos([echo])
+    [entry] = entries(tmp_path / "cache")
+    entry.write_bytes(b'{"sources": {}, "set": "not base64!"}')
+    ps = load_protos([echo])
+    assert [s.full_name for s in ps.services] == ["echo.v1.Echo"]
+    assert list(json.loads(entry.read_bytes())["sources"]) == ["echo.proto"]  # a whole entry again
+
+
+def test_a_cache_directory_others_may_write_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shared = tmp_path / "cache/rrgrpc/protoc"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)  # someone else could plant an entry that changes the served services
+    ps = load_protos([str(ROOT / "proto/echo/v1/echo.proto")])
+    assert [s.full_name for s in ps.services] == ["echo.v1.Echo"]
+    assert entries(tmp_path / "cache") == []
