@@ -65,7 +65,7 @@ def transport_writer(transport: asyncio.WriteTransport, name: str) -> Callable[[
 class Channel:
     """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
 
-    __slots__ = ("_buf", "_frames", "_waiter", "_error", "_write", "max_frame", "name")
+    __slots__ = ("_buf", "_frames", "_waiter", "_error", "_write", "_loop", "max_frame", "name")
 
     def __init__(self, write: Callable[[bytes], None], max_frame: int = DEFAULT_MAX_FRAME, name: str = "") -> None:
         self._buf = bytearray()
@@ -73,6 +73,7 @@ class Channel:
         self._waiter: asyncio.Future[None] | None = None
         self._error: ProtocolError | None = None
         self._write = write
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: get_running_loop() is a getpid() call on 3.11
         self.max_frame = max_frame
         self.name = name
 
@@ -130,7 +131,10 @@ class Channel:
                 return self._frames.popleft()
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
             try:
                 await self._waiter
             finally:
