@@ -82,22 +82,36 @@ class Channel:
         if self._error is not None:
             return
         buf = self._buf
+        if not buf:
+            # the common case: a read that holds exactly one whole frame is parsed where it is
+            try:
+                parsed = parse(data, self.max_frame)
+            except ProtocolError as exc:
+                self._bad(exc, data)
+                return
+            if parsed is not None and parsed[1] == len(data):
+                self._frames.append(parsed[0])
+                self._wake()
+                return
         buf += data
         frames = self._frames
         max_frame = self.max_frame
-        while True:
+        while buf:
             try:
                 parsed = parse(buf, max_frame)
             except ProtocolError as exc:
-                carried = bytes(buf[:300])
-                tail = carried.decode("utf-8", "replace")
-                self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
+                self._bad(exc, buf)
                 return
             if parsed is None:
                 break
             frames.append(parsed[0])
             del buf[: parsed[1]]
         self._wake()
+
+    def _bad(self, exc: ProtocolError, buf: bytes | bytearray) -> None:
+        carried = bytes(buf[:300])
+        tail = carried.decode("utf-8", "replace")
+        self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
 
     def feed_eof(self, reason: str = "closed") -> None:
         if self._error is None:
