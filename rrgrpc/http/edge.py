@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,10 +91,11 @@ class _Http09Request(web.BaseRequest):
 class _QuietWriter(StreamWriter):
     """aiohttp's writer without the ``Server: Python/3.x aiohttp/3.y`` header it adds by default."""
 
-    async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
+    def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> Coroutine[Any, Any, None]:
+        # returns aiohttp's coroutine rather than awaiting it in one of its own
         if headers.get(hdrs.SERVER) == SERVER_SOFTWARE:
             del headers[hdrs.SERVER]
-        await super().write_headers(status_line, headers)
+        return super().write_headers(status_line, headers)
 
 
 async def _refuse_http09(request: web.BaseRequest) -> web.StreamResponse:

@@ -192,7 +192,9 @@ class HttpPlugin(PoolBacked):
         rpc = self.cfg.rpc.listen if self.cfg.rpc is not None else None
         async with open_pool("http", self.http.pool, self.cfg.server, mode="http", rpc_listen=rpc) as pool:
             self.pool = pool
-            dispatcher = Dispatcher(pool, self.request_options(), self.http.internal_error_code)
+            dispatcher = Dispatcher(
+                pool, self.request_options(), self.http.internal_error_code, forwarding=bool(self.http.middleware)
+            )
             try:
                 async with self._serve(self.build_handler(dispatcher)):
                     yield
