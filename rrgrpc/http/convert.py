@@ -220,21 +220,17 @@ async def build_request(request: web.BaseRequest, opts: RequestOptions, fwd: For
         RequestError: 413 over ``max_request_size``, 400 for an unparsable form; temp files
             already written are removed before it propagates.
     """
-    built = Built(Payload())
+    built = Built(_NO_PAYLOAD)
     try:
-        return await _build(request, opts, fwd, built)
+        body = await read_body(request, opts, built)
+        built.payload = encode_context(request, opts, fwd, body)
     except BaseException:
         built.cleanup()
         raise
-
-
-async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, built: Built) -> Built:
-    body = await read_body(request, opts, built)
-    built.payload = encode_context(request, opts, fwd, body)
     return built
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Body:
     """What the worker gets as the request body: raw bytes, or the form tree as JSON (``parsed``)
     plus the uploads tree of a multipart form."""
@@ -248,11 +244,11 @@ async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built
     """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
     method = request.method
     if method in ("HEAD", "OPTIONS"):
-        return Body()
+        return _NO_BODY
     content_type = request.headers.get("Content-Type", "")
     limit = opts.max_request_size
     if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        return Body(await _read_body(request, limit))
+        return Body(await _read_body(request, limit)) if request.body_exists else _NO_BODY
     if _FORM in content_type:
         raw = await _read_body(request, limit)
         form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
@@ -266,6 +262,10 @@ async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built
     except FormError as exc:
         raise RequestError(400, str(exc)) from exc
     return Body(data, parsed=True, uploads=uploads)
+
+
+_NO_BODY: Final = Body()
+_NO_PAYLOAD: Final = Payload()
 
 
 def _form_json(values: dict[str, list[str]]) -> bytes:
