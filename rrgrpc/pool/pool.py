@@ -29,7 +29,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -293,10 +293,11 @@ class Pool:
         and so is one that died without reading the request; the request then runs on another
         worker. ``timeout`` bounds the wait for a worker."""
         for _ in range(MAX_DISPATCHES):
-            # the common case (an idle worker, no tracing) takes it without a coroutine
-            w = self._take_idle() if self._tracer is None else None
+            # the common cases (no tracing: an idle worker, or the queue) take one without coroutines of their own
+            plain = self._tracer is None and not self.debug
+            w = self._take_idle() if plain else None
             if w is None:
-                w = await self._take_traced(timeout)
+                w = await (self._queue.wait() if plain and timeout is None else self._take_traced(timeout))
             if alive is not None and not alive():
                 self._release(w)
                 self._dropped += 1
@@ -444,12 +445,13 @@ class Pool:
             self._queue.give(w)
 
     # -- the exchange -------------------------------------------------------------------------
-    async def _exchange(self, w: Worker, payload: Payload, info: str) -> Payload:
+    def _exchange(self, w: Worker, payload: Payload, info: str) -> Awaitable[Payload]:
+        """The exchange's coroutine itself (traced when tracing is on): no coroutine of its own."""
         w.exec_info = info
         w.exec_started = time.time()
         if self._tracer is None:
-            return await self._exchanger.roundtrip(w, payload)
-        return await traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
+            return self._exchanger.roundtrip(w, payload)
+        return traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
 
     def _stop_requested(self, w: Worker) -> None:
         w.reason = "stop_requested"
