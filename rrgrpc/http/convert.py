@@ -17,11 +17,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http import HttpVersion10, HttpVersion11
 
 from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
-from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
+from rrgrpc.http.request_pb import encode_request
 from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
@@ -35,6 +36,7 @@ UPLOAD_ERR_CANT_WRITE: Final = 7
 UPLOAD_ERR_EXTENSION: Final = 8
 
 _CHUNK: Final = 256 * 1024
+_PROTOCOLS: Final = {HttpVersion10: "HTTP/1.0", HttpVersion11: "HTTP/1.1"}
 _PROTO: Final = int(Flag.CODEC_PROTO)
 _JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
@@ -289,7 +291,7 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
     target = request.raw_path
     raw_query = _strip_crlf(target.partition("?")[2]) if "?" in target else ""
     version = request.version
-    protocol = f"HTTP/{version.major}.{version.minor}"
+    protocol = _PROTOCOLS.get(version) or f"HTTP/{version.major}.{version.minor}"
     uri = absolute_uri(request)
 
     if opts.codec == "json":
@@ -309,23 +311,9 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
         )
         return Payload(ctx, body.data, _JSON)
 
-    msg = http_pb2.Request(
-        remote_addr=remote, protocol=protocol, method=request.method, uri=uri, raw_query=raw_query, parsed=body.parsed
-    )
-    header_map = msg.header
-    for name, lines in headers.items():
-        header_map[name].value.extend(lines)
-    if cookies:
-        cookie_map = msg.cookies
-        for name, value in cookies.items():
-            cookie_map[name].value.append(value.encode("utf-8"))
-    if attributes:
-        attr_map = msg.attributes
-        for name, vals in attributes.items():
-            attr_map[name].value.extend(v.encode("utf-8") for v in vals)
-    if body.uploads is not None:
-        msg.uploads = tree_json(body.uploads)
-    return Payload(msg.SerializeToString(), body.data, _PROTO)
+    uploads = tree_json(body.uploads) if body.uploads is not None else b""
+    ctx = encode_request(remote, protocol, request.method, uri, headers, cookies, raw_query, body.parsed, uploads, attributes)
+    return Payload(ctx, body.data, _PROTO)
 
 
 class _LegacyRequest(msgspec.Struct):
