@@ -119,7 +119,10 @@ class Dispatcher:
                 return await finish(request, replaced, fwd)
         if body and not typed:
             lines = (*lines, ("Content-Type", sniff_content_type(body)))
-        return await finish(request, web.Response(status=status, body=body, headers=lines), fwd)
+        resp = web.Response(status=status, body=body, headers=lines)
+        if not self.forwarding:  # no middleware to see it sent: aiohttp sends it (and copes with a client gone)
+            return resp
+        return await finish(request, resp, fwd)
 
     @staticmethod
     def _stream_response(head: Head | None) -> web.StreamResponse:

@@ -17,7 +17,7 @@ import os
 import pwd
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -106,33 +106,37 @@ class HttpPlugin(PoolBacked):
     def _front(self, inner: Handler) -> Handler:
         """The bundled outermost layer: max_request_size and the access log."""
         limit = self.http.max_request_size * MB
-        access = self.http.access_logs
 
-        async def front(request: web.BaseRequest) -> web.StreamResponse:
+        def sized(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+            # the request's own coroutine is returned: no coroutine layer of ours per request
+            length = request.content_length
+            if limit and length is not None and length > limit:
+                return send_plain(request, 413, "request body exceeds max_request_size")
+            return inner(request)
+
+        if not self.http.access_logs:
+            return sized
+
+        async def logged(request: web.BaseRequest) -> web.StreamResponse:
             start = time.perf_counter()
             status = 500
             try:
-                length = request.content_length
-                if limit and length is not None and length > limit:
-                    resp = await send_plain(request, 413, "request body exceeds max_request_size")
-                else:
-                    resp = await inner(request)
+                resp = await sized(request)
                 status = resp.status
                 return resp
             finally:
-                if access:
-                    log.info(
-                        "http log",
-                        extra={
-                            "status": status,
-                            "method": request.method,
-                            "URI": request.raw_path,
-                            "remote_address": request.remote,
-                            "elapsed": round((time.perf_counter() - start) * 1000, 3),
-                        },
-                    )
+                log.info(
+                    "http log",
+                    extra={
+                        "status": status,
+                        "method": request.method,
+                        "URI": request.raw_path,
+                        "remote_address": request.remote,
+                        "elapsed": round((time.perf_counter() - start) * 1000, 3),
+                    },
+                )
 
-        return front
+        return logged
 
     def _ssl_context(self) -> ssl.SSLContext:
         s = self.http.ssl
