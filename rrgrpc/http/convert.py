@@ -37,6 +37,7 @@ UPLOAD_ERR_EXTENSION: Final = 8
 
 _CHUNK: Final = 256 * 1024
 _PROTOCOLS: Final = {HttpVersion10: "HTTP/1.0", HttpVersion11: "HTTP/1.1"}
+_NONE: Final[dict[str, Any]] = {}  # no cookies, no attributes (read only)
 _PROTO: Final = int(Flag.CODEC_PROTO)
 _JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
@@ -95,12 +96,23 @@ def _strip_crlf(text: str) -> str:
     return text.replace("\r", "").replace("\n", "") if ("\r" in text or "\n" in text) else text
 
 
+#: Header names as received -> Go-canonical names (a client sends the same few, byte for byte).
+_raw_names: dict[bytes, str] = {}
+_RAW_NAMES_SIZE: Final = 4096
+_NOT_FORWARDED: Final = frozenset({"Host", "Transfer-Encoding"})
+
+
 def forwarded_headers(request: web.BaseRequest, fwd: Forward | None) -> dict[str, list[bytes]]:
     """Request header lines grouped under Go-canonical names, without Host (and Transfer-Encoding)."""
     grouped: dict[str, list[bytes]] = {}
+    names = _raw_names
     for raw_name, raw_value in request.raw_headers:
-        name = canonical_header(raw_name.decode("latin-1"))
-        if name == "Host" or name == "Transfer-Encoding":
+        name = names.get(raw_name)
+        if name is None:
+            name = canonical_header(raw_name.decode("latin-1"))
+            if len(names) < _RAW_NAMES_SIZE:  # odd one-off names must not grow it forever
+                names[raw_name] = name
+        if name in _NOT_FORWARDED:
             continue
         grouped.setdefault(name, []).append(raw_value)
     if fwd is not None:
@@ -282,12 +294,13 @@ def _form_json(values: dict[str, list[str]]) -> bytes:
 def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
     """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
     headers = forwarded_headers(request, fwd)
-    cookie_lines = [v.decode("latin-1") for v in headers.get("Cookie", ())]
-    cookies = parse_cookies(cookie_lines) if cookie_lines else {}
-    remote = fwd.remote_addr if fwd is not None and fwd.remote_addr is not None else None
+    cookie_lines = headers.get("Cookie")
+    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    remote = fwd.remote_addr if fwd is not None else None
     if remote is None:
-        remote = client_ip(request.transport.get_extra_info("peername") if request.transport else None)
-    attributes = fwd.attributes if fwd is not None else {}
+        transport = request.transport
+        remote = client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+    attributes = fwd.attributes if fwd is not None else _NONE
     target = request.raw_path
     raw_query = _strip_crlf(target.partition("?")[2]) if "?" in target else ""
     version = request.version
