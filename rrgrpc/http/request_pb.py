@@ -14,13 +14,16 @@ UTF-8 and, as with protobuf, a lone surrogate raises UnicodeEncodeError.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 _SMALL: Final = [bytes((n,)) for n in range(128)]  # one-byte varints
 #: Fields 1-3 (client address, protocol, method) as bytes: the same few combinations, request after request.
 _leads: dict[tuple[str, str, str], bytes] = {}
 _LEADS_SIZE: Final = 4096
+#: Map keys (header, cookie and attribute names) with their key tag and length, and the value tag.
+_keys: dict[str, bytes] = {}
+_KEYS_SIZE: Final = 4096
 
 
 def _varint(n: int) -> bytes:
@@ -39,13 +42,22 @@ def _string(tag: bytes, text: str) -> bytes:
     return tag + _varint(len(raw)) + raw
 
 
-def _map(tag: bytes, entries: Iterable[tuple[str, Iterable[bytes]]]) -> bytes:
+def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     """Map entries {key: HeaderValue}, each as ``tag`` + length + (key = 1, value = 2)."""
     out = []
+    keys = _keys
     for name, values in entries:
-        key = name.encode("utf-8")
-        value = b"".join([b"\x0a" + _varint(len(v)) + v for v in values])
-        entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
+        key = keys.get(name)
+        if key is None:
+            raw = name.encode("utf-8")
+            key = b"\x0a" + _varint(len(raw)) + raw + b"\x12"
+            if len(keys) < _KEYS_SIZE:
+                keys[name] = key
+        if len(values) == 1:  # the usual header: one line
+            value = b"\x0a" + _varint(len(values[0])) + values[0]
+        else:
+            value = b"".join([b"\x0a" + _varint(len(v)) + v for v in values])
+        entry = key + _varint(len(value)) + value
         out.append(tag + _varint(len(entry)) + entry)
     return b"".join(out)
 
@@ -55,12 +67,12 @@ def encode_request(
     protocol: str,
     method: str,
     uri: str,
-    header: Mapping[str, Iterable[bytes]],
+    header: Mapping[str, Sequence[bytes]],
     cookies: Mapping[str, str],
     raw_query: str,
     parsed: bool,
     uploads: bytes,
-    attributes: Mapping[str, Iterable[str]],
+    attributes: Mapping[str, Sequence[str]],
 ) -> bytes:
     """The serialized ``http.v1.Request`` (what ``http_pb2.Request(...).SerializeToString()`` parses back to)."""
     key = (remote_addr, protocol, method)
