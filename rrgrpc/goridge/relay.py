@@ -65,7 +65,7 @@ def transport_writer(transport: asyncio.WriteTransport, name: str) -> Callable[[
 class Channel:
     """Frames in, bytes out, over one relay. Fed by a protocol; read with :meth:`recv`."""
 
-    __slots__ = ("_buf", "_frames", "_waiter", "_error", "_write", "max_frame", "name")
+    __slots__ = ("_buf", "_frames", "_waiter", "_error", "_write", "_loop", "max_frame", "name")
 
     def __init__(self, write: Callable[[bytes], None], max_frame: int = DEFAULT_MAX_FRAME, name: str = "") -> None:
         self._buf = bytearray()
@@ -73,6 +73,7 @@ class Channel:
         self._waiter: asyncio.Future[None] | None = None
         self._error: ProtocolError | None = None
         self._write = write
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: get_running_loop() is a getpid() call on 3.11
         self.max_frame = max_frame
         self.name = name
 
@@ -81,22 +82,36 @@ class Channel:
         if self._error is not None:
             return
         buf = self._buf
+        if not buf:
+            # the common case: a read that holds exactly one whole frame is parsed where it is
+            try:
+                parsed = parse(data, self.max_frame)
+            except ProtocolError as exc:
+                self._bad(exc, data)
+                return
+            if parsed is not None and parsed[1] == len(data):
+                self._frames.append(parsed[0])
+                self._wake()
+                return
         buf += data
         frames = self._frames
         max_frame = self.max_frame
-        while True:
+        while buf:
             try:
                 parsed = parse(buf, max_frame)
             except ProtocolError as exc:
-                carried = bytes(buf[:300])
-                tail = carried.decode("utf-8", "replace")
-                self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
+                self._bad(exc, buf)
                 return
             if parsed is None:
                 break
             frames.append(parsed[0])
             del buf[: parsed[1]]
         self._wake()
+
+    def _bad(self, exc: ProtocolError, buf: bytes | bytearray) -> None:
+        carried = bytes(buf[:300])
+        tail = carried.decode("utf-8", "replace")
+        self._fail(BadFrame(f"{self.name}: {exc}; the relay carried: {tail!r}", carried))
 
     def feed_eof(self, reason: str = "closed") -> None:
         if self._error is None:
@@ -130,7 +145,10 @@ class Channel:
                 return self._frames.popleft()
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
             try:
                 await self._waiter
             finally:

@@ -17,11 +17,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http import HttpVersion10, HttpVersion11
 
 from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
-from rrgrpc.http import http_pb2
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
+from rrgrpc.http.request_pb import encode_request
 from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
@@ -35,6 +36,8 @@ UPLOAD_ERR_CANT_WRITE: Final = 7
 UPLOAD_ERR_EXTENSION: Final = 8
 
 _CHUNK: Final = 256 * 1024
+_PROTOCOLS: Final = {HttpVersion10: "HTTP/1.0", HttpVersion11: "HTTP/1.1"}
+_NONE: Final[dict[str, Any]] = {}  # no cookies, no attributes (read only)
 _PROTO: Final = int(Flag.CODEC_PROTO)
 _JSON: Final = int(Flag.CODEC_JSON)
 _FORM = "application/x-www-form-urlencoded"
@@ -93,12 +96,23 @@ def _strip_crlf(text: str) -> str:
     return text.replace("\r", "").replace("\n", "") if ("\r" in text or "\n" in text) else text
 
 
+#: Header names as received -> Go-canonical names (a client sends the same few, byte for byte).
+_raw_names: dict[bytes, str] = {}
+_RAW_NAMES_SIZE: Final = 4096
+_NOT_FORWARDED: Final = frozenset({"Host", "Transfer-Encoding"})
+
+
 def forwarded_headers(request: web.BaseRequest, fwd: Forward | None) -> dict[str, list[bytes]]:
     """Request header lines grouped under Go-canonical names, without Host (and Transfer-Encoding)."""
     grouped: dict[str, list[bytes]] = {}
+    names = _raw_names
     for raw_name, raw_value in request.raw_headers:
-        name = canonical_header(raw_name.decode("latin-1"))
-        if name == "Host" or name == "Transfer-Encoding":
+        name = names.get(raw_name)
+        if name is None:
+            name = canonical_header(raw_name.decode("latin-1"))
+            if len(names) < _RAW_NAMES_SIZE:  # odd one-off names must not grow it forever
+                names[raw_name] = name
+        if name in _NOT_FORWARDED:
             continue
         grouped.setdefault(name, []).append(raw_value)
     if fwd is not None:
@@ -220,21 +234,17 @@ async def build_request(request: web.BaseRequest, opts: RequestOptions, fwd: For
         RequestError: 413 over ``max_request_size``, 400 for an unparsable form; temp files
             already written are removed before it propagates.
     """
-    built = Built(Payload())
+    built = Built(_NO_PAYLOAD)
     try:
-        return await _build(request, opts, fwd, built)
+        body = await read_body(request, opts, built)
+        built.payload = encode_context(request, opts, fwd, body)
     except BaseException:
         built.cleanup()
         raise
-
-
-async def _build(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, built: Built) -> Built:
-    body = await read_body(request, opts, built)
-    built.payload = encode_context(request, opts, fwd, body)
     return built
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Body:
     """What the worker gets as the request body: raw bytes, or the form tree as JSON (``parsed``)
     plus the uploads tree of a multipart form."""
@@ -248,11 +258,11 @@ async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built
     """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
     method = request.method
     if method in ("HEAD", "OPTIONS"):
-        return Body()
+        return _NO_BODY
     content_type = request.headers.get("Content-Type", "")
     limit = opts.max_request_size
     if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        return Body(await _read_body(request, limit))
+        return Body(await _read_body(request, limit)) if request.body_exists else _NO_BODY
     if _FORM in content_type:
         raw = await _read_body(request, limit)
         form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
@@ -268,6 +278,10 @@ async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built
     return Body(data, parsed=True, uploads=uploads)
 
 
+_NO_BODY: Final = Body()
+_NO_PAYLOAD: Final = Payload()
+
+
 def _form_json(values: dict[str, list[str]]) -> bytes:
     """A form's fields as the PHP-bracket tree in JSON (empty form: no body)."""
     try:
@@ -280,16 +294,17 @@ def _form_json(values: dict[str, list[str]]) -> bytes:
 def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
     """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
     headers = forwarded_headers(request, fwd)
-    cookie_lines = [v.decode("latin-1") for v in headers.get("Cookie", ())]
-    cookies = parse_cookies(cookie_lines) if cookie_lines else {}
-    remote = fwd.remote_addr if fwd is not None and fwd.remote_addr is not None else None
+    cookie_lines = headers.get("Cookie")
+    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    remote = fwd.remote_addr if fwd is not None else None
     if remote is None:
-        remote = client_ip(request.transport.get_extra_info("peername") if request.transport else None)
-    attributes = fwd.attributes if fwd is not None else {}
+        transport = request.transport
+        remote = client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+    attributes = fwd.attributes if fwd is not None else _NONE
     target = request.raw_path
     raw_query = _strip_crlf(target.partition("?")[2]) if "?" in target else ""
     version = request.version
-    protocol = f"HTTP/{version.major}.{version.minor}"
+    protocol = _PROTOCOLS.get(version) or f"HTTP/{version.major}.{version.minor}"
     uri = absolute_uri(request)
 
     if opts.codec == "json":
@@ -309,23 +324,9 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
         )
         return Payload(ctx, body.data, _JSON)
 
-    msg = http_pb2.Request(
-        remote_addr=remote, protocol=protocol, method=request.method, uri=uri, raw_query=raw_query, parsed=body.parsed
-    )
-    header_map = msg.header
-    for name, lines in headers.items():
-        header_map[name].value.extend(lines)
-    if cookies:
-        cookie_map = msg.cookies
-        for name, value in cookies.items():
-            cookie_map[name].value.append(value.encode("utf-8"))
-    if attributes:
-        attr_map = msg.attributes
-        for name, vals in attributes.items():
-            attr_map[name].value.extend(v.encode("utf-8") for v in vals)
-    if body.uploads is not None:
-        msg.uploads = tree_json(body.uploads)
-    return Payload(msg.SerializeToString(), body.data, _PROTO)
+    uploads = tree_json(body.uploads) if body.uploads is not None else b""
+    ctx = encode_request(remote, protocol, request.method, uri, headers, cookies, raw_query, body.parsed, uploads, attributes)
+    return Payload(ctx, body.data, _PROTO)
 
 
 class _LegacyRequest(msgspec.Struct):

@@ -42,13 +42,17 @@ class StreamingPool(Protocol):
 class Dispatcher:
     """Sends requests to a pool and writes the worker's reply back."""
 
-    def __init__(self, pool: StreamingPool, opts: RequestOptions, internal_error_code: int = 500) -> None:
+    def __init__(
+        self, pool: StreamingPool, opts: RequestOptions, internal_error_code: int = 500, *, forwarding: bool = True
+    ) -> None:
         self.pool = pool
         self.opts = opts
         self.error_code = internal_error_code
+        self.forwarding = forwarding  # False: no middleware in front, so no request has Forward state
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        fwd = request.get(FORWARD)  # looked up once: a miss raises inside aiohttp's mapping
+        # looked up once, and only when a middleware may have set it: a miss raises inside aiohttp's mapping
+        fwd = request.get(FORWARD) if self.forwarding else None
         try:
             built = await build_request(request, self.opts, fwd)
         except RequestError as exc:
@@ -108,14 +112,17 @@ class Dispatcher:
     async def _single(
         self, request: web.BaseRequest, head: Head | None, body: bytes, fwd: Forward | None
     ) -> web.StreamResponse:
-        headers = response_headers(head) if head is not None else CIMultiDict()
+        status, lines, typed = (head.status, head.lines, head.typed) if head is not None else (200, (), False)
         if fwd is not None and fwd.replace_response is not None:
-            replaced = fwd.replace_response(head.status if head else 200, headers)
+            replaced = fwd.replace_response(status, CIMultiDict(lines))
             if replaced is not None:
                 return await finish(request, replaced, fwd)
-        if "Content-Type" not in headers and body:
-            headers["Content-Type"] = sniff_content_type(body)
-        return await finish(request, web.Response(status=head.status if head else 200, body=body, headers=headers), fwd)
+        if body and not typed:
+            lines = (*lines, ("Content-Type", sniff_content_type(body)))
+        resp = web.Response(status=status, body=body, headers=lines)
+        if not self.forwarding:  # no middleware to see it sent: aiohttp sends it (and copes with a client gone)
+            return resp
+        return await finish(request, resp, fwd)
 
     @staticmethod
     def _stream_response(head: Head | None) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ class EdgeServer(web.Server):
 
     def __init__(self, handler: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(
-            _refusing_http09(handler),
+            handler,
             request_factory=self._request,
             keepalive_timeout=limits.idle_timeout,
             **kwargs,
@@ -90,23 +91,19 @@ class _Http09Request(web.BaseRequest):
 class _QuietWriter(StreamWriter):
     """aiohttp's writer without the ``Server: Python/3.x aiohttp/3.y`` header it adds by default."""
 
-    async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
+    def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> Coroutine[Any, Any, None]:
+        # returns aiohttp's coroutine rather than awaiting it in one of its own
         if headers.get(hdrs.SERVER) == SERVER_SOFTWARE:
             del headers[hdrs.SERVER]
-        await super().write_headers(status_line, headers)
+        return super().write_headers(status_line, headers)
 
 
-def _refusing_http09(handler: Any) -> Any:
-    async def refuse_http09(request: web.BaseRequest) -> web.StreamResponse:
-        if isinstance(request, _Http09Request):
-            server = request.protocol._manager
-            if isinstance(server, EdgeServer):
-                server.logs.bad("bad request from %s: HTTP/0.9 request line %r", request.remote, request.raw_path)
-            return web.Response(status=400, text="HTTP/0.9 requests are not supported\n")
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return refuse_http09
+async def _refuse_http09(request: web.BaseRequest) -> web.StreamResponse:
+    """The handler of an HTTP/0.9 request line, in place of the server's (see _EdgeProtocol)."""
+    server = request.protocol._manager
+    if isinstance(server, EdgeServer):
+        server.logs.bad("bad request from %s: HTTP/0.9 request line %r", request.remote, request.raw_path)
+    return web.Response(status=400, text="HTTP/0.9 requests are not supported\n")
 
 
 class _EdgeProtocol(RequestHandler):
@@ -132,14 +129,24 @@ class _EdgeProtocol(RequestHandler):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        # A request starts when bytes arrive on a connection that waits for one: time its headers.
-        if self._head_timer is None and not self._messages and (self._waiter is not None or self._request_count == 0):
-            self._head_timer = self._loop.call_later(self._edge.limits.read_header_timeout, self._head_too_slow)
+        # A request starts when bytes arrive on a connection that waits for one: time its headers,
+        # unless these bytes already complete them (the usual case: then no timer at all).
+        starts = self._head_timer is None and not self._messages and (self._waiter is not None or self._request_count == 0)
         before = self._request_count
         super().data_received(data)
-        if self._request_count != before and self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._request_count != before:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+        elif starts:
+            self._head_timer = self._loop.call_later(self._edge.limits.read_header_timeout, self._head_too_slow)
+
+    def _handle_request(self, request: web.BaseRequest, start_time: float | None, request_handler: Any) -> Any:
+        # HTTP/0.9 is refused by a handler of its own, chosen here rather than by a wrapper around
+        # the server's handler that every request would go through
+        if type(request) is _Http09Request:
+            request_handler = _refuse_http09
+        return super()._handle_request(request, start_time, request_handler)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_timer is not None:

@@ -42,6 +42,7 @@ class HttpMetrics:
         )
         self.duration = Histogram("rr_http_request_duration_seconds", "HTTP request duration.", ["status"], registry=None)
         self.uptime = _Uptime()
+        self._by_status: dict[str, tuple[Any, Any]] = {}  # status -> its (counter, histogram) children, found once
 
     def collectors(self) -> list[Any]:
         return [self.requests, self.duration, self.queue, self.no_free_workers, self.uptime]
@@ -58,5 +59,8 @@ class HttpMetrics:
             return resp
         finally:
             self.queue.dec()
-            self.requests.labels(status).inc()
-            self.duration.labels(status).observe(time.perf_counter() - start)
+            children = self._by_status.get(status)
+            if children is None:  # .labels() takes a lock and builds a key: once per status, not per request
+                children = self._by_status[status] = (self.requests.labels(status), self.duration.labels(status))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -17,7 +17,7 @@ import os
 import pwd
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -108,33 +108,37 @@ class HttpPlugin(PoolBacked):
     def _front(self, inner: Handler) -> Handler:
         """The bundled outermost layer: max_request_size and the access log."""
         limit = self.http.max_request_size * MB
-        access = self.http.access_logs
 
-        async def front(request: web.BaseRequest) -> web.StreamResponse:
+        def sized(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+            # the request's own coroutine is returned: no coroutine layer of ours per request
+            length = request.content_length
+            if limit and length is not None and length > limit:
+                return send_plain(request, 413, "request body exceeds max_request_size")
+            return inner(request)
+
+        if not self.http.access_logs:
+            return sized
+
+        async def logged(request: web.BaseRequest) -> web.StreamResponse:
             start = time.perf_counter()
             status = 500
             try:
-                length = request.content_length
-                if limit and length is not None and length > limit:
-                    resp = await send_plain(request, 413, "request body exceeds max_request_size")
-                else:
-                    resp = await inner(request)
+                resp = await sized(request)
                 status = resp.status
                 return resp
             finally:
-                if access:
-                    log.info(
-                        "http log",
-                        extra={
-                            "status": status,
-                            "method": request.method,
-                            "URI": request.raw_path,
-                            "remote_address": request.remote,
-                            "elapsed": round((time.perf_counter() - start) * 1000, 3),
-                        },
-                    )
+                log.info(
+                    "http log",
+                    extra={
+                        "status": status,
+                        "method": request.method,
+                        "URI": request.raw_path,
+                        "remote_address": request.remote,
+                        "elapsed": round((time.perf_counter() - start) * 1000, 3),
+                    },
+                )
 
-        return front
+        return logged
 
     def _ssl_context(self) -> ssl.SSLContext:
         s = self.http.ssl
@@ -195,7 +199,9 @@ class HttpPlugin(PoolBacked):
         rpc = self.cfg.rpc.listen if self.cfg.rpc is not None else None
         async with open_pool("http", self.http.pool, self.cfg.server, mode="http", rpc_listen=rpc) as pool:
             self.pool = pool
-            dispatcher = Dispatcher(pool, self.request_options(), self.http.internal_error_code)
+            dispatcher = Dispatcher(
+                pool, self.request_options(), self.http.internal_error_code, forwarding=bool(self.http.middleware)
+            )
             try:
                 async with self._serve(self.build_handler(dispatcher)):
                     yield

@@ -26,13 +26,23 @@ class BadWorkerResponse(Exception):
     gets ``internal_error_code``."""
 
 
+#: Framing headers a worker may send but aiohttp writes itself.
+_FRAMING: Final = frozenset({"Content-Length", "Transfer-Encoding", "Connection"})
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
-    """Status and headers of one reply frame (``trailers``: names the worker asked to trail)."""
+    """Status and headers of one reply frame (``trailers``: names the worker asked to trail).
+
+    ``lines`` are the header lines a response carries (framing headers left to aiohttp) and
+    ``typed`` says whether they name a Content-Type: worked out once per head, and heads are cached.
+    """
 
     status: int
     headers: tuple[tuple[str, str], ...]
     trailers: tuple[str, ...] = ()
+    lines: tuple[tuple[str, str], ...] = ()
+    typed: bool = False
 
 
 # --------------------------------------------------------------------------- response
@@ -108,17 +118,13 @@ def _decode_head(context: bytes, proto: bool) -> Head:
         names = [t.strip() for name, v in pairs if name == "Trailer" for t in v.split(",")]
         trailers = tuple(canonical_header(t) for t in names if t)
         pairs = [(n, v) for n, v in pairs if n != "Trailer"]
-    return Head(int(status), tuple(pairs), trailers)
+    lines = tuple((n, v) for n, v in pairs if n not in _FRAMING)
+    return Head(int(status), tuple(pairs), trailers, lines, any(n == "Content-Type" for n, _ in lines))
 
 
 def response_headers(head: Head) -> CIMultiDict[str]:
     """The head's header lines as a multidict; framing headers are left to aiohttp."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in head.headers:
-        if name in ("Content-Length", "Transfer-Encoding", "Connection"):
-            continue
-        out.add(name, value)
-    return out
+    return CIMultiDict(head.lines)
 
 
 def sniff_content_type(body: bytes) -> str:

@@ -29,8 +29,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import trace
@@ -101,6 +101,31 @@ async def open_pool(
         # server draining a request to a hung worker): that cancel is spent, so kill here rather
         # than wait destroy_timeout for the busy workers
         await p.destroy(force=owner is not None and owner.cancelling() > 0)
+
+
+class _Streamed:
+    """``Pool.stream()``'s context: takes a worker and reads the first frame on entry, closes the
+    frames on exit. A plain class, not ``@asynccontextmanager``: no async generator per request."""
+
+    __slots__ = ("_pool", "_payload", "_timeout", "_info", "_alive", "_frames")
+
+    def __init__(self, pool: Pool, payload: Payload, timeout: float | None, info: str, alive: Alive | None) -> None:
+        self._pool = pool
+        self._payload = payload
+        self._timeout = timeout
+        self._info = info
+        self._alive = alive
+        self._frames: StreamFrames | None = None
+
+    async def __aenter__(self) -> StreamFrames:
+        pool = self._pool
+        w, first = await pool._first_reply(self._payload, self._info, self._alive, self._timeout)
+        self._frames = frames = StreamFrames(w, first, pool._exchanger)
+        return frames
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._frames is not None:
+            self._frames.close()
 
 
 class Pool:
@@ -255,17 +280,11 @@ class Pool:
         self._release(w)
         return reply
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self, payload: Payload, *, timeout: float | None = None, info: str = "", alive: Alive | None = None
-    ) -> AsyncIterator[AsyncIterator[Payload]]:
-        """Run a request whose reply may be streamed; yields an iterator over the reply frames."""
-        w, first = await self._first_reply(payload, info, alive, timeout)
-        frames = StreamFrames(w, first, self._exchanger)
-        try:
-            yield frames
-        finally:
-            frames.close()
+    ) -> AbstractAsyncContextManager[AsyncIterator[Payload]]:
+        """Run a request whose reply may be streamed: ``async with`` gives an iterator over the reply frames."""
+        return _Streamed(self, payload, timeout, info, alive)
 
     async def _first_reply(
         self, payload: Payload, info: str, alive: Alive | None, timeout: float | None = None
@@ -274,10 +293,11 @@ class Pool:
         and so is one that died without reading the request; the request then runs on another
         worker. ``timeout`` bounds the wait for a worker."""
         for _ in range(MAX_DISPATCHES):
-            # the common case (an idle worker, no tracing) takes it without a coroutine
-            w = self._take_idle() if self._tracer is None else None
+            # the common cases (no tracing: an idle worker, or the queue) take one without coroutines of their own
+            plain = self._tracer is None and not self.debug
+            w = self._take_idle() if plain else None
             if w is None:
-                w = await self._take_traced(timeout)
+                w = await (self._queue.wait() if plain and timeout is None else self._take_traced(timeout))
             if alive is not None and not alive():
                 self._release(w)
                 self._dropped += 1
@@ -425,12 +445,13 @@ class Pool:
             self._queue.give(w)
 
     # -- the exchange -------------------------------------------------------------------------
-    async def _exchange(self, w: Worker, payload: Payload, info: str) -> Payload:
+    def _exchange(self, w: Worker, payload: Payload, info: str) -> Awaitable[Payload]:
+        """The exchange's coroutine itself (traced when tracing is on): no coroutine of its own."""
         w.exec_info = info
         w.exec_started = time.time()
         if self._tracer is None:
-            return await self._exchanger.roundtrip(w, payload)
-        return await traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
+            return self._exchanger.roundtrip(w, payload)
+        return traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))
 
     def _stop_requested(self, w: Worker) -> None:
         w.reason = "stop_requested"

@@ -38,6 +38,17 @@ class _Reader(asyncio.Protocol):
         self.proc.pipe_connection_lost(self.fd)
 
 
+class _RelayReader(_Reader):
+    """The stdout of a pipes-relay worker: its bytes go straight to the worker's channel."""
+
+    def __init__(self, proc: Process, channel: Channel) -> None:
+        super().__init__(proc, 1)
+        self.feed = channel.feed
+
+    def data_received(self, data: bytes) -> None:
+        self.feed(data)
+
+
 class Process:
     """The child process: real pipes on its stdin/stdout/stderr, and its exit (watched by pidfd).
 
@@ -72,8 +83,14 @@ class Process:
         if self.pipes_relay:
             name = f"worker {self.popen.pid}"
             self.worker.channel = Channel(transport_writer(self.stdin, name), max_frame, name=name)
+        channel = self.worker.channel
         for fd, end in ((1, stdout), (2, stderr)):
-            transport, _ = await loop.connect_read_pipe(functools.partial(_Reader, self, fd), os.fdopen(end, "rb", 0))
+            reader = (
+                functools.partial(_RelayReader, self, channel)
+                if fd == 1 and channel is not None
+                else functools.partial(_Reader, self, fd)
+            )
+            transport, _ = await loop.connect_read_pipe(reader, os.fdopen(end, "rb", 0))
             self._readers.append(transport)
         try:
             self._pidfd = os.pidfd_open(self.popen.pid)

@@ -2,8 +2,10 @@
 
 A worker given back goes to the oldest waiter, or joins the idle workers. A waiter gives up after
 ``allocate_timeout`` (NoFreeWorkers, and the dynamic allocator hears of the shortage); no more than
-``max_queue_size`` requests wait (QueueFull). The wait is a timer handle, not ``asyncio.timeout()``:
-under load every request waits here.
+``max_queue_size`` requests wait (QueueFull). Under load every request waits here, so the waits
+share one timer: every waiter has the same timeout, so deadlines are in queue order and the timer
+only has to watch the oldest waiter's; when it fires it fails the waiters whose deadline passed and
+re-arms for the next one (a waiter served in time costs no timer at all).
 """
 
 from __future__ import annotations
@@ -16,20 +18,25 @@ from rrgrpc.errors import NoFreeWorkers, PoolError, QueueFull
 from rrgrpc.pool.state import WorkerState
 from rrgrpc.pool.worker import Worker
 
+#: A deadline this close counts as passed: the loop's timers fire at millisecond granularity.
+_SLACK = 0.001
+
 
 class Queue:
     """Idle workers and waiting requests of one pool."""
 
-    __slots__ = ("idle", "dropped", "_waiters", "_name", "_allocate_timeout", "_max", "_on_shortage")
+    __slots__ = ("idle", "dropped", "_waiters", "_name", "_allocate_timeout", "_max", "_on_shortage", "_timer", "_loop")
 
     def __init__(self, name: str, allocate_timeout: float, max_queue_size: int, on_shortage: Callable[[], None]) -> None:
         self.idle: deque[Worker] = deque()
         self.dropped = 0  # waiters whose caller went away (deadline, cancel) while they waited
-        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._waiters: deque[tuple[float, asyncio.Future[Worker]]] = deque()  # (deadline, future), oldest first
         self._name = name
         self._allocate_timeout = allocate_timeout
         self._max = max_queue_size
         self._on_shortage = on_shortage
+        self._timer: asyncio.TimerHandle | None = None  # armed for the oldest waiter's deadline
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: get_running_loop() is a getpid() call on 3.11
 
     @property
     def waiting(self) -> int:
@@ -47,7 +54,7 @@ class Queue:
     def give(self, w: Worker) -> None:
         """Hand a ready worker to the oldest waiter (marked WORKING), or park it idle (READY)."""
         while self._waiters:
-            fut = self._waiters.popleft()
+            fut = self._waiters.popleft()[1]
             if not fut.done():
                 w.become(WorkerState.WORKING)
                 fut.set_result(w)
@@ -64,11 +71,15 @@ class Queue:
         """
         if self._max and len(self._waiters) >= self._max:
             raise QueueFull(f"{self._name} pool: max queue size reached ({self._max})")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[Worker] = loop.create_future()
-        self._waiters.append(fut)
         timeout = self._allocate_timeout
-        expiry = loop.call_later(timeout, self._expired, fut) if timeout else None
+        deadline = loop.time() + timeout if timeout else float("inf")
+        self._waiters.append((deadline, fut))
+        if timeout and self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
         try:
             return await fut
         except asyncio.CancelledError:  # the caller went away (deadline, cancel) while queued
@@ -77,32 +88,41 @@ class Queue:
                 self.give(fut.result())  # handed over just as the caller gave up
             raise
         finally:
-            if expiry is not None:
-                expiry.cancel()
             if not fut.done():
                 fut.cancel()
             if fut.cancelled():  # a future that got its worker (or an error) was already popped
-                try:
-                    self._waiters.remove(fut)
-                except ValueError:
-                    pass
+                self._forget(fut)
 
-    def _expired(self, fut: asyncio.Future[Worker]) -> None:
-        """allocate_timeout passed for a waiter: it fails with NoFreeWorkers."""
-        if fut.done():
-            return
-        try:
-            self._waiters.remove(fut)
-        except ValueError:
-            pass
-        self._on_shortage()
-        fut.set_exception(
-            NoFreeWorkers(f"{self._name} pool: no free worker within allocate_timeout ({self._allocate_timeout:g}s)")
-        )
+    def _forget(self, fut: asyncio.Future[Worker]) -> None:
+        for i, (_, waiter) in enumerate(self._waiters):
+            if waiter is fut:
+                del self._waiters[i]
+                return
+
+    def _expire(self) -> None:
+        """The oldest deadline came: waiters past allocate_timeout fail with NoFreeWorkers."""
+        self._timer = None
+        waiters = self._waiters
+        loop = self._loop
+        assert loop is not None
+        now = loop.time() + _SLACK
+        while waiters and waiters[0][0] <= now:
+            fut = waiters.popleft()[1]
+            if fut.done():
+                continue
+            self._on_shortage()
+            fut.set_exception(
+                NoFreeWorkers(f"{self._name} pool: no free worker within allocate_timeout ({self._allocate_timeout:g}s)")
+            )
+        if waiters:
+            self._timer = loop.call_at(waiters[0][0], self._expire)
 
     def fail(self, exc: PoolError) -> None:
         """Every waiter fails with ``exc`` (the pool failed or is stopping)."""
-        for fut in self._waiters:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, fut in self._waiters:
             if not fut.done():
                 fut.set_exception(exc)
         self._waiters.clear()

@@ -28,6 +28,7 @@ from rrgrpc.http.convert import (
 from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json
 from rrgrpc.http.reply import BadWorkerResponse, decode_head
+from rrgrpc.http.request_pb import encode_request
 from rrgrpc.pool.payload import Payload
 from tests.helpers import VECTORS
 
@@ -143,6 +144,41 @@ def test_decode_head_cache_keeps_codecs_apart_and_stays_bounded() -> None:
         head = decode_head(b'{"status":200,"headers":{"X-N":["%d"]}}' % i, 0)
         assert head is not None and head.headers == (("X-N", str(i)),)
     assert len(reply_module._head_cache) <= 256
+
+
+LONG = "v" * 300  # a length that takes a two-byte varint
+
+
+@pytest.mark.parametrize(
+    ("header", "cookies", "attributes", "strings", "parsed", "uploads"),
+    [
+        ({}, {}, {}, ("", "", "", "", ""), False, b""),
+        ({"Accept": [b"a", b"b"], "X-Empty": [b""], "X-None": []}, {}, {}, ("10.0.0.1", "HTTP/1.1", "GET", "http://h/", ""), False, b""),
+        ({"User-Agent": [LONG.encode()], "X-Bin": [bytes(range(256))]}, {"s": "é", "t": LONG}, {"k": ["1", "é"], "e": []},
+         ("::1", "HTTP/1.0", "POST", "http://h/ä?" + LONG, "q=é"), True, b'{"f":{"name":"x"}}'),
+    ],
+)  # fmt: skip
+def test_request_context_encodes_as_protobuf_would(
+    header: dict[str, list[bytes]], cookies: dict[str, str], attributes: dict[str, list[str]],
+    strings: tuple[str, str, str, str, str], parsed: bool, uploads: bytes,
+) -> None:  # fmt: skip
+    remote, protocol, method, uri, query = strings
+    ours = encode_request(remote, protocol, method, uri, header, cookies, query, parsed, uploads, attributes)
+    expected = http_pb2.Request(remote_addr=remote, protocol=protocol, method=method, uri=uri, raw_query=query,
+                                parsed=parsed, uploads=uploads)  # fmt: skip
+    for name, lines in header.items():
+        expected.header[name].value.extend(lines)
+    for name, value in cookies.items():
+        expected.cookies[name].value.append(value.encode())
+    for name, values in attributes.items():
+        expected.attributes[name].value.extend(v.encode() for v in values)
+    assert http_pb2.Request.FromString(ours) == expected
+    assert len(ours) == len(expected.SerializeToString())  # no field written that protobuf leaves out
+
+
+def test_request_context_refuses_a_lone_surrogate_as_protobuf_does() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        encode_request("", "", "GET", "http://h/\udcff", {}, {}, "", False, b"", {})
 
 
 # --------------------------------------------------------------------------- vector replay
