@@ -66,12 +66,17 @@ class HttpPlugin(PoolBacked):
         self._reuse_port = reuse_port
         self.http: HttpConfig = cfg.http
         self.pool: Pool | None = None
+        self._serving = False  # the listeners accept: ready means a request would be served
         self.addresses: list[str] = []  # bound listeners, e.g. "http://127.0.0.1:8080"
         self.metrics = HttpMetrics() if "http_metrics" in self.http.middleware else None
         self._stats = WorkersCollector(self, with_queue=False, helps=HTTP_HELPS)
         self._tls = self._ssl_context() if self.http.ssl is not None else None  # bad files: fail before any worker
 
     # -- capabilities (the pool-backed ones come from PoolBacked) -------------------------------
+    def readiness(self) -> int:
+        """Not ready before the listeners accept nor once they are closed, whatever the workers say."""
+        return super().readiness() if self._serving else 503
+
     def collectors(self) -> list[Any]:
         return [self._stats, *(self.metrics.collectors() if self.metrics else [])]
 
@@ -184,8 +189,10 @@ class HttpPlugin(PoolBacked):
             else:
                 servers.append((main, await self._listen(main, h.address, None)))
             log.info("http server started", extra={"addresses": self.addresses})
+            self._serving = True
             yield
         finally:
+            self._serving = False
             # stop accepting first (one listener at a time), then let in-flight requests finish
             for _, srv in servers:
                 srv.close()
