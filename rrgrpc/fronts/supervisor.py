@@ -44,6 +44,7 @@ from rrgrpc.fronts.count import data_addresses
 from rrgrpc.gocompat import parse_address
 from rrgrpc.goridge.rpc import RpcClient
 from rrgrpc.plugin import (
+    Degraded,
     HasStatus,
     HasWorkers,
     ManagesWorkers,
@@ -121,6 +122,8 @@ class _Front:
     #: the last ``front.State`` reply's plugins (``{}`` until one came)
     plugins: dict[str, Any] = field(default_factory=dict)
     live: bool = False
+    #: why the front is not serving while it is restarted ('' otherwise): ``/health``, ``rr workers``
+    down: str = ""
 
     @property
     def pid(self) -> int:
@@ -221,6 +224,7 @@ class Fronts:
             assert front.proc is not None
             code = await front.proc.wait()
             front.live = False
+            front.down = f"front {front.index} is restarting (pid {front.pid} exited with {_how(code)})"
             log.error("front %d (pid %d) exited with %s; restarting", front.index, front.pid, _how(code))
             self._kill_workers(front)
             if front.client is not None:
@@ -233,8 +237,10 @@ class Fronts:
                     await self._boot(front)
                 except (FrontError, OSError, ValueError, TimeoutError) as exc:
                     log.error("front %d failed to start: %s", front.index, exc)
+                    front.down = f"front {front.index} is restarting (it failed to start: {exc})"
                     cause = exc
                 else:
+                    front.down = ""
                     log.info("front %d restarted (pid %d)", front.index, front.pid)
                     break
             else:
@@ -290,6 +296,10 @@ class Fronts:
             busy.update({int(pid): (str(info), float(started)) for pid, info, started in state.get("busy", [])})
         return Activity(queue=queue, busy=busy, dropped=dropped)
 
+    def degraded(self) -> str:
+        """The fronts being restarted, and why ('' when every front serves)."""
+        return "; ".join(f.down for f in self.fronts if f.down)
+
     def health(self, name: str) -> int:
         """200 while at least one front serves ``name`` (the kernel routes connections to live listeners only)."""
         return 200 if any(f.plugins.get(name, {}).get("health") == 200 for f in self.live()) else 503
@@ -340,7 +350,9 @@ class FrontsPlugin:
     reset, scaling and status, through the fronts; and the worker gauges the http plugin exports
     itself (with its help texts), over the fronts' workers."""
 
-    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
+    capabilities: ClassVar[tuple[type, ...]] = (
+        HasWorkers, ManagesWorkers, Resettable, HasStatus, Degraded, ProvidesMetrics,
+    )
 
     def __init__(self, name: str, fronts: Fronts) -> None:
         self.name = name
@@ -374,6 +386,9 @@ class FrontsPlugin:
 
     def readiness(self) -> int:
         return self._fronts.readiness(self.name)
+
+    def degraded(self) -> str:
+        return self._fronts.degraded()
 
 
 def _probe(source: str, key: str, address: str) -> None:
