@@ -1,6 +1,9 @@
 """The pool's queue: idle workers and the requests waiting for one, both first in, first out.
 
-A worker given back goes to the oldest waiter, or joins the idle workers. A waiter gives up after
+A worker given back goes to the oldest waiter, or joins the idle workers. A request that had a
+worker which died before reading it, or asked to be stopped, waits again at the head of the line: it
+already waited its turn (else, behind one worker that exits every N requests, the same request can
+draw the dying worker again and again). A waiter gives up after
 ``allocate_timeout`` (NoFreeWorkers, and the dynamic allocator hears of the shortage); no more than
 ``max_queue_size`` requests wait (QueueFull). The wait is a timer handle, not ``asyncio.timeout()``:
 under load every request waits here.
@@ -55,18 +58,22 @@ class Queue:
         w.become(WorkerState.READY)
         self.idle.append(w)
 
-    async def wait(self) -> Worker:
-        """Wait for a worker handed over by :meth:`give` (marked WORKING).
+    async def wait(self, first: bool = False) -> Worker:
+        """Wait for a worker handed over by :meth:`give` (marked WORKING); ``first``: at the head of
+        the line (a request taken back from a worker that could not run it).
 
         Raises:
             QueueFull: ``max_queue_size`` requests already wait.
             NoFreeWorkers: none came within ``allocate_timeout``.
         """
-        if self._max and len(self._waiters) >= self._max:
+        if self._max and len(self._waiters) >= self._max and not first:
             raise QueueFull(f"{self._name} pool: max queue size reached ({self._max})")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Worker] = loop.create_future()
-        self._waiters.append(fut)
+        if first:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         timeout = self._allocate_timeout
         expiry = loop.call_later(timeout, self._expired, fut) if timeout else None
         try:
