@@ -312,15 +312,22 @@ class Fronts:
 
     # -- control ----------------------------------------------------------------------------------
     async def reset(self, name: str) -> None:
-        """``front.Reset`` on every live front at once; the others finish when one fails."""
-        fronts = self.live()
-        results = await asyncio.gather(
-            *(_call(f, "front.Reset", name) for f in fronts), return_exceptions=True
-        )
+        """``front.Reset`` on every live front at once; the others finish when one fails. A front
+        being restarted is skipped: it boots fresh workers."""
+        fronts = [(f, f.proc, f.pid) for f in self.live()]  # as they were: a dead front is replaced
+
+        async def one(front: _Front, proc: asyncio.subprocess.Process | None) -> str:
+            try:
+                await _call(front, "front.Reset", name)
+            except OSError as exc:  # the control connection broke: say how the front ended, if it did
+                return await _ended(proc) or str(exc)
+            except RRError as exc:
+                return str(exc)
+            return ""
+
+        results = await asyncio.gather(*(one(f, proc) for f, proc, _ in fronts))
         await self.refresh()
-        errors = [
-            f"front {f.index} (pid {f.pid}): {r}" for f, r in zip(fronts, results, strict=True) if isinstance(r, Exception)
-        ]
+        errors = [f"front {f.index} (pid {pid}): {why}" for (f, _, pid), why in zip(fronts, results, strict=True) if why]
         if errors:
             raise FrontError(f"reset of {name} failed on {'; '.join(errors)}")
 
@@ -337,6 +344,16 @@ class Fronts:
         if front is not None:
             await _call(front, "front.RemoveWorker", name)
             await self.refresh()
+
+
+async def _ended(proc: asyncio.subprocess.Process | None) -> str:
+    """How ``proc`` ended, if it exits within :data:`STATE_TIMEOUT` ('' when it does not)."""
+    if proc is None:
+        return ""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STATE_TIMEOUT):
+            return f"the front exited with {_how(await proc.wait())}; it is restarting"
+    return ""
 
 
 async def _call(front: _Front, method: str, arg: Any) -> Any:
