@@ -59,9 +59,16 @@ def everything_below(rr: Rr) -> list[psutil.Process]:
     return psutil.Process(rr.proc.pid).children(recursive=True)
 
 
-async def all_gone(procs: list[psutil.Process]) -> None:
+def fronts_of(rr_pid: int) -> list[psutil.Process]:
+    """Every front of the rr with that pid, wherever it is now (its control directory names the pid)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if f"/rr-{rr_pid}-" in " ".join(p.info["cmdline"] or [])]
+
+
+async def all_gone(procs: list[psutil.Process], rr_pid: int) -> None:
+    """None of ``procs`` (the pids seen below rr) runs, and no front of rr does."""
+
     def gone() -> bool:
-        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs) and not fronts_of(rr_pid)
 
     await eventually(gone, timeout=15)
 
@@ -192,18 +199,18 @@ async def _ok(session: aiohttp.ClientSession, url: str) -> bool:
 
 
 async def test_sigterm_while_a_front_respawns_stops_everything(tmp_path: Path) -> None:
-    # sent: SIGKILL to front 0 (its new workers take 3 s to boot), then SIGTERM to rr while it
+    # sent: SIGKILL to front 0 (its new workers take 2 s to boot), then SIGTERM to rr while it
     # respawns; failed: nothing: rr exits 0, no front and no PHP process is left, no traceback
     async with observed_rr(tmp_path) as (rr, _, _):
         seen = everything_below(rr)
-        (tmp_path / "slow-boot").write_text("3000")
+        (tmp_path / "slow-boot").write_text("2000")
         rr.fronts()[0].kill()
         await eventually(lambda: "exited with signal 9" in rr.output(), timeout=10)
         await eventually(lambda: len(rr.fronts()) == 2, timeout=10)  # the new front 0 is booting
         seen += everything_below(rr)
         rr.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(rr.proc.wait(), 30) == 0, rr.output()
-    await all_gone(seen)
+    await all_gone(seen, rr.proc.pid)
     no_traceback(rr.output())
 
 
@@ -232,7 +239,7 @@ async def test_a_second_sigterm_with_calls_in_both_fronts_forces_the_stop(tmp_pa
             await ch.close()
     assert all(isinstance(r, grpc.aio.AioRpcError) for r in results), results
     assert "exit forced" in rr.output()
-    await all_gone(seen)
+    await all_gone(seen, rr.proc.pid)
     no_traceback(rr.output())
 
 
@@ -255,7 +262,7 @@ async def test_rr_stop_and_rr_reset_over_the_rpc_socket(tmp_path: Path) -> None:
         assert code == 0 and out == f"stopping process with PID: {rr.proc.pid}\n", (out, err)
         assert await asyncio.wait_for(rr.proc.wait(), 30) == 0
     assert not (tmp_path / ".pid").exists()
-    await all_gone(seen)
+    await all_gone(seen, rr.proc.pid)
     no_traceback(rr.output())
 
 
@@ -278,11 +285,7 @@ async def test_a_worker_command_that_cannot_start_is_one_line_once(tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("rr: error: worker '"), lines
     # the cause: the command and its worker's end (with what PHP printed when the pool read it first)
     assert "/nonexistent.php' failed to start: worker " in lines[0] and "; the worker " in lines[0], lines
-
-    def fronts_of_rr() -> list[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"]) if f"/rr-{proc.pid}-" in " ".join(p.info["cmdline"] or [])]
-
-    await eventually(lambda: not fronts_of_rr(), timeout=10)
+    await all_gone([], proc.pid)
 
 
 async def test_three_resets_back_to_back_under_load_fail_no_call(tmp_path: Path) -> None:
