@@ -190,10 +190,10 @@ class Fronts:
                     stdin=theirs.fileno(),
                 )
             send_handoff(ours, Handoff(self.cfg, self.count))
-        except BaseException:
+            reader, front.pair = await asyncio.open_connection(sock=ours)
+        except BaseException:  # a stop that cancels us here too: the front must see EOF, not wait forever
             ours.close()
             raise
-        reader, front.pair = await asyncio.open_connection(sock=ours)
         line = await reader.readline()
         answer: dict[str, Any] = json.loads(line) if line.strip() else {}
         if "ready" not in answer:
