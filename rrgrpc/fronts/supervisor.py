@@ -9,6 +9,8 @@ supervisor is gone. The control calls go over the front's private unix socket in
 
 A front that dies is logged in one line (pid, exit code or signal), its PHP workers are killed, and
 it is respawned with backoff; :data:`MAX_BOOT_FAILURES` failed boots in a row stop rr with the cause.
+Until it serves again, and while a live front does not answer ``front.State``, the stand-ins are
+``Degraded``: ``/health``, ``/ready`` and ``rr workers`` name the front and why.
 
 :class:`FrontsPlugin` takes the place of one data plugin (``grpc``, ``http``) for the informer,
 resetter and status plugins: workers, activity, health and readiness come from a snapshot of every
@@ -122,7 +124,8 @@ class _Front:
     #: the last ``front.State`` reply's plugins (``{}`` until one came)
     plugins: dict[str, Any] = field(default_factory=dict)
     live: bool = False
-    #: why the front is not serving while it is restarted ('' otherwise): ``/health``, ``rr workers``
+    #: why the front is restarted, or that it did not answer the last ``front.State`` ('' otherwise):
+    #: the ``Degraded`` note of ``/health``, ``/ready`` and ``rr workers``
     down: str = ""
 
     @property
@@ -267,10 +270,16 @@ class Fronts:
         async def one(front: _Front) -> None:
             reply: dict[str, Any] = {}
             if front.client is not None and front.live:
-                with contextlib.suppress(RRError, OSError, TimeoutError):
+                pid = front.pid
+                try:
                     async with asyncio.timeout(STATE_TIMEOUT):
                         reply = await front.client.call("front.State")
+                except (RRError, OSError, TimeoutError):
+                    if front.live and front.pid == pid:  # not a front that died meanwhile (_watch says that)
+                        front.down = f"front {front.index} (pid {pid}) does not answer"
+                else:
                     front.plugins = reply["plugins"]
+                    front.down = ""
             if self._metrics is not None:
                 self._metrics.update(front.index, reply.get("metrics"))
 
@@ -297,7 +306,7 @@ class Fronts:
         return Activity(queue=queue, busy=busy, dropped=dropped)
 
     def degraded(self) -> str:
-        """The fronts being restarted, and why ('' when every front serves)."""
+        """The fronts being restarted or not answering, and why ('' when every front serves)."""
         return "; ".join(f.down for f in self.fronts if f.down)
 
     def health(self, name: str) -> int:

@@ -194,6 +194,34 @@ async def test_while_a_front_is_down_every_control_answers_and_names_it(tmp_path
     no_traceback(rr.output())
 
 
+async def test_a_front_that_does_not_answer_is_named_and_nothing_hangs(tmp_path: Path) -> None:
+    # sent: SIGSTOP to front 1, then /health, /metrics and `rr workers`; failed: nothing hangs:
+    # /health stays 200 naming front 1 as not answering, /metrics answers with rr_fronts_up 0 for
+    # it, `rr workers` prints the note; after SIGCONT every answer is clean again
+    async with observed_rr(tmp_path) as (rr, metrics, status), aiohttp.ClientSession() as session:
+        stuck = rr.fronts()[1]
+        silent = f"front 1 (pid {stuck.pid}) does not answer"
+        stuck.suspend()
+        try:
+            health = await eventually(lambda: _naming(session, f"{status}/health", silent), timeout=10, interval=0.2)
+            assert health[0] == 200, health
+            code, text = await fetch(session, f"{metrics}/metrics")
+            assert code == 200 and 'rr_fronts_up{front="1"} 0.0' in text and 'rr_fronts_up{front="0"} 1.0' in text
+            code, out, err = await rr_cli(tmp_path, "workers")
+            assert code == 0 and f"grpc: {silent}" in out, (out, err)
+        finally:
+            stuck.resume()
+        await eventually(lambda: _naming(session, f"{status}/health", '"error_message":"",'), timeout=10, interval=0.2)
+        text = (await fetch(session, f"{metrics}/metrics"))[1]
+        assert 'rr_fronts_up{front="1"} 1.0' in text
+    assert "; restarting" not in rr.output()
+
+
+async def _naming(session: aiohttp.ClientSession, url: str, text: str) -> tuple[int, str] | None:
+    answer = await fetch(session, url)
+    return answer if text in answer[1] else None
+
+
 async def _ok(session: aiohttp.ClientSession, url: str) -> bool:
     return (await fetch(session, url))[0] == 200
 
