@@ -109,11 +109,17 @@ async def test_workers_that_exit_on_their_own_lose_no_call(tmp_path: Path) -> No
 
 
 async def test_a_worker_killed_in_one_front_is_replaced_there_only(tmp_path: Path) -> None:
-    # sent: SIGKILL to a gRPC worker of front 0, its pid taken from `rr workers`; failed: nothing
-    # else: `rr workers` shows a new pid in front 0, front 1's workers and both fronts are unchanged,
-    # and 12 channels' Pings all succeed
+    # sent: Pings on 6 channels and GETs on 4 connections, and SIGKILL to a gRPC worker of front 0,
+    # its pid taken from `rr workers`; failed: at most the one call that worker executed (INTERNAL,
+    # "worker N was killed by SIGKILL mid-request", as with one front); `rr workers` shows a new pid in front 0,
+    # front 1's workers and both fronts are unchanged, and 12 channels' Pings all succeed
     async with rr_serve(tmp_path) as rr:
         fronts = {f.pid for f in rr.fronts()}
+        stop = asyncio.Event()
+        counts = {"grpc": 0, "http": 0}
+        failures: list[str] = []
+        load = asyncio.create_task(_load(rr, stop, counts, failures))
+        await eventually(lambda: counts["grpc"] > 20 and counts["http"] > 20, timeout=20)
         before = by_front((await workers_json(tmp_path))["grpc"])
         victim = min(before[0])
         psutil.Process(victim).kill()
@@ -123,6 +129,10 @@ async def test_a_worker_killed_in_one_front_is_replaced_there_only(tmp_path: Pat
             return now if len(now.get(0, ())) == 2 and victim not in now[0] else None
 
         after = await eventually(replaced, timeout=15, interval=0.2)
+        stop.set()
+        await asyncio.wait_for(load, 30)
+        assert len(failures) <= 1 and all(f.startswith(f"grpc INTERNAL: worker {victim} ") and "mid-request" in f
+                                          for f in failures), failures
         assert after[1] == before[1] and after[0] & before[0] == before[0] - {victim}
         assert {f.pid for f in rr.fronts()} == fronts
         assert len(await grpc_pids(rr.grpc, 12)) >= 2
