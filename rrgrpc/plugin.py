@@ -116,6 +116,19 @@ class HasStatus(Protocol):
     def readiness(self) -> int: ...
 
 
+@runtime_checkable
+class Degraded(Protocol):
+    """A plugin that can serve while a part of it is down (a front of the supervisor being restarted):
+    ``degraded()`` names that part and why, '' when it is whole. The status report carries it as the
+    plugin's ``error_message``, and ``informer.Workers`` as ``note`` (``rr workers`` prints it)."""
+
+    def degraded(self) -> str: ...
+
+
+def degraded_note(plugin: object) -> str:
+    """What of ``plugin`` is down ('' when it is whole, or does not declare ``Degraded``)."""
+    return plugin.degraded() if isinstance(plugin, Degraded) and Degraded in declared_capabilities(plugin) else ""
+
 
 @runtime_checkable
 class HasPipelines(Protocol):

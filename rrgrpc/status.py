@@ -9,7 +9,8 @@ checks every ``HasStatus`` peer. A code from 100 to 400 is reported as is; 500 a
 as ``unavailable_status_code`` with "internal server error, see logs" and also becomes the response
 code; anything else is reported with "unexpected status code". Once shutdown has begun ``/health``
 answers 200 "service is shutting down" (so an orchestrator does not kill a draining process) and
-``/ready`` answers ``unavailable_status_code`` with the same text.
+``/ready`` answers ``unavailable_status_code`` with the same text. A plugin that serves while a part of
+it is down (``Degraded``: a front being restarted) reports what is down as its ``error_message``.
 
 ``/jobs`` (RoadRunner's jobs report) answers the state of every jobs pipeline as a JSON array of
 ``{"pipeline","priority","ready","queue","active","delayed","reserved","driver","error_message"}``;
@@ -37,7 +38,7 @@ from aiohttp import web
 
 from rrgrpc import status_pb2
 from rrgrpc.obs import parse_host_port, serve_app
-from rrgrpc.plugin import HasPipelines, HasStatus, Peers, RpcProvider
+from rrgrpc.plugin import HasPipelines, HasStatus, Peers, RpcProvider, degraded_note
 
 if TYPE_CHECKING:
     from rrgrpc.config.schema import StatusConfig
@@ -151,6 +152,8 @@ class StatusPlugin:
                 )
                 continue
             entry, down = report_entry(name, plugin.readiness if ready else plugin.health, self.unavailable)
+            if note := degraded_note(plugin):
+                entry["error_message"] = note  # what is down, for a code that serves or not
             entries.append(entry)
             if down:
                 status = self.unavailable

@@ -76,10 +76,15 @@ def check_known(names: Sequence[str], known: Sequence[str], what: str) -> None:
         )
 
 
-async def fetch_workers(client: RpcClient, plugins: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Workers per plugin (``informer.List`` when none is named), each list sorted by PID."""
+async def fetch_workers(
+    client: RpcClient, plugins: Sequence[str], notes: dict[str, str] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Workers per plugin (``informer.List`` when none is named), each list sorted by PID; ``notes``
+    receives each plugin's ``note``, what of it is down (a front being restarted), when it has one."""
     names = list(plugins) or list(await call(client, "informer.List", True) or [])
     replies = await asyncio.gather(*(call(client, "informer.Workers", name) for name in names))
+    if notes is not None:
+        notes.update({name: str(r["note"]) for name, r in zip(names, replies, strict=True) if (r or {}).get("note")})
     return {
         name: sorted((r or {}).get("workers") or [], key=lambda w: w["pid"])
         for name, r in zip(names, replies, strict=True)

@@ -5,7 +5,8 @@ and calls ``informer.List`` / ``informer.Workers`` (plus the ``informer.Activity
 live view). Output: one table per plugin (PID | STATUS | EXECS | MEMORY | CPU% | CREATED, sorted by
 PID; a FRONT column after PID when rr runs several fronts, ``server.num_fronts``), ``--json`` for scripts, or ``-i``: a full-screen live view refreshed every second with, per busy
 worker, the method/URI it executes and for how long, queue depth, totals, and keys to reset a plugin
-and add/remove workers. Under the jobs plugin both views add its pipelines (``informer.Jobs``).
+and add/remove workers. Under a table, a yellow line says what of the plugin is down (``note``: a
+front being restarted). Under the jobs plugin both views add its pipelines (``informer.Jobs``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
             raise click.ClickException("-i needs a terminal (use --json for scripts)")
         asyncio.run(Dashboard(address, plugins).run())
         return
-    data = asyncio.run(_fetch_once(address, plugins))
+    notes: dict[str, str] = {}
+    data = asyncio.run(_fetch_once(address, plugins, notes))
     if as_json:
-        out: dict[str, dict[str, Any]] = {name: {"workers": ws} for name, ws in data.items()}
+        out: dict[str, dict[str, Any]] = {
+            name: {"workers": ws, **({"note": notes[name]} if name in notes else {})} for name, ws in data.items()
+        }
         if "jobs" in out:
             from rrgrpc.cli.jobs import fetch_pipelines_once
 
@@ -53,6 +57,8 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
     now = time.time()
     for name, ws in data.items():
         console.print(workers_table(name, ws, now=now))
+        if name in notes:
+            console.print(f"{name}: {notes[name]}", style="bold yellow", markup=False, highlight=False)
         if name == "jobs":
             from rrgrpc.cli.jobs import fetch_pipelines_once, pipelines_table
 
@@ -61,11 +67,11 @@ def workers(obj: CliContext, plugins: tuple[str, ...], interactive: bool, as_jso
         console.print("no plugin has workers")
 
 
-async def _fetch_once(address: str, plugins: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def _fetch_once(address: str, plugins: Sequence[str], notes: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     async with connected(address) as client:
         try:
             if plugins:
                 check_known(plugins, list(await call(client, "informer.List", True) or []), "plugins with workers")
-            return await fetch_workers(client, plugins)
+            return await fetch_workers(client, plugins, notes)
         except (RpcError, ConnectionError, TimeoutError) as exc:
             raise click.ClickException(f"{address}: {reason(exc)}") from None

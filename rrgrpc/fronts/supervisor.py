@@ -9,6 +9,8 @@ supervisor is gone. The control calls go over the front's private unix socket in
 
 A front that dies is logged in one line (pid, exit code or signal), its PHP workers are killed, and
 it is respawned with backoff; :data:`MAX_BOOT_FAILURES` failed boots in a row stop rr with the cause.
+Until it serves again, and while a live front does not answer ``front.State``, the stand-ins are
+``Degraded``: ``/health``, ``/ready`` and ``rr workers`` name the front and why.
 
 :class:`FrontsPlugin` takes the place of one data plugin (``grpc``, ``http``) for the informer,
 resetter and status plugins: workers, activity, health and readiness come from a snapshot of every
@@ -44,6 +46,7 @@ from rrgrpc.fronts.count import data_addresses
 from rrgrpc.gocompat import parse_address
 from rrgrpc.goridge.rpc import RpcClient
 from rrgrpc.plugin import (
+    Degraded,
     HasStatus,
     HasWorkers,
     ManagesWorkers,
@@ -121,6 +124,9 @@ class _Front:
     #: the last ``front.State`` reply's plugins (``{}`` until one came)
     plugins: dict[str, Any] = field(default_factory=dict)
     live: bool = False
+    #: why the front is restarted, or that it did not answer the last ``front.State`` ('' otherwise):
+    #: the ``Degraded`` note of ``/health``, ``/ready`` and ``rr workers``
+    down: str = ""
 
     @property
     def pid(self) -> int:
@@ -187,10 +193,10 @@ class Fronts:
                     stdin=theirs.fileno(),
                 )
             send_handoff(ours, Handoff(self.cfg, self.count))
-        except BaseException:
+            reader, front.pair = await asyncio.open_connection(sock=ours)
+        except BaseException:  # a stop that cancels us here too: the front must see EOF, not wait forever
             ours.close()
             raise
-        reader, front.pair = await asyncio.open_connection(sock=ours)
         line = await reader.readline()
         answer: dict[str, Any] = json.loads(line) if line.strip() else {}
         if "ready" not in answer:
@@ -221,6 +227,7 @@ class Fronts:
             assert front.proc is not None
             code = await front.proc.wait()
             front.live = False
+            front.down = f"front {front.index} is restarting (pid {front.pid} exited with {_how(code)})"
             log.error("front %d (pid %d) exited with %s; restarting", front.index, front.pid, _how(code))
             self._kill_workers(front)
             if front.client is not None:
@@ -233,8 +240,10 @@ class Fronts:
                     await self._boot(front)
                 except (FrontError, OSError, ValueError, TimeoutError) as exc:
                     log.error("front %d failed to start: %s", front.index, exc)
+                    front.down = f"front {front.index} is restarting (it failed to start: {exc})"
                     cause = exc
                 else:
+                    front.down = ""
                     log.info("front %d restarted (pid %d)", front.index, front.pid)
                     break
             else:
@@ -261,10 +270,16 @@ class Fronts:
         async def one(front: _Front) -> None:
             reply: dict[str, Any] = {}
             if front.client is not None and front.live:
-                with contextlib.suppress(RRError, OSError, TimeoutError):
+                pid = front.pid
+                try:
                     async with asyncio.timeout(STATE_TIMEOUT):
                         reply = await front.client.call("front.State")
+                except (RRError, OSError, TimeoutError):
+                    if front.live and front.pid == pid:  # not a front that died meanwhile (_watch says that)
+                        front.down = f"front {front.index} (pid {pid}) does not answer"
+                else:
                     front.plugins = reply["plugins"]
+                    front.down = ""
             if self._metrics is not None:
                 self._metrics.update(front.index, reply.get("metrics"))
 
@@ -290,6 +305,10 @@ class Fronts:
             busy.update({int(pid): (str(info), float(started)) for pid, info, started in state.get("busy", [])})
         return Activity(queue=queue, busy=busy, dropped=dropped)
 
+    def degraded(self) -> str:
+        """The fronts being restarted or not answering, and why ('' when every front serves)."""
+        return "; ".join(f.down for f in self.fronts if f.down)
+
     def health(self, name: str) -> int:
         """200 while at least one front serves ``name`` (the kernel routes connections to live listeners only)."""
         return 200 if any(f.plugins.get(name, {}).get("health") == 200 for f in self.live()) else 503
@@ -302,15 +321,22 @@ class Fronts:
 
     # -- control ----------------------------------------------------------------------------------
     async def reset(self, name: str) -> None:
-        """``front.Reset`` on every live front at once; the others finish when one fails."""
-        fronts = self.live()
-        results = await asyncio.gather(
-            *(_call(f, "front.Reset", name) for f in fronts), return_exceptions=True
-        )
+        """``front.Reset`` on every live front at once; the others finish when one fails. A front
+        being restarted is skipped: it boots fresh workers."""
+        fronts = [(f, f.proc, f.pid) for f in self.live()]  # as they were: a dead front is replaced
+
+        async def one(front: _Front, proc: asyncio.subprocess.Process | None) -> str:
+            try:
+                await _call(front, "front.Reset", name)
+            except OSError as exc:  # the control connection broke: say how the front ended, if it did
+                return await _ended(proc) or str(exc)
+            except RRError as exc:
+                return str(exc)
+            return ""
+
+        results = await asyncio.gather(*(one(f, proc) for f, proc, _ in fronts))
         await self.refresh()
-        errors = [
-            f"front {f.index} (pid {f.pid}): {r}" for f, r in zip(fronts, results, strict=True) if isinstance(r, Exception)
-        ]
+        errors = [f"front {f.index} (pid {pid}): {why}" for (f, _, pid), why in zip(fronts, results, strict=True) if why]
         if errors:
             raise FrontError(f"reset of {name} failed on {'; '.join(errors)}")
 
@@ -329,6 +355,16 @@ class Fronts:
             await self.refresh()
 
 
+async def _ended(proc: asyncio.subprocess.Process | None) -> str:
+    """How ``proc`` ended, if it exits within :data:`STATE_TIMEOUT` ('' when it does not)."""
+    if proc is None:
+        return ""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STATE_TIMEOUT):
+            return f"the front exited with {_how(await proc.wait())}; it is restarting"
+    return ""
+
+
 async def _call(front: _Front, method: str, arg: Any) -> Any:
     if front.client is None:
         raise FrontError("not running")
@@ -340,7 +376,9 @@ class FrontsPlugin:
     reset, scaling and status, through the fronts; and the worker gauges the http plugin exports
     itself (with its help texts), over the fronts' workers."""
 
-    capabilities: ClassVar[tuple[type, ...]] = (HasWorkers, ManagesWorkers, Resettable, HasStatus, ProvidesMetrics)
+    capabilities: ClassVar[tuple[type, ...]] = (
+        HasWorkers, ManagesWorkers, Resettable, HasStatus, Degraded, ProvidesMetrics,
+    )
 
     def __init__(self, name: str, fronts: Fronts) -> None:
         self.name = name
@@ -374,6 +412,9 @@ class FrontsPlugin:
 
     def readiness(self) -> int:
         return self._fronts.readiness(self.name)
+
+    def degraded(self) -> str:
+        return self._fronts.degraded()
 
 
 def _probe(source: str, key: str, address: str) -> None:

@@ -292,12 +292,13 @@ class Pool:
         """Take a worker and read its first reply frame. A worker asking to be stopped is replaced,
         and so is one that died without reading the request; the request then runs on another
         worker. ``timeout`` bounds the wait for a worker."""
-        for _ in range(MAX_DISPATCHES):
+        for dispatch in range(MAX_DISPATCHES):
             # the common cases (no tracing: an idle worker, or the queue) take one without coroutines of their own
             plain = self._tracer is None and not self.debug
             w = self._take_idle() if plain else None
             if w is None:
-                w = await (self._queue.wait() if plain and timeout is None else self._take_traced(timeout))
+                again = dispatch > 0  # a worker could not run it: it waits again at the head of the line
+                w = await (self._queue.wait(first=again) if plain and timeout is None else self._take_traced(timeout, again))
             if alive is not None and not alive():
                 self._release(w)
                 self._dropped += 1
@@ -393,13 +394,14 @@ class Pool:
         return Activity(queue=self._queue.waiting, busy=busy, dropped=self._dropped + self._queue.dropped)
 
     # -- taking and releasing -----------------------------------------------------------------
-    async def _take_traced(self, timeout: float | None = None) -> Worker:
+    async def _take_traced(self, timeout: float | None = None, again: bool = False) -> Worker:
+        """A worker within ``timeout``; ``again``: for a request a worker could not run (head of the line)."""
         if self._tracer is not None:
-            return await traced_wait(self._tracer, self.name, self._take, timeout)
+            return await traced_wait(self._tracer, self.name, lambda: self._take(again), timeout)
         if timeout is None:
-            return await self._take()
+            return await self._take(again)
         async with asyncio.timeout(timeout):
-            return await self._take()
+            return await self._take(again)
 
     def _take_idle(self) -> Worker | None:
         """An idle worker, now (marked WORKING), or None; raises when the pool cannot serve."""
@@ -415,7 +417,7 @@ class Pool:
             return w
         return None
 
-    async def _take(self) -> Worker:
+    async def _take(self, again: bool = False) -> Worker:
         if self.debug:
             if self._failed is not None:
                 raise self._failed
@@ -427,7 +429,7 @@ class Pool:
             return w
         if (idle := self._take_idle()) is not None:
             return idle
-        return await self._queue.wait()
+        return await self._queue.wait(first=again)
 
     def _release(self, w: Worker) -> None:
         w.last_used = time.monotonic()

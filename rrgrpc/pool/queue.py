@@ -1,11 +1,15 @@
 """The pool's queue: idle workers and the requests waiting for one, both first in, first out.
 
-A worker given back goes to the oldest waiter, or joins the idle workers. A waiter gives up after
+A worker given back goes to the oldest waiter, or joins the idle workers. A request that had a
+worker which died before reading it, or asked to be stopped, waits again at the head of the line: it
+already waited its turn (else, behind one worker that exits every N requests, the same request can
+draw the dying worker again and again). A waiter gives up after
 ``allocate_timeout`` (NoFreeWorkers, and the dynamic allocator hears of the shortage); no more than
 ``max_queue_size`` requests wait (QueueFull). Under load every request waits here, so the waits
-share one timer: every waiter has the same timeout, so deadlines are in queue order and the timer
-only has to watch the oldest waiter's; when it fires it fails the waiters whose deadline passed and
-re-arms for the next one (a waiter served in time costs no timer at all).
+share one timer, armed for the earliest deadline; when it fires it fails the waiters whose deadline
+passed and re-arms for the next one (a waiter served in time costs no timer at all). Deadlines are
+in queue order but for a request put back at the head, so the expiry looks at every waiter: it runs
+only when workers are short.
 """
 
 from __future__ import annotations
@@ -62,14 +66,15 @@ class Queue:
         w.become(WorkerState.READY)
         self.idle.append(w)
 
-    async def wait(self) -> Worker:
-        """Wait for a worker handed over by :meth:`give` (marked WORKING).
+    async def wait(self, first: bool = False) -> Worker:
+        """Wait for a worker handed over by :meth:`give` (marked WORKING); ``first``: at the head of
+        the line (a request taken back from a worker that could not run it).
 
         Raises:
             QueueFull: ``max_queue_size`` requests already wait.
             NoFreeWorkers: none came within ``allocate_timeout``.
         """
-        if self._max and len(self._waiters) >= self._max:
+        if self._max and len(self._waiters) >= self._max and not first:
             raise QueueFull(f"{self._name} pool: max queue size reached ({self._max})")
         loop = self._loop
         if loop is None:
@@ -77,7 +82,10 @@ class Queue:
         fut: asyncio.Future[Worker] = loop.create_future()
         timeout = self._allocate_timeout
         deadline = loop.time() + timeout if timeout else float("inf")
-        self._waiters.append((deadline, fut))
+        if first:
+            self._waiters.appendleft((deadline, fut))
+        else:
+            self._waiters.append((deadline, fut))
         if timeout and self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         try:
@@ -100,22 +108,25 @@ class Queue:
                 return
 
     def _expire(self) -> None:
-        """The oldest deadline came: waiters past allocate_timeout fail with NoFreeWorkers."""
+        """The earliest deadline came: waiters past allocate_timeout fail with NoFreeWorkers."""
         self._timer = None
-        waiters = self._waiters
         loop = self._loop
         assert loop is not None
         now = loop.time() + _SLACK
-        while waiters and waiters[0][0] <= now:
-            fut = waiters.popleft()[1]
+        kept: deque[tuple[float, asyncio.Future[Worker]]] = deque()
+        for deadline, fut in self._waiters:
             if fut.done():
+                continue
+            if deadline > now:
+                kept.append((deadline, fut))
                 continue
             self._on_shortage()
             fut.set_exception(
                 NoFreeWorkers(f"{self._name} pool: no free worker within allocate_timeout ({self._allocate_timeout:g}s)")
             )
-        if waiters:
-            self._timer = loop.call_at(waiters[0][0], self._expire)
+        self._waiters = kept
+        if kept:
+            self._timer = loop.call_at(min(d for d, _ in kept), self._expire)
 
     def fail(self, exc: PoolError) -> None:
         """Every waiter fails with ``exc`` (the pool failed or is stopping)."""

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import HasPipelines, HasWorkers, ManagesWorkers, RpcMethod
+from rrgrpc.plugin import HasPipelines, HasWorkers, ManagesWorkers, RpcMethod, degraded_note
 from rrgrpc.rpc.service import PeerService
-
-if TYPE_CHECKING:
-    from rrgrpc.pool.state import ProcessState
-
 
 #: pipelines_state() keys -> the field names of RoadRunner's jobs.State (encoded without JSON tags)
 _GO_FIELDS = {
@@ -69,10 +65,14 @@ class Informer(PeerService):
         """Names of the plugins that have workers, sorted."""
         return sorted({p.name for p in self._pools()})
 
-    async def _workers(self, arg: Any) -> dict[str, list[ProcessState]]:
-        """``{"workers": [...]}`` for one plugin; an empty list for an unknown one (never null)."""
+    async def _workers(self, arg: Any) -> dict[str, Any]:
+        """``{"workers": [...]}`` for one plugin; an empty list for an unknown one (never null). A
+        plugin with a part down (``Degraded``) adds ``"note"``, which RoadRunner's clients ignore."""
         plugin = self._pool(arg_str(arg))
-        return {"workers": plugin.workers() if plugin else []}
+        reply: dict[str, Any] = {"workers": plugin.workers() if plugin else []}
+        if note := degraded_note(plugin):
+            reply["note"] = note
+        return reply
 
     async def _jobs(self, arg: Any) -> list[dict[str, Any]] | None:
         """The pipelines of the jobs plugin named ``arg`` (``null`` for any other name, as RoadRunner)."""

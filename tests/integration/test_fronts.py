@@ -53,13 +53,15 @@ class Rr:
 
 def rr_yaml(
     tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php",
-    http_script: str = "http_echo.php", extra: str = "",
+    http_script: str = "http_echo.php", extra: str = "", php_flags: tuple[str, ...] = (),
 ) -> tuple[str, int, int, int]:
+    """A config with 2 fronts' worth of everything; ``php_flags`` go between ``php`` and the script."""
     rpc, grpc_port, http_port = free_port(), free_port(), free_port()
+    php, *rest = php_cmd(script)
     text = f"""
         version: "3"
         server:
-          command: "{' '.join(php_cmd(script))}"
+          command: "{' '.join([php, *php_flags, *rest])}"
           num_fronts: {fronts}
         rpc:
           listen: tcp://127.0.0.1:{rpc}
@@ -71,7 +73,7 @@ def rr_yaml(
           address: 127.0.0.1:{http_port}
           pool:
             num_workers: {http_workers}
-            command: "{' '.join(php_cmd(http_script))}"
+            command: "{' '.join([php_cmd(http_script)[0], *php_flags, *php_cmd(http_script)[1:]])}"
     """
     (tmp_path / ".rr.yaml").write_text(textwrap.dedent(text) + textwrap.dedent(extra))
     return str(tmp_path / ".rr.yaml"), rpc, grpc_port, http_port
@@ -84,12 +86,14 @@ async def _pump(proc: asyncio.subprocess.Process, into: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rr_serve(tmp_path: Path, fronts: object = 2, env: dict[str, str] | None = None, **kw: Any) -> AsyncIterator[Rr]:
-    """``rr serve`` on a fresh config (``env`` added to its environment, so its workers'); yields
-    once it printed that it serves; SIGTERM at the end unless the test ended it."""
+async def rr_serve(
+    tmp_path: Path, fronts: object = 2, env: dict[str, str] | None = None, args: tuple[str, ...] = (), **kw: Any,
+) -> AsyncIterator[Rr]:
+    """``rr serve`` on a fresh config (``env`` added to its environment, so its workers'; ``args``
+    after ``serve``); yields once it printed that it serves; SIGTERM at the end unless the test ended it."""
     path, rpc, grpc_port, http_port = rr_yaml(tmp_path, fronts, **kw)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rrgrpc", "-c", path, "serve",
+        sys.executable, "-m", "rrgrpc", "-c", path, "serve", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
         env={**os.environ, **(env or {})},
     )
@@ -408,15 +412,19 @@ def _sample(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(f"{name}{{") or line.startswith(f"{name} "))
 
 
-async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
-    metrics_port, status_port = free_port(), free_port()
-    extra = f"""
+def observed(metrics_port: int, status_port: int) -> str:
+    """The ``metrics`` and ``status`` sections on those ports (``rr_yaml(extra=...)``)."""
+    return f"""
         metrics:
           address: 127.0.0.1:{metrics_port}
         status:
           address: 127.0.0.1:{status_port}
     """
-    async with rr_serve(tmp_path, extra=extra) as rr, aiohttp.ClientSession() as session:
+
+
+async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
+    metrics_port, status_port = free_port(), free_port()
+    async with rr_serve(tmp_path, extra=observed(metrics_port, status_port)) as rr, aiohttp.ClientSession() as session:
         answered = await grpc_pids(rr.grpc, 12)  # one Ping on each of 12 connections
         fronts = rr.fronts()
         assert answered & rr.workers_of(fronts[0]) and answered & rr.workers_of(fronts[1])
@@ -437,7 +445,7 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
 
 async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tmp_path: Path) -> None:
     # sent: resetter.Reset grpc, and SIGKILL to front 0 while it replaces its workers; failed: the
-    # reset, with an error naming front 0, its pid and the cause; front 1's reset finished
+    # reset, with an error naming front 0, its pid and how it ended; front 1's reset finished
     async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
         victim = rr.fronts()[0]
         reset = asyncio.ensure_future(client.call("resetter.Reset", "grpc"))
@@ -445,7 +453,8 @@ async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tm
         victim.kill()
         with pytest.raises(RpcError) as err:
             await asyncio.wait_for(reset, 30)
-        assert f"reset of grpc failed on front 0 (pid {victim.pid}): " in str(err.value), err.value
+        assert f"reset of grpc failed on front 0 (pid {victim.pid}): the front exited with signal 9 (SIGKILL); it is restarting" \
+            in str(err.value), err.value
         assert "front 1" not in str(err.value)
         await eventually(lambda: "workers replaced" in "".join(x for x in rr.lines if '"front": 1' in x), timeout=10)
         await eventually(lambda: "front 0 restarted" in rr.output(), timeout=30)

@@ -7,7 +7,8 @@ declare(strict_types=1);
 //   "sleep:N"    sleep N ms before answering      "exit-now"  exit(5) after reading the request
 //   "print-now"  write text to STDOUT (not a frame) and wait for the server to react
 // Environment: FAULT_EXIT_AFTER=N exits with 0 right after the Nth answer (a PHP memory guard);
-// FAULT_LOG=path appends "<pid> <first 40 bytes of the body>" per request received.
+// FAULT_LOG=path appends "<pid> <first 40 bytes of the body>" per request received;
+// FAULT_BOOT_DELAY=path: while that file exists, a new worker sleeps the ms it holds before it starts.
 // Answers: grpc, the request body unchanged (a PingRequest decodes as a PingReply);
 // http, status 200 with "ok <pid>".
 
@@ -16,6 +17,10 @@ require __DIR__ . '/../../php/autoload.php';
 use RRGrpc\Worker\Payload;
 use RRGrpc\Worker\Worker;
 
+$delay = getenv('FAULT_BOOT_DELAY') ?: '';
+if ($delay !== '' && is_file($delay)) {
+    usleep(1000 * (int)file_get_contents($delay));
+}
 $worker = Worker::create();
 $exitAfter = (int)(getenv('FAULT_EXIT_AFTER') ?: 0);
 $log = getenv('FAULT_LOG') ?: '';
