@@ -276,14 +276,10 @@ def _main_thread(proc: psutil.Process) -> tuple[float, float]:
 def _times(proc: psutil.Process, mode: str) -> tuple[float, float]:
     if mode == "thread":
         return _main_thread(proc)
-    family = [proc, *proc.children(recursive=True)]
+    procs = family(proc.pid, mode)
     if mode == "loops":
-        loops = [_main_thread(p) for p in family if not _is_php(p)]
+        loops = [_main_thread(p) for p in procs]
         return sum(u for u, _ in loops), sum(s for _, s in loops)
-    procs = {
-        "self": [proc], "children": family[1:], "tree": family,
-        "python": [p for p in family if not _is_php(p)], "php": [p for p in family[1:] if _is_php(p)],
-    }[mode]  # fmt: skip
     user = system = 0.0
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -304,14 +300,24 @@ def cpu_now(groups: dict[str, Group], load_name: str = "load") -> Cpu:
 
 
 def rss_mib(pid: int, mode: str = "self") -> float:
-    """Resident memory of a process (or of its descendants, mode "children"), MiB."""
-    proc = psutil.Process(pid)
-    procs = proc.children(recursive=True) if mode == "children" else [proc]
+    """Resident memory of a process, MiB; ``mode`` as in :class:`Group` ("children": its
+    descendants; "python": rr's supervisor and fronts; "php": its PHP workers)."""
     total = 0
-    for p in procs:
+    for p in family(pid, mode):
         with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
     return total / 2**20
+
+
+def family(pid: int, mode: str) -> list[psutil.Process]:
+    """The processes of ``pid`` that a figure of ``mode`` counts (see :class:`Group`; "loops":
+    the same processes as "python")."""
+    proc = psutil.Process(pid)
+    kids = proc.children(recursive=True) if mode != "self" else []
+    return {
+        "self": [proc], "children": kids, "tree": [proc, *kids],
+        "python": [proc, *(p for p in kids if not _is_php(p))], "php": [p for p in kids if _is_php(p)],
+    }["python" if mode == "loops" else mode]  # fmt: skip
 
 
 def mapped(pid: int, needle: str) -> bool:

@@ -246,7 +246,7 @@ def started(proc: subprocess.Popen[bytes], log: Path, budget: float = 60.0) -> N
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"rr {common.exit_message(proc, log)}")
-        if b"server started" in log.read_bytes():
+        if b"server started; version" in log.read_bytes():
             return
         time.sleep(0.05)
     raise SystemExit(f"rr pid {proc.pid} did not say 'server started' within {budget:g}s (log: {log})")

@@ -52,7 +52,6 @@ from datetime import datetime
 from pathlib import Path
 
 import grpc
-import psutil
 
 # the script's own folder is on sys.path
 from common import (
@@ -62,6 +61,7 @@ from common import (
     Group,
     Load,
     cpu_now,
+    family,
     free_port,
     h2load,
     mapped,
@@ -391,6 +391,8 @@ def startup(args: argparse.Namespace, tmp: Path) -> None:
     that its log gives the phase split of its best round (:func:`phases`)."""
     workers = 4
     targets: list[tuple[str, list[str] | None, dict[str, str] | None]] = [("rr", rr_command(), None)]
+    if args.fronts > 1:
+        targets.append((f"rr {args.fronts} fronts", [*rr_command(), "-o", f"server.num_fronts={args.fronts}"], None))
     sources = [ROOT / "rrgrpc"]
     if args.startup_baseline:
         base = args.startup_baseline.resolve()
@@ -441,14 +443,24 @@ def start_once(argv: list[str], env: dict[str, str] | None, workers: int, tmp: P
     t0 = time.monotonic()
     with running([*argv, "-c", str(cfg), "serve"], tmp, log, env) as proc:
         serving(port, proc)
+        announced(proc, log)  # with several fronts, one front's SERVING is not the server's
         ms = (time.monotonic() - t0) * 1000
-        cpu = sum(psutil.Process(proc.pid).cpu_times()[:2]) * 1000
+        cpu = sum(sum(p.cpu_times()[:2]) for p in family(proc.pid, "python")) * 1000
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             call = ch.unary_unary(METHOD)
             for _ in range(200):
                 call(ping(0), timeout=10)
-        rss = (rss_mib(proc.pid), rss_mib(proc.pid, "children"))
+        rss = (rss_mib(proc.pid, "python"), rss_mib(proc.pid, "php"))
     return Start(ms, cpu, phases(log.read_text(errors="replace"), spawned) + [("SERVING seen", ms)], rss)
+
+
+def announced(proc: subprocess.Popen[bytes], log: Path, budget: float = 30.0) -> None:
+    """Until the server says it started (rr: once every front serves; RoadRunner says it too)."""
+    deadline = time.monotonic() + budget
+    while b"server started; version" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"no 'server started' line from pid {proc.pid} within {budget:g}s (log: {log})")
+        time.sleep(0.002)
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+[+-]\d{4})\t\w+\t\S+\t(.*?)(?:\t(\{.*\}))?$", re.M)
