@@ -66,6 +66,9 @@ MAX_BOOT_FAILURES: Final = 3
 #: in time keeps its last state, and counts as down in ``rr_fronts_up``).
 POLL: Final = 0.5
 STATE_TIMEOUT: Final = 1.0
+#: Seconds a front gets beyond its pool's ``reset_timeout`` to answer ``front.Reset`` (its pool kills
+#: what is still stuck at ``reset_timeout`` and succeeds, so only a stopped or hung front is later).
+RESET_MARGIN: Final = 5.0
 #: Seconds to wait before respawning a front, by failed boots so far.
 BACKOFF: Final = (0.1, 1.0, 2.0)
 
@@ -324,10 +327,15 @@ class Fronts:
         """``front.Reset`` on every live front at once; the others finish when one fails. A front
         being restarted is skipped: it boots fresh workers."""
         fronts = [(f, f.proc, f.pid) for f in self.live()]  # as they were: a dead front is replaced
+        section = self.cfg.grpc if name == "grpc" else self.cfg.http
+        bound = ((float(section.pool.reset_timeout) if section is not None else 0.0) or 60.0) + RESET_MARGIN
 
         async def one(front: _Front, proc: asyncio.subprocess.Process | None) -> str:
             try:
-                await _call(front, "front.Reset", name)
+                async with asyncio.timeout(bound):
+                    await _call(front, "front.Reset", name)
+            except TimeoutError:
+                return f"no answer to front.Reset within {bound:g}s (pool.reset_timeout plus {RESET_MARGIN:g}s): the front is stopped or hung"
             except OSError as exc:  # the control connection broke: say how the front ended, if it did
                 return await _ended(proc) or str(exc)
             except RRError as exc:

@@ -205,10 +205,13 @@ async def test_while_a_front_is_down_every_control_answers_and_names_it(tmp_path
 
 
 async def test_a_front_that_does_not_answer_is_named_and_nothing_hangs(tmp_path: Path) -> None:
-    # sent: SIGSTOP to front 1, then /health, /metrics and `rr workers`; failed: nothing hangs:
-    # /health stays 200 naming front 1 as not answering, /metrics answers with rr_fronts_up 0 for
-    # it, `rr workers` prints the note; after SIGCONT every answer is clean again
-    async with observed_rr(tmp_path) as (rr, metrics, status), aiohttp.ClientSession() as session:
+    # sent: SIGSTOP to front 1, then /health, /metrics, `rr workers` and `rr reset grpc`; failed:
+    # nothing hangs: /health stays 200 naming front 1 as not answering, /metrics answers with
+    # rr_fronts_up 0 for it, `rr workers` prints the note, and the reset fails once its bound
+    # (reset_timeout 1s + 5s) is over, naming front 1, its pid and why; after SIGCONT every answer
+    # is clean again
+    async with observed_rr(tmp_path, grpc_pool=", reset_timeout: 1s") as (rr, metrics, status), \
+            aiohttp.ClientSession() as session:
         stuck = rr.fronts()[1]
         silent = f"front 1 (pid {stuck.pid}) does not answer"
         stuck.suspend()
@@ -219,6 +222,9 @@ async def test_a_front_that_does_not_answer_is_named_and_nothing_hangs(tmp_path:
             assert code == 200 and 'rr_fronts_up{front="1"} 0.0' in text and 'rr_fronts_up{front="0"} 1.0' in text
             code, out, err = await rr_cli(tmp_path, "workers")
             assert code == 0 and f"grpc: {silent}" in out, (out, err)
+            code, out, err = await rr_cli(tmp_path, "reset", "grpc")
+            hung = f"front 1 (pid {stuck.pid}): no answer to front.Reset within 6s (pool.reset_timeout plus 5s)"
+            assert code == 1 and hung in out, (out, err)
         finally:
             stuck.resume()
         await eventually(lambda: _naming(session, f"{status}/health", '"error_message":"",'), timeout=10, interval=0.2)

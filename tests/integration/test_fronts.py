@@ -53,9 +53,10 @@ class Rr:
 
 def rr_yaml(
     tmp_path: Path, fronts: object, *, grpc_workers: int = 4, http_workers: int = 2, script: str = "grpc_echo.php",
-    http_script: str = "http_echo.php", extra: str = "", php_flags: tuple[str, ...] = (),
+    http_script: str = "http_echo.php", extra: str = "", php_flags: tuple[str, ...] = (), grpc_pool: str = "",
 ) -> tuple[str, int, int, int]:
-    """A config with 2 fronts' worth of everything; ``php_flags`` go between ``php`` and the script."""
+    """A config with 2 fronts' worth of everything; ``php_flags`` go between ``php`` and the script;
+    ``grpc_pool``: more entries of the grpc pool's flow mapping (", key: value")."""
     rpc, grpc_port, http_port = free_port(), free_port(), free_port()
     php, *rest = php_cmd(script)
     text = f"""
@@ -68,7 +69,7 @@ def rr_yaml(
         grpc:
           listen: tcp://127.0.0.1:{grpc_port}
           proto: [{ECHO_PROTO}]
-          pool: {{num_workers: {grpc_workers}}}
+          pool: {{num_workers: {grpc_workers}{grpc_pool}}}
         http:
           address: 127.0.0.1:{http_port}
           pool:
