@@ -108,6 +108,18 @@ def exit_message(proc: subprocess.Popen[bytes], log: Path | None = None) -> str:
     return f"exited with {proc.returncode}: {text.strip()[-1500:]}"
 
 
+def announced(proc: subprocess.Popen[bytes], log: Path, budget: float = 60.0) -> None:
+    """Until the server's log says it started (rr: once every front serves; RoadRunner prints the
+    same words), or it exits, or the budget runs out."""
+    deadline = time.monotonic() + budget
+    while b"server started; version" not in log.read_bytes():
+        if proc.poll() is not None:
+            raise SystemExit(f"server {exit_message(proc, log)}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"pid {proc.pid} did not say 'server started' within {budget:g}s (log: {log})")
+        time.sleep(0.002)
+
+
 def wait_http(port: int, proc: subprocess.Popen[bytes] | None = None, budget: float = 30.0, log: Path | None = None) -> None:
     """Until ``GET /`` on the port answers 200 (or the server exits, or the budget runs out)."""
     deadline = time.monotonic() + budget

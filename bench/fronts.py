@@ -240,18 +240,6 @@ def rr_layouts(cpus: list[int]) -> list[RrLayout]:
     ]
 
 
-def started(proc: subprocess.Popen[bytes], log: Path, budget: float = 60.0) -> None:
-    """Until rr says it serves: with several fronts it says so once every front serves."""
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"rr {common.exit_message(proc, log)}")
-        if b"server started; version" in log.read_bytes():
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"rr pid {proc.pid} did not say 'server started' within {budget:g}s (log: {log})")
-
-
 def front_pids(rr_pid: int, fronts: int) -> list[int]:
     """The front processes: rr itself with one front, else its Python children (PHP workers are theirs)."""
     if fronts == 1:
@@ -278,7 +266,7 @@ def rr_fronts(args: argparse.Namespace, tmp: Path, cpus: list[int]) -> dict[str,
                 # an rrgrpc key (RoadRunner ignores it), given as RoadRunner's command-line override
                 argv = [*taskset(layout.cpus), *common.rr_command(), "-c", str(cfg), "-o", f"server.num_fronts={layout.fronts}", "serve"]
                 with running(argv, tmp, log) as proc, pinned(layout.load):
-                    started(proc, log)
+                    common.announced(proc, log)
                     pids = front_pids(proc.pid, layout.fronts)
                     if len(pids) != layout.fronts:
                         raise SystemExit(f"rr pid {proc.pid} runs {len(pids)} fronts, asked for {layout.fronts}")

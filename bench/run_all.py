@@ -60,6 +60,7 @@ from common import (
     Cpu,
     Group,
     Load,
+    announced,
     cpu_now,
     family,
     free_port,
@@ -452,15 +453,6 @@ def start_once(argv: list[str], env: dict[str, str] | None, workers: int, tmp: P
                 call(ping(0), timeout=10)
         rss = (rss_mib(proc.pid, "python"), rss_mib(proc.pid, "php"))
     return Start(ms, cpu, phases(log.read_text(errors="replace"), spawned) + [("SERVING seen", ms)], rss)
-
-
-def announced(proc: subprocess.Popen[bytes], log: Path, budget: float = 30.0) -> None:
-    """Until the server says it started (rr: once every front serves; RoadRunner says it too)."""
-    deadline = time.monotonic() + budget
-    while b"server started; version" not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"no 'server started' line from pid {proc.pid} within {budget:g}s (log: {log})")
-        time.sleep(0.002)
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+[+-]\d{4})\t\w+\t\S+\t(.*?)(?:\t(\{.*\}))?$", re.M)
