@@ -51,8 +51,9 @@ def front_roster(cfg: RRConfig, index: int, fronts: int, control: str, stop: Cal
     """Front ``index`` of ``fronts``: logs, otel, its control service on ``control`` (a private unix
     socket) and the data plugins sharing their ports (SO_REUSEPORT) with their share of the workers."""
     from rrgrpc.fronts.control import FrontControl
-    from rrgrpc.fronts.count import pool_size, share
+    from rrgrpc.fronts.count import share
     from rrgrpc.logs import LogsPlugin
+    from rrgrpc.pool.spawn import pool_size
     from rrgrpc.rpc.server import RpcPlugin
 
     def split(pool: PoolConfig) -> PoolConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rrgrpc.config.schema import PoolConfig, RRConfig
 from rrgrpc.gocompat import parse_address
+from rrgrpc.pool.spawn import pool_size
 
 
 def usable_cpus() -> int:
@@ -49,11 +50,6 @@ def data_addresses(cfg: RRConfig) -> list[tuple[str, str]]:
 
 def data_pools(cfg: RRConfig) -> list[PoolConfig]:
     return [s.pool for s in (cfg.grpc, cfg.http) if s is not None]
-
-
-def pool_size(pool: PoolConfig) -> int:
-    """The workers a pool starts with (``num_workers: 0`` = the CPU count, as the pool reads it)."""
-    return pool.num_workers or os.cpu_count() or 1
 
 
 Note = tuple[int, str]  # (logging level, message), as RRConfig.notes holds them

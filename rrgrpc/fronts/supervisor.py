@@ -55,13 +55,12 @@ from rrgrpc.plugin import (
     Refreshable,
     Resettable,
 )
+from rrgrpc.pool.spawn import MAX_BOOT_FAILURES  # a front gets as many tries as a worker
 from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
 
 log = logging.getLogger("rr.fronts")
 
-#: Failed boots of one front in a row that stop rr.
-MAX_BOOT_FAILURES: Final = 3
 #: Seconds between two ``front.State`` rounds; and the budget of one (a front that does not answer
 #: in time keeps its last state, and counts as down in ``rr_fronts_up``).
 POLL: Final = 0.5

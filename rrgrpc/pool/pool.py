@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -50,7 +49,7 @@ from rrgrpc.pool.payload import Payload
 from rrgrpc.pool.process import exit_text
 from rrgrpc.pool.queue import Queue
 from rrgrpc.pool.sampling import Sampler
-from rrgrpc.pool.spawn import Spawner, worker_env
+from rrgrpc.pool.spawn import Spawner, pool_size, worker_env
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.pool.supervisor import Limits, Verdict, Vitals, judge
 from rrgrpc.pool.tracing import traced_exec, traced_wait
@@ -146,7 +145,7 @@ class Pool:
         self.cfg = cfg
         self._spawner = Spawner(name, cfg, server, worker_env(server, mode, env, rpc_listen), max_frame, self._on_exit)
         self.debug = cfg.debug
-        self._target = 0 if cfg.debug else (cfg.num_workers or os.cpu_count() or 1)
+        self._target = 0 if cfg.debug else pool_size(cfg)
         self._limits = Limits(cfg.supervisor.ttl, cfg.supervisor.idle_ttl, cfg.supervisor.max_worker_memory)
         self._log = logging.getLogger(f"rr.{name}")
         self._stderr_log = logging.getLogger("rr.server")

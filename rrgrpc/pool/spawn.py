@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 MAX_BOOT_FAILURES: Final = 3
 
 
+def pool_size(pool: PoolConfig) -> int:
+    """The workers a pool starts with: ``num_workers``, where 0 is the CPU count (as RoadRunner)."""
+    return pool.num_workers or os.cpu_count() or 1
+
+
 def worker_env(server: ServerConfig, mode: str, extra: Mapping[str, str], rpc_listen: str | None) -> dict[str, str]:
     """The environment of a worker, in RoadRunner's order (later keys win)."""
     env = dict(os.environ)
