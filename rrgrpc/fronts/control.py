@@ -3,8 +3,9 @@
 A front (``rr serve --front I``) serves it on a private unix socket through the ordinary RPC plugin;
 the supervisor is its only client and nothing on the request path uses it. Methods:
 
-* ``front.State``: pid, per data plugin its workers, activity, health and readiness, and (when the
-  supervisor serves metrics) a snapshot of the front's request metrics;
+* ``front.State`` (argument: whether to include metrics): pid, per data plugin its workers,
+  activity, health and readiness, and (asked for by a scrape of the supervisor's ``/metrics``) a
+  snapshot of the front's request metrics;
 * ``front.Reset`` (plugin name, or empty for all), ``front.AddWorker`` / ``front.RemoveWorker``
   (plugin name): today's pool operations on this front's share of the workers;
 * ``front.Stop``: start the graceful stop (the front ignores SIGINT/SIGTERM).
@@ -75,7 +76,8 @@ class FrontControl:
             raise RRError(f"front {self.index}: no such plugin: {name}")
         return plugin
 
-    async def _state(self, _arg: Any) -> dict[str, Any]:
+    async def _state(self, metrics: Any) -> dict[str, Any]:
+        """The front's pid and plugins' workers and status; with ``metrics`` true, its metric snapshot too."""
         status = {p.name: p for p in self._having(HasStatus)}
         plugins: dict[str, Any] = {}
         for p in self._having(HasWorkers):
@@ -89,7 +91,7 @@ class FrontControl:
                 "readiness": status[p.name].readiness() if p.name in status else 200,
             }
         state: dict[str, Any] = {"pid": os.getpid(), "plugins": plugins}
-        if self._snapshot is not None:
+        if metrics and self._snapshot is not None:
             state["metrics"] = self._snapshot([c for p in self._having(ProvidesMetrics) for c in p.collectors()])
         return state
 

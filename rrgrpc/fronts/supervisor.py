@@ -15,9 +15,9 @@ Until it serves again, and while a live front does not answer ``front.State``, t
 :class:`FrontsPlugin` takes the place of one data plugin (``grpc``, ``http``) for the informer,
 resetter and status plugins: workers, activity, health and readiness come from a snapshot of every
 front's ``front.State``, taken every :data:`POLL` seconds and after every reset, add and remove.
-The same rounds feed the fronts' request metrics to the supervisor's ``/metrics`` (a
-:class:`MetricsSink`, ``rrgrpc.metrics.merge.FrontMetrics``), and a scrape awaits one more round
-(``Refreshable``), so it sees every front's counts as of the scrape.
+A scrape of the supervisor's ``/metrics`` awaits one more round (``Refreshable``), the only one
+that asks the fronts for their request metrics; they go to a :class:`MetricsSink`
+(``rrgrpc.metrics.merge.FrontMetrics``), so a scrape sees every front's counts as of the scrape.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class Fronts:
             failed = next((r for r in booted if isinstance(r, BaseException)), None)
             if failed is not None:
                 raise failed
-            await self.refresh()
+            await self._round()
             log.info("%d fronts serving", self.count, extra={"pids": [f.pid for f in self.fronts]})
             self._tasks = [asyncio.create_task(self._watch(f), name=f"front {f.index}") for f in self.fronts]
             self._tasks.append(asyncio.create_task(self._poll(), name="fronts state"))
@@ -264,10 +264,15 @@ class Fronts:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL)
-            await self.refresh()
+            await self._round()
 
     async def refresh(self) -> None:
-        """One ``front.State`` round over the live fronts; a front that does not answer keeps its last state."""
+        """Refreshable: a state round with every front's metric snapshot (a scrape is about to read them)."""
+        await self._round(metrics=self._metrics is not None)
+
+    async def _round(self, metrics: bool = False) -> None:
+        """One ``front.State`` round over the live fronts (``metrics``: with their metric snapshots,
+        which only a scrape needs); a front that does not answer keeps its last state."""
 
         async def one(front: _Front) -> None:
             reply: dict[str, Any] = {}
@@ -275,14 +280,14 @@ class Fronts:
                 pid = front.pid
                 try:
                     async with asyncio.timeout(STATE_TIMEOUT):
-                        reply = await front.client.call("front.State")
+                        reply = await front.client.call("front.State", metrics)
                 except (RRError, OSError, TimeoutError):
                     if front.live and front.pid == pid:  # not a front that died meanwhile (_watch says that)
                         front.down = f"front {front.index} (pid {pid}) does not answer"
                 else:
                     front.plugins = reply["plugins"]
                     front.down = ""
-            if self._metrics is not None:
+            if metrics and self._metrics is not None:
                 self._metrics.update(front.index, reply.get("metrics"))
 
         await asyncio.gather(*(one(f) for f in self.fronts))
@@ -342,7 +347,7 @@ class Fronts:
             return ""
 
         results = await asyncio.gather(*(one(f, proc) for f, proc, _ in fronts))
-        await self.refresh()
+        await self._round()
         errors = [f"front {f.index} (pid {pid}): {why}" for (f, _, pid), why in zip(fronts, results, strict=True) if why]
         if errors:
             raise FrontError(f"reset of {name} failed on {'; '.join(errors)}")
@@ -352,14 +357,14 @@ class Fronts:
         front = min(self.live(), key=lambda f: len(f.plugins.get(name, {}).get("workers", [])), default=None)
         if front is not None:
             await _call(front, "front.AddWorker", name)
-            await self.refresh()
+            await self._round()
 
     async def remove_worker(self, name: str) -> None:
         """One worker of ``name`` fewer, from the front that has the most."""
         front = max(self.live(), key=lambda f: len(f.plugins.get(name, {}).get("workers", [])), default=None)
         if front is not None:
             await _call(front, "front.RemoveWorker", name)
-            await self.refresh()
+            await self._round()
 
 
 async def _ended(proc: asyncio.subprocess.Process | None) -> str:
