@@ -112,6 +112,7 @@ class NatsDriver(LoopDriver):
         self.inflight: set[NatsDelivery] = set()
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._last_error: Exception | None = None
 
     def _error(self, what: str, exc: BaseException) -> DriverError:
@@ -183,7 +184,7 @@ class NatsDriver(LoopDriver):
 
     async def _consume(self) -> None:
         assert self._js is not None
-        sub = await self._js.pull_subscribe_bind(self.durable, self.stream)
+        sub = self._sub = await self._js.pull_subscribe_bind(self.durable, self.stream)
         while (room := await self._room(self.prefetch)) > 0:
             try:
                 msgs = await sub.fetch(min(room, 256), timeout=1)
@@ -213,6 +214,15 @@ class NatsDriver(LoopDriver):
         if self._nc is None:
             return
         try:
+            if self._sub is not None:
+                # the server may hold the last fetch's pull request a little longer than the client
+                # waited for it (its expiry counts from when the request arrived); a job given back
+                # would go into that orphan request and wait ack_wait. The server skips a pull request
+                # whose reply subject lost its interest: unsubscribe, and flush so it knows first.
+                with contextlib.suppress(*ERRORS):
+                    await self._sub.unsubscribe()
+                    await self._nc.flush(timeout=5)
+                self._sub = None
             for delivery in list(self.inflight):
                 await delivery.give_back()
             self.inflight.clear()

@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from rrgrpc.jobs.driver import DriverError
+from rrgrpc.jobs.nats import NatsDriver
 from tests.jobs.broker_kit import broker_addr, job, opened, pipeline_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -71,3 +72,28 @@ async def test_delete_after_ack_removes_the_message_from_the_stream() -> None:
         finally:
             await nc.close()
         assert info.state.messages == 0
+
+
+async def test_a_job_given_back_at_stop_skips_a_pull_request_the_server_still_holds() -> None:
+    """The server counts a fetch's expiry from when the request arrived, so it may hold the last pull
+    request a moment after the client stopped waiting for it. Sent: one job, taken and left unsettled,
+    and a lingering pull request on the driver's subscription (as that moment, made 20 s long); then
+    stop. The job given back must not go into that request (where it would wait ack_wait, 30 s): a
+    new driver gets it at once."""
+    addr = broker_addr("nats")
+    conf = pipeline_config("nats")
+    keep = {k: v for k, v in conf.items() if k != "delete_stream_on_stop"}
+    async with opened("nats", "p", keep, {"addr": addr}) as (drv, sink):
+        await drv.push(job("p", 1))
+        await drv.run()
+        held = await sink.take()
+        assert isinstance(drv, NatsDriver)
+        sub, nc = drv._sub, drv._nc
+        assert sub is not None and nc is not None
+        await nc.publish(sub._nms, json.dumps({"batch": 10, "expires": 20_000_000_000}).encode(), sub._deliver)
+        await nc.flush()
+    async with opened("nats", "p", conf, {"addr": addr}) as (drv, sink):
+        await drv.run()
+        back = await sink.take(timeout=10)
+        assert back.job.id == held.job.id
+        await back.ack()
