@@ -175,7 +175,7 @@ async def test_stop_request_reruns_on_another_worker(caplog: pytest.LogCaptureFi
 
 async def test_no_free_workers_and_queue_full() -> None:
     async with open_pool("grpc", pool_cfg(1, allocate_timeout=0.2), server("sleep.php"), mode="grpc") as pool:
-        slow = asyncio.create_task(pool.exec(Payload(b"", b"800")))
+        slow = asyncio.create_task(pool.exec(Payload(b"", b"2500")))  # the only worker, busy well past the 0.2 s wait below even on a loaded box
         await eventually(lambda: pool.activity().busy)
         with pytest.raises(NoFreeWorkers):
             await pool.exec(Payload(b"", b"1"))

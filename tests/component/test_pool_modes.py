@@ -32,7 +32,7 @@ async def test_dynamic_allocator_grows_on_no_free_workers_and_shrinks_when_idle(
         dynamic_allocator=section(DynamicAllocatorConfig, max_workers=2, spawn_rate=2, idle_timeout=1.0),
     )
     async with open_pool("http", cfg, section(ServerConfig, command=php_cmd("sleep.php")), mode="http") as pool:
-        busy = asyncio.create_task(pool.exec(Payload(b"", b"1500")))
+        busy = asyncio.create_task(pool.exec(Payload(b"", b"3000")))  # busy well past the 0.2 s wait below even on a loaded box
         await eventually(lambda: pool.activity().busy)
         with pytest.raises(NoFreeWorkers):  # the request that hits the limit still fails
             await pool.exec(Payload(b"", b"1"))

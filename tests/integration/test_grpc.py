@@ -297,11 +297,11 @@ async def test_request_metrics() -> None:
 
 async def test_no_free_worker_within_allocate_timeout_is_resource_exhausted() -> None:
     async with serve(workers=1, pool={"num_workers": 1, "allocate_timeout": "200ms"}) as s:
-        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=1000), timeout=10))
+        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=2500), timeout=10))  # well past 200ms, even loaded
         await eventually(lambda: s.plugin.activity().busy)
         err = await rpc_error(s.echo.Ping(PingRequest(msg="waits too long"), timeout=10))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert (await slow).slept_ms == 1000
+        assert (await slow).slept_ms == 2500
 
 
 async def test_full_queue_is_resource_exhausted() -> None:
