@@ -9,6 +9,7 @@ msgspec's lax decoding into the ``schema`` Structs, and the translation of msgsp
 from __future__ import annotations
 
 import re
+import types
 import typing
 from typing import Any
 
@@ -112,12 +113,23 @@ def _format_error(exc: msgspec.ValidationError, raw: dict[str, Any], source: str
     if em := _EXPECTED.match(msg):
         got = repr(value) if found else em.group("got")
         return ConfigError(f"{source}: {dotted}: expected {em.group('want')}, got {got}")
-    if msg.startswith(_ENUM) and typing.get_origin(tp) is typing.Literal:
-        allowed = ", ".join(repr(a) for a in typing.get_args(tp) if a != "")
-        return ConfigError(f"{source}: {dotted}: expected one of {allowed}, got {value!r}")
+    if msg.startswith(_ENUM) and (allowed := _literals(tp)):
+        return ConfigError(f"{source}: {dotted}: expected {allowed}, got {value!r}")
     if msg:
         msg = msg[0].lower() + msg[1:]
     return ConfigError(f"{source}: {dotted}: {msg}" if dotted else f"{source}: {msg}")
+
+
+def _literals(tp: Any) -> str:
+    """What a ``Literal`` (or a union holding one, as ``int | Literal["auto"]``) accepts, in words;
+    empty when ``tp`` holds no literal."""
+    members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    words = [m.__name__ for m in members if isinstance(m, type)]
+    literals = [a for m in members if typing.get_origin(m) is typing.Literal for a in typing.get_args(m) if a != ""]
+    if not literals:
+        return ""
+    choice = repr(literals[0]) if len(literals) == 1 else "one of " + ", ".join(repr(a) for a in literals)
+    return " or ".join([*(f"an {w}" if w[0] in "aeiou" else f"a {w}" for w in words), choice])
 
 
 def _join(prefix: str, name: str) -> str:
