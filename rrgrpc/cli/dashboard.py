@@ -1,5 +1,6 @@
 """``rr workers -i``: the full-screen live view (refreshed every second) with keys to reset a plugin and
-add or remove workers; what each busy worker executes and for how long comes from ``informer.Activity``.
+add or remove workers; what each busy worker executes and for how long comes from ``informer.Activity``,
+and a yellow line under a plugin's table what of it is down (``note``: a front being restarted).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Dashboard:
     names: list[str] = field(default_factory=list)
     selected: int = 0
     workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # what of a plugin is down (a front restarting)
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)
     pipelines: list[dict[str, Any]] = field(default_factory=list)  # informer.Jobs of the jobs plugin
     message: Text = field(default_factory=Text)
@@ -77,7 +79,9 @@ class Dashboard:
         try:
             if self.client is None:
                 self.client = await RpcClient.connect(self.address)
-            self.workers = await fetch_workers(self.client, self.plugins)
+            notes: dict[str, str] = {}
+            self.workers = await fetch_workers(self.client, self.plugins, notes)
+            self.notes = notes
             self.names = list(self.workers)
             self.activity = await fetch_activity(self.client, self.names)
             from rrgrpc.cli.jobs import fetch_pipelines
@@ -116,6 +120,8 @@ class Dashboard:
                     selected=i == self.selected,
                 )
             )
+            if name in self.notes:
+                parts.append(Text(f"{name}: {self.notes[name]}", style="bold yellow"))
             if name == "jobs":
                 from rrgrpc.cli.jobs import pipelines_table
 

@@ -222,12 +222,20 @@ async def test_interactive_view_in_a_real_terminal(tmp_path: Path) -> None:
             await term.keys("Up", "r")
             await eventually(lambda: grpc.resets == 1)
             await term.shows("resetting grpc: done")
+            grpc.down = "front 1 is restarting (pid 4300 exited with signal 9 (SIGKILL))"
+            await term.shows(f"grpc: {grpc.down}")  # the plugin's note, under its table
+            grpc.down = ""
+            await eventually(lambda: _lacks(term, "is restarting"))
             await term.keys("q")
             assert await term.exit_code() == 0
         finally:
             await term.close()
     modes = term.stty_file.read_text().split()
     assert "icanon" in modes and "echo" in modes  # cbreak mode undone
+
+
+async def _lacks(term: Terminal, text: str) -> bool:
+    return text not in await term.screen()
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed")

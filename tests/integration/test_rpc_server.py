@@ -25,7 +25,7 @@ from rrgrpc.config import config_from_dict
 from rrgrpc.errors import ConfigError
 from rrgrpc.goridge.frame import Flag, decode
 from rrgrpc.goridge.rpc import RpcClient, RpcError, encode_request, parse, read_frame
-from rrgrpc.plugin import RpcMethod
+from rrgrpc.plugin import Degraded, RpcMethod
 from rrgrpc.pool.state import Activity, ProcessState, WorkerState
 from rrgrpc.rpc.informer import Informer
 from rrgrpc.rpc.resetter import Resetter
@@ -49,7 +49,10 @@ def state(pid: int, execs: int = 0, status: WorkerState = WorkerState.READY) -> 
 
 
 class FakePool:
-    """A plugin with workers: HasWorkers, ManagesWorkers and Resettable, in memory."""
+    """A plugin with workers: HasWorkers, ManagesWorkers and Resettable, in memory; Degraded too,
+    naming what is down when ``down`` is set."""
+
+    capabilities = (Degraded,)
 
     def __init__(self, name: str, pids: list[int], execs: dict[int, int] | None = None) -> None:
         self.name = name
@@ -58,6 +61,10 @@ class FakePool:
         self.resets = 0
         self.queue = 0
         self.busy: dict[int, tuple[str, float]] = {}
+        self.down = ""
+
+    def degraded(self) -> str:
+        return self.down
 
     def lifespan(self, peers: Any) -> Any:
         raise NotImplementedError  # never entered: only the RPC plugins run in these tests
