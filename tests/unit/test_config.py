@@ -437,8 +437,6 @@ GRPC = {"listen": "tcp://127.0.0.1:9001"}
         ({"rpc": "tcp://127.0.0.1:6001"}, "rpc: expected a mapping"),
         ({"server": {"relay": "tcp:127.0.0.1:1"}}, "server.relay: expected tcp://host:port or unix://path"),
         ({"server": {"on_init": {"exec_timeout": "1s"}}}, "server.on_init.command: required"),
-        ({"server": {"num_fronts": "many"}}, "server.num_fronts: expected an int or 'auto', got 'many'"),
-        ({"server": {"num_fronts": 0}}, "server.num_fronts: must be at least 1 or auto, got 0"),
         ({"server": {"env": {"A": [1]}}}, "server.env"),
         ({"http": {"address": ":8080", "codec": "xml"}}, "http.codec"),
         ({"http": {}}, "http.address: required"),
