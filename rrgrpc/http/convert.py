@@ -254,15 +254,32 @@ class Body:
     uploads: dict[str, Any] | None = None
 
 
+def bodiless(request: web.BaseRequest, opts: RequestOptions) -> bool:
+    """Whether the worker gets no body at all (§5.3): a HEAD or OPTIONS request, or one without a
+    body that is not a form (an empty form is still sent as ``parsed``)."""
+    if request.method in ("HEAD", "OPTIONS"):
+        return True
+    if request.body_exists:
+        return False
+    content_type = request.headers.get("Content-Type", "")
+    return opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type)
+
+
+def bodiless_payload(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None = None) -> Payload | None:
+    """The worker payload of a :func:`bodiless` request, else None (then :func:`build_request`):
+    nothing to read, no temp files, no coroutine."""
+    return encode_context(request, opts, fwd, _NO_BODY) if bodiless(request, opts) else None
+
+
 async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built) -> Body:
     """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
-    method = request.method
-    if method in ("HEAD", "OPTIONS"):
+    if bodiless(request, opts):
         return _NO_BODY
+    method = request.method
     content_type = request.headers.get("Content-Type", "")
     limit = opts.max_request_size
     if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        return Body(await _read_body(request, limit)) if request.body_exists else _NO_BODY
+        return Body(await _read_body(request, limit))
     if _FORM in content_type:
         raw = await _read_body(request, limit)
         form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}

@@ -22,7 +22,9 @@ from rrgrpc.http import http_pb2
 from rrgrpc.http import reply as reply_module
 from rrgrpc.http.convert import (
     Built,
+    RequestError,
     RequestOptions,
+    bodiless_payload,
     build_request,
 )
 from rrgrpc.http.dispatch import Dispatcher
@@ -280,6 +282,45 @@ async def test_request_contexts_match_the_transcript(part: str, tmp_path: Path) 
     multipart = [f for f in files_during if f]
     assert len(multipart) == 1 and all(os.path.basename(p).startswith("upload") for p in multipart[0])
     assert not os.listdir(tmp_path)  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "raw_body", "fast"),
+    [
+        ("GET", "", b"", False, True),
+        ("HEAD", "", b"", False, True),
+        ("OPTIONS", "text/plain", b"ignored", False, True),
+        ("DELETE", "application/json", b"", False, True),
+        ("POST", "application/x-www-form-urlencoded", b"", False, False),  # an empty form is still "parsed"
+        ("POST", "application/x-www-form-urlencoded", b"", True, True),
+        ("POST", "multipart/form-data; boundary=x", b"", False, False),
+        ("POST", "text/plain", b"body", False, False),
+    ],
+)
+async def test_bodiless_payload_is_what_build_request_sends(
+    method: str, content_type: str, body: bytes, raw_body: bool, fast: bool
+) -> None:
+    """The dispatcher's shortcut for a request with nothing to read encodes the same payload as the full path."""
+    opts = RequestOptions(raw_body=raw_body)
+    got: list[tuple[Payload | None, Payload | None]] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        quick = bodiless_payload(request, opts)
+        try:
+            full: Payload | None = (await build_request(request, opts)).payload
+        except RequestError:  # an empty multipart body has no boundary: a 400 on the full path
+            full = None
+        got.append((quick, full))
+        return web.Response(text="ok")
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with serving(handler) as base, aiohttp.ClientSession() as client:
+        async with client.request(method, base + "/p?q=1", headers=headers, data=body or None) as resp:
+            assert resp.status == 200
+    [(quick, full)] = got
+    assert (quick is not None) == fast
+    if quick is not None:
+        assert quick == full
 
 
 class ReplayPool:
