@@ -45,7 +45,7 @@ def _string(tag: bytes, text: str) -> bytes:
 def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     """Map entries {key: HeaderValue}, each as ``tag`` + length + (key = 1, value = 2)."""
     out = []
-    keys = _keys
+    keys, small = _keys, _SMALL
     for name, values in entries:
         key = keys.get(name)
         if key is None:
@@ -53,12 +53,16 @@ def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
             key = b"\x0a" + _varint(len(raw)) + raw + b"\x12"
             if len(keys) < _KEYS_SIZE:
                 keys[name] = key
+        # lengths under 128 (nearly every header) are one byte, looked up without a call
         if len(values) == 1:  # the usual header: one line
-            value = b"\x0a" + _varint(len(values[0])) + values[0]
+            n = len(values[0])
+            value = b"\x0a" + (small[n] if n < 128 else _varint(n)) + values[0]
         else:
             value = b"".join([b"\x0a" + _varint(len(v)) + v for v in values])
-        entry = key + _varint(len(value)) + value
-        out.append(tag + _varint(len(entry)) + entry)
+        n = len(value)
+        entry = key + (small[n] if n < 128 else _varint(n)) + value
+        n = len(entry)
+        out.append(tag + (small[n] if n < 128 else _varint(n)) + entry)
     return b"".join(out)
 
 
