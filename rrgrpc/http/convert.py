@@ -89,6 +89,16 @@ def client_ip(peer: Any) -> str:
     return ""
 
 
+def peer_ip(request: web.BaseRequest) -> str:
+    """The client IP of the request's connection (:func:`client_ip`). An EdgeServer connection
+    works it out once, as ``peer_ip``: asking the transport builds the address string every time."""
+    known: str | None = getattr(request.protocol, "peer_ip", None)
+    if known is not None:
+        return known
+    transport = request.transport
+    return client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+
+
 # --------------------------------------------------------------------------- request
 
 
@@ -315,8 +325,7 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
     cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
     remote = fwd.remote_addr if fwd is not None else None
     if remote is None:
-        transport = request.transport
-        remote = client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+        remote = peer_ip(request)
     attributes = fwd.attributes if fwd is not None else _NONE
     target = request.raw_path
     raw_query = _strip_crlf(target.partition("?")[2]) if "?" in target else ""
