@@ -22,7 +22,7 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
-from rrgrpc.http.request_pb import encode_request
+from rrgrpc.http.request_pb import encode_request, header_map
 from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
@@ -131,6 +131,31 @@ def forwarded_headers(request: web.BaseRequest, fwd: Forward | None) -> dict[str
         for name, value in fwd.set_headers.items():
             grouped[canonical_header(name)] = [value.encode("utf-8")]
     return grouped
+
+
+#: Header sets seen before -> (forwarded_headers, their header_map): a client repeats its header lines
+#: byte for byte, request after request. Entries are shared: read only.
+_header_sets: dict[tuple[tuple[bytes, bytes], ...], tuple[dict[str, list[bytes]], bytes]] = {}
+_HEADER_SETS_SIZE: Final = 256
+_HEADER_SET_MAX_BYTES: Final = 4096  # larger sets are converted every time: the cache stays small
+
+
+def forwarded_header_set(request: web.BaseRequest, fwd: Forward | None) -> tuple[dict[str, list[bytes]], bytes]:
+    """:func:`forwarded_headers` (read only) and the ``header`` field they encode to; a header set
+    seen before is converted once (unless a middleware adds or sets headers)."""
+    raw = request.raw_headers
+    plain = fwd is None or not (fwd.add_headers or fwd.set_headers)
+    if plain:
+        known = _header_sets.get(raw)
+        if known is not None:
+            return known
+    grouped = forwarded_headers(request, fwd)
+    found = grouped, header_map(grouped)
+    if plain and len(found[1]) <= _HEADER_SET_MAX_BYTES:
+        if len(_header_sets) >= _HEADER_SETS_SIZE:
+            _header_sets.clear()  # a stream of one-off sets must not pin it
+        _header_sets[raw] = found
+    return found
 
 
 def absolute_uri(request: web.BaseRequest) -> str:
@@ -320,7 +345,7 @@ def _form_json(values: dict[str, list[str]]) -> bytes:
 
 def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
     """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
-    headers = forwarded_headers(request, fwd)
+    headers, header_field = forwarded_header_set(request, fwd)
     cookie_lines = headers.get("Cookie")
     cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
     remote = fwd.remote_addr if fwd is not None else None
@@ -351,7 +376,7 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
         return Payload(ctx, body.data, _JSON)
 
     uploads = tree_json(body.uploads) if body.uploads is not None else b""
-    ctx = encode_request(remote, protocol, request.method, uri, headers, cookies, raw_query, body.parsed, uploads, attributes)
+    ctx = encode_request(remote, protocol, request.method, uri, header_field, cookies, raw_query, body.parsed, uploads, attributes)
     return Payload(ctx, body.data, _PROTO)
 
 

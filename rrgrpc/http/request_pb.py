@@ -9,6 +9,9 @@ UTF-8 and, as with protobuf, a lone surrogate raises UnicodeEncodeError.
 
     field  1 remote_addr   2 protocol   3 method   4 uri   7 raw_query       (string)
     field  5 header   6 cookies   10 attributes   map<string, HeaderValue{repeated bytes value = 1}>
+
+The ``header`` field comes encoded (:func:`header_map`): the caller keeps the bytes of a header set
+that repeats.
     field  8 parsed (bool)   9 uploads (bytes)
 """
 
@@ -66,28 +69,32 @@ def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     return b"".join(out)
 
 
+def header_map(header: Mapping[str, Sequence[bytes]]) -> bytes:
+    """The ``header`` field (5) of a request, as :func:`encode_request` takes it."""
+    return _map(b"\x2a", header.items())
+
+
 def encode_request(
     remote_addr: str,
     protocol: str,
     method: str,
     uri: str,
-    header: Mapping[str, Sequence[bytes]],
+    header: bytes,
     cookies: Mapping[str, str],
     raw_query: str,
     parsed: bool,
     uploads: bytes,
     attributes: Mapping[str, Sequence[str]],
 ) -> bytes:
-    """The serialized ``http.v1.Request`` (what ``http_pb2.Request(...).SerializeToString()`` parses back to)."""
+    """The serialized ``http.v1.Request`` (what ``http_pb2.Request(...).SerializeToString()`` parses back
+    to); ``header`` is :func:`header_map`'s encoding."""
     key = (remote_addr, protocol, method)
     lead = _leads.get(key)
     if lead is None:
         lead = b"".join(_string(tag, text) for tag, text in ((b"\x0a", remote_addr), (b"\x12", protocol), (b"\x1a", method)) if text)
         if len(_leads) < _LEADS_SIZE:  # clients come from few addresses; a scan of many must not grow it forever
             _leads[key] = lead
-    parts = [lead, _string(b"\x22", uri) if uri else b""]
-    if header:
-        parts.append(_map(b"\x2a", header.items()))
+    parts = [lead, _string(b"\x22", uri) if uri else b"", header]
     if cookies:
         parts.append(_map(b"\x32", ((k, (v.encode("utf-8"),)) for k, v in cookies.items())))
     if raw_query:

@@ -30,7 +30,8 @@ from rrgrpc.http.convert import (
 from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json
 from rrgrpc.http.reply import BadWorkerResponse, decode_head
-from rrgrpc.http.request_pb import encode_request
+from rrgrpc.http.request_pb import encode_request, header_map
+from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 from tests.helpers import VECTORS
 
@@ -165,7 +166,7 @@ def test_request_context_encodes_as_protobuf_would(
     strings: tuple[str, str, str, str, str], parsed: bool, uploads: bytes,
 ) -> None:  # fmt: skip
     remote, protocol, method, uri, query = strings
-    ours = encode_request(remote, protocol, method, uri, header, cookies, query, parsed, uploads, attributes)
+    ours = encode_request(remote, protocol, method, uri, header_map(header), cookies, query, parsed, uploads, attributes)
     expected = http_pb2.Request(remote_addr=remote, protocol=protocol, method=method, uri=uri, raw_query=query,
                                 parsed=parsed, uploads=uploads)  # fmt: skip
     for name, lines in header.items():
@@ -180,7 +181,7 @@ def test_request_context_encodes_as_protobuf_would(
 
 def test_request_context_refuses_a_lone_surrogate_as_protobuf_does() -> None:
     with pytest.raises(UnicodeEncodeError):
-        encode_request("", "", "GET", "http://h/\udcff", {}, {}, "", False, b"", {})
+        encode_request("", "", "GET", "http://h/\udcff", b"", {}, "", False, b"", {})
 
 
 # --------------------------------------------------------------------------- vector replay
@@ -321,6 +322,37 @@ async def test_bodiless_payload_is_what_build_request_sends(
     assert (quick is not None) == fast
     if quick is not None:
         assert quick == full
+
+
+async def test_a_repeated_header_set_is_converted_once_and_middleware_headers_still_apply() -> None:
+    """A client's header set seen before gives the same context from the cache; a request whose
+    middleware adds or sets headers gets them, before and after its set was cached."""
+    opts = RequestOptions()
+    contexts: list[http_pb2.Request] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        fwd = None
+        if request.path == "/added":
+            fwd = Forward(add_headers=[("x-added", "1")], set_headers={"accept": "text/set"})
+        payload = bodiless_payload(request, opts, fwd)
+        assert payload is not None
+        contexts.append(http_pb2.Request.FromString(payload.context))
+        return web.Response(text="ok")
+
+    def header(msg: http_pb2.Request) -> dict[str, list[bytes]]:
+        return {k: list(v.value) for k, v in msg.header.items()}
+
+    sent = {"Accept": "text/plain", "X-Repeated": "a", "Cookie": "c=1"}
+    async with serving(handler) as base, aiohttp.ClientSession(skip_auto_headers=("User-Agent", "Accept-Encoding")) as client:
+        for path in ("/plain", "/plain", "/added", "/plain", "/added"):
+            async with client.get(base + path, headers=sent) as resp:
+                assert resp.status == 200
+        async with client.get(base + "/plain", headers={**sent, "X-Repeated": "b"}) as resp:
+            assert resp.status == 200
+    plain = {"Accept": [b"text/plain"], "X-Repeated": [b"a"], "Cookie": [b"c=1"]}
+    added = {**plain, "X-Added": [b"1"], "Accept": [b"text/set"]}
+    assert [header(c) for c in contexts] == [plain, plain, added, plain, added, {**plain, "X-Repeated": [b"b"]}]
+    assert all(dict(c.cookies) == {"c": http_pb2.HeaderValue(value=[b"1"])} for c in contexts)
 
 
 class ReplayPool:
