@@ -13,7 +13,7 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 from aiohttp import BodyPartReader, web
@@ -133,16 +133,24 @@ def forwarded_headers(request: web.BaseRequest, fwd: Forward | None) -> dict[str
     return grouped
 
 
-#: Header sets seen before -> (forwarded_headers, their header_map): a client repeats its header lines
-#: byte for byte, request after request. Entries are shared: read only.
-_header_sets: dict[tuple[tuple[bytes, bytes], ...], tuple[dict[str, list[bytes]], bytes]] = {}
+class HeaderSet(NamedTuple):
+    """What a request's header lines give the worker context (read only: a cached set is shared)."""
+
+    headers: dict[str, list[bytes]]  # forwarded_headers()
+    field: bytes  # their encoded ``header`` field (request_pb.header_map)
+    cookies: dict[str, str]  # the Cookie lines parsed (Go's Request.Cookies())
+
+
+#: Header sets seen before, by their raw lines: a client repeats its header lines (cookies
+#: included) byte for byte, request after request.
+_header_sets: dict[tuple[tuple[bytes, bytes], ...], HeaderSet] = {}
 _HEADER_SETS_SIZE: Final = 256
 _HEADER_SET_MAX_BYTES: Final = 4096  # larger sets are converted every time: the cache stays small
 
 
-def forwarded_header_set(request: web.BaseRequest, fwd: Forward | None) -> tuple[dict[str, list[bytes]], bytes]:
-    """:func:`forwarded_headers` (read only) and the ``header`` field they encode to; a header set
-    seen before is converted once (unless a middleware adds or sets headers)."""
+def header_set(request: web.BaseRequest, fwd: Forward | None) -> HeaderSet:
+    """The request's :class:`HeaderSet`; a set seen before is converted once (unless a middleware
+    adds or sets headers)."""
     raw = request.raw_headers
     plain = fwd is None or not (fwd.add_headers or fwd.set_headers)
     if plain:
@@ -150,8 +158,10 @@ def forwarded_header_set(request: web.BaseRequest, fwd: Forward | None) -> tuple
         if known is not None:
             return known
     grouped = forwarded_headers(request, fwd)
-    found = grouped, header_map(grouped)
-    if plain and len(found[1]) <= _HEADER_SET_MAX_BYTES:
+    cookie_lines = grouped.get("Cookie")
+    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    found = HeaderSet(grouped, header_map(grouped), cookies)
+    if plain and len(found.field) <= _HEADER_SET_MAX_BYTES:
         if len(_header_sets) >= _HEADER_SETS_SIZE:
             _header_sets.clear()  # a stream of one-off sets must not pin it
         _header_sets[raw] = found
@@ -345,9 +355,7 @@ def _form_json(values: dict[str, list[str]]) -> bytes:
 
 def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
     """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
-    headers, header_field = forwarded_header_set(request, fwd)
-    cookie_lines = headers.get("Cookie")
-    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    headers, header_field, cookies = header_set(request, fwd)
     remote = fwd.remote_addr if fwd is not None else None
     if remote is None:
         remote = peer_ip(request)

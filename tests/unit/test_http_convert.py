@@ -325,8 +325,8 @@ async def test_bodiless_payload_is_what_build_request_sends(
 
 
 async def test_a_repeated_header_set_is_converted_once_and_middleware_headers_still_apply() -> None:
-    """A client's header set seen before gives the same context from the cache; a request whose
-    middleware adds or sets headers gets them, before and after its set was cached."""
+    """A client's header set seen before gives the same context (headers, cookies) from the cache; a
+    request whose middleware adds or sets headers gets them, before and after its set was cached."""
     opts = RequestOptions()
     contexts: list[http_pb2.Request] = []
 
@@ -349,10 +349,13 @@ async def test_a_repeated_header_set_is_converted_once_and_middleware_headers_st
                 assert resp.status == 200
         async with client.get(base + "/plain", headers={**sent, "X-Repeated": "b"}) as resp:
             assert resp.status == 200
+        async with client.get(base + "/plain", headers={**sent, "Cookie": "c=2; d=%41"}) as resp:
+            assert resp.status == 200
     plain = {"Accept": [b"text/plain"], "X-Repeated": [b"a"], "Cookie": [b"c=1"]}
     added = {**plain, "X-Added": [b"1"], "Accept": [b"text/set"]}
-    assert [header(c) for c in contexts] == [plain, plain, added, plain, added, {**plain, "X-Repeated": [b"b"]}]
-    assert all(dict(c.cookies) == {"c": http_pb2.HeaderValue(value=[b"1"])} for c in contexts)
+    assert [header(c) for c in contexts[:6]] == [plain, plain, added, plain, added, {**plain, "X-Repeated": [b"b"]}]
+    cookies = [{k: list(v.value) for k, v in c.cookies.items()} for c in contexts]
+    assert cookies == [{"c": [b"1"]}] * 6 + [{"c": [b"2"], "d": [b"A"]}]
 
 
 class ReplayPool:
