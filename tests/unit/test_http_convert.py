@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from rrgrpc.errors import WorkerError
-from rrgrpc.gocompat import canonical_header, parse_cookies, query_unescape
+from rrgrpc.gocompat import canonical_header, is_token, parse_cookies, query_unescape
 from rrgrpc.goridge.frame import Flag, Frame, decode
 from rrgrpc.http import http_pb2
 from rrgrpc.http import reply as reply_module
@@ -112,6 +112,19 @@ def test_cookies_unescaped_and_bad_ones_dropped() -> None:
     jar = parse_cookies(['sid=abc123; theme=dark', 'q=a+b%21; bad=%zz; "x"=1; quoted="v"'])
     assert jar == {"sid": "abc123", "theme": "dark", "q": "a b!", "quoted": "v"}
     assert query_unescape("%") is None
+
+
+def test_token_and_cookie_value_characters_by_the_rfc() -> None:
+    """Every character up to U+02FF (and a few beyond): a header or cookie name is RFC 9110 tchars
+    only; a cookie value is printable ASCII without ``"``, ``;`` or backslash (Go's net/http)."""
+    tchars = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    for c in [chr(i) for i in range(0x300)] + ["\u2028", "\udcff", "\U0001f600"]:
+        assert is_token(f"a{c}b") == (c in tchars), repr(c)
+        if c == ";":  # the separator
+            continue
+        value_ok = 0x20 <= ord(c) < 0x7F and c not in '"\\%'  # "%b" is a bad escape
+        assert parse_cookies([f"n=a{c}b"]) == ({"n": f"a{c}b".replace("+", " ")} if value_ok else {}), repr(c)
+    assert not is_token("") and parse_cookies(["n="]) == {"n": ""}
 
 
 @pytest.mark.parametrize(
