@@ -4,7 +4,9 @@ Owns the HTTP wire contract with PHP workers (PROTOCOL.md §5): the ``http.v1.Re
 context (default) or the legacy JSON context, the body rules (raw bytes, or the form tree in
 PHP bracket notation with multipart files copied to ``upload*`` temp files), Go-canonical
 multi-valued headers without ``Host``, cookies, the absolute URI and the client address. Reading
-the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps.
+the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps;
+a request with no body to read skips the first (:func:`bodiless_payload`), and a header set seen
+before (headers, their encoded field, cookies) is converted once (:func:`header_set`).
 """
 
 from __future__ import annotations
