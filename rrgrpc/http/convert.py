@@ -4,7 +4,9 @@ Owns the HTTP wire contract with PHP workers (PROTOCOL.md §5): the ``http.v1.Re
 context (default) or the legacy JSON context, the body rules (raw bytes, or the form tree in
 PHP bracket notation with multipart files copied to ``upload*`` temp files), Go-canonical
 multi-valued headers without ``Host``, cookies, the absolute URI and the client address. Reading
-the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps.
+the body (:func:`read_body`) and encoding the context (:func:`encode_context`) are separate steps;
+a request with no body to read skips the first (:func:`bodiless_payload`), and a header set seen
+before (headers, their encoded field, cookies) is converted once (:func:`header_set`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 from aiohttp import BodyPartReader, web
@@ -22,7 +24,7 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from rrgrpc.gocompat import canonical_header, parse_cookies, parse_query
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, tree_json
-from rrgrpc.http.request_pb import encode_request
+from rrgrpc.http.request_pb import encode_request, header_map
 from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 
@@ -89,6 +91,16 @@ def client_ip(peer: Any) -> str:
     return ""
 
 
+def peer_ip(request: web.BaseRequest) -> str:
+    """The client IP of the request's connection (:func:`client_ip`). An EdgeServer connection
+    works it out once, as ``peer_ip``: asking the transport builds the address string every time."""
+    known: str | None = getattr(request.protocol, "peer_ip", None)
+    if known is not None:
+        return known
+    transport = request.transport
+    return client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+
+
 # --------------------------------------------------------------------------- request
 
 
@@ -121,6 +133,41 @@ def forwarded_headers(request: web.BaseRequest, fwd: Forward | None) -> dict[str
         for name, value in fwd.set_headers.items():
             grouped[canonical_header(name)] = [value.encode("utf-8")]
     return grouped
+
+
+class HeaderSet(NamedTuple):
+    """What a request's header lines give the worker context (read only: a cached set is shared)."""
+
+    headers: dict[str, list[bytes]]  # forwarded_headers()
+    field: bytes  # their encoded ``header`` field (request_pb.header_map)
+    cookies: dict[str, str]  # the Cookie lines parsed (Go's Request.Cookies())
+
+
+#: Header sets seen before, by their raw lines: a client repeats its header lines (cookies
+#: included) byte for byte, request after request.
+_header_sets: dict[tuple[tuple[bytes, bytes], ...], HeaderSet] = {}
+_HEADER_SETS_SIZE: Final = 256
+_HEADER_SET_MAX_BYTES: Final = 4096  # larger sets are converted every time: the cache stays small
+
+
+def header_set(request: web.BaseRequest, fwd: Forward | None) -> HeaderSet:
+    """The request's :class:`HeaderSet`; a set seen before is converted once (unless a middleware
+    adds or sets headers)."""
+    raw = request.raw_headers
+    plain = fwd is None or not (fwd.add_headers or fwd.set_headers)
+    if plain:
+        known = _header_sets.get(raw)
+        if known is not None:
+            return known
+    grouped = forwarded_headers(request, fwd)
+    cookie_lines = grouped.get("Cookie")
+    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    found = HeaderSet(grouped, header_map(grouped), cookies)
+    if plain and len(found.field) <= _HEADER_SET_MAX_BYTES:
+        if len(_header_sets) >= _HEADER_SETS_SIZE:
+            _header_sets.clear()  # a stream of one-off sets must not pin it
+        _header_sets[raw] = found
+    return found
 
 
 def absolute_uri(request: web.BaseRequest) -> str:
@@ -254,15 +301,32 @@ class Body:
     uploads: dict[str, Any] | None = None
 
 
+def bodiless(request: web.BaseRequest, opts: RequestOptions) -> bool:
+    """Whether the worker gets no body at all (§5.3): a HEAD or OPTIONS request, or one without a
+    body that is not a form (an empty form is still sent as ``parsed``)."""
+    if request.method in ("HEAD", "OPTIONS"):
+        return True
+    if request.body_exists:
+        return False
+    content_type = request.headers.get("Content-Type", "")
+    return opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type)
+
+
+def bodiless_payload(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None = None) -> Payload | None:
+    """The worker payload of a :func:`bodiless` request, else None (then :func:`build_request`):
+    nothing to read, no temp files, no coroutine."""
+    return encode_context(request, opts, fwd, _NO_BODY) if bodiless(request, opts) else None
+
+
 async def read_body(request: web.BaseRequest, opts: RequestOptions, built: Built) -> Body:
     """Read the body by the rules of PROTOCOL.md §5.3; upload temp files are listed on ``built``."""
-    method = request.method
-    if method in ("HEAD", "OPTIONS"):
+    if bodiless(request, opts):
         return _NO_BODY
+    method = request.method
     content_type = request.headers.get("Content-Type", "")
     limit = opts.max_request_size
     if opts.raw_body or (_FORM not in content_type and _MULTIPART not in content_type):
-        return Body(await _read_body(request, limit)) if request.body_exists else _NO_BODY
+        return Body(await _read_body(request, limit))
     if _FORM in content_type:
         raw = await _read_body(request, limit)
         form = parse_query(raw.decode("utf-8", "replace")) if method in ("POST", "PUT", "PATCH") else {}
@@ -293,13 +357,10 @@ def _form_json(values: dict[str, list[str]]) -> bytes:
 
 def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward | None, body: Body) -> Payload:
     """The worker payload: the request context in ``opts.codec`` (protobuf or legacy JSON) + the body."""
-    headers = forwarded_headers(request, fwd)
-    cookie_lines = headers.get("Cookie")
-    cookies = parse_cookies([v.decode("latin-1") for v in cookie_lines]) if cookie_lines else _NONE
+    headers, header_field, cookies = header_set(request, fwd)
     remote = fwd.remote_addr if fwd is not None else None
     if remote is None:
-        transport = request.transport
-        remote = client_ip(transport.get_extra_info("peername")) if transport is not None else ""
+        remote = peer_ip(request)
     attributes = fwd.attributes if fwd is not None else _NONE
     target = request.raw_path
     raw_query = _strip_crlf(target.partition("?")[2]) if "?" in target else ""
@@ -325,7 +386,7 @@ def encode_context(request: web.BaseRequest, opts: RequestOptions, fwd: Forward 
         return Payload(ctx, body.data, _JSON)
 
     uploads = tree_json(body.uploads) if body.uploads is not None else b""
-    ctx = encode_request(remote, protocol, request.method, uri, headers, cookies, raw_query, body.parsed, uploads, attributes)
+    ctx = encode_request(remote, protocol, request.method, uri, header_field, cookies, raw_query, body.parsed, uploads, attributes)
     return Payload(ctx, body.data, _PROTO)
 
 

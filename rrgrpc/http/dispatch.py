@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from rrgrpc.errors import NoFreeWorkers, PoolError, RequestDropped
 from rrgrpc.goridge.frame import Stream
-from rrgrpc.http.convert import RequestError, RequestOptions, build_request
+from rrgrpc.http.convert import RequestError, RequestOptions, bodiless_payload, build_request
 from rrgrpc.http.reply import BadWorkerResponse, Head, decode_head, response_headers, sniff_content_type
 from rrgrpc.http.state import FORWARD, Forward, finish, send_plain, start_response
 from rrgrpc.pool.payload import Payload
@@ -53,6 +53,9 @@ class Dispatcher:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # looked up once, and only when a middleware may have set it: a miss raises inside aiohttp's mapping
         fwd = request.get(FORWARD) if self.forwarding else None
+        payload = bodiless_payload(request, self.opts, fwd)
+        if payload is not None:  # the usual GET: nothing to read, nothing to clean up
+            return await self._serve(request, payload, fwd)
         try:
             built = await build_request(request, self.opts, fwd)
         except RequestError as exc:

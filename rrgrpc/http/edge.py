@@ -8,7 +8,8 @@ aiohttp's low-level server, with its connection protocol extended:
   request (aiohttp's keep-alive timeout);
 * a malformed request is answered 400 by aiohttp and logged here in one line, not a traceback;
 * an HTTP/0.9 request line (``GET /path`` without a version) is answered ``HTTP/1.0 400``;
-* no ``Server:`` header (RoadRunner sends none; aiohttp would name itself and Python's version).
+* no ``Server:`` header (RoadRunner sends none; aiohttp would name itself and Python's version);
+* the client IP, worked out once per connection (``peer_ip``, read by :func:`~rrgrpc.http.convert.peer_ip`).
 
 Every log line here is throttled (:class:`rrgrpc.obs.Throttle`): a flood of bad clients writes
 one line per 10 s per kind.
@@ -30,6 +31,7 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
 from rrgrpc.goridge.rpc import peer_name
+from rrgrpc.http.convert import client_ip
 from rrgrpc.obs import Throttle
 
 log = logging.getLogger("rr.http")
@@ -109,15 +111,17 @@ async def _refuse_http09(request: web.BaseRequest) -> web.StreamResponse:
 class _EdgeProtocol(RequestHandler):
     """One connection: the header read timer, the connection cap, one-line bad-request logs."""
 
-    __slots__ = ("_head_timer", "_edge")
+    __slots__ = ("_head_timer", "_edge", "peer_ip")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._edge = manager
         self._head_timer: asyncio.TimerHandle | None = None
+        self.peer_ip: str | None = None  # the client IP, once connected (convert.peer_ip reads it)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.peer_ip = client_ip(transport.get_extra_info("peername"))
         open_now = len(self._edge.connections)
         if open_now > self._edge.limits.max_connections:
             self._edge.logs.refused(

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from opentelemetry import trace
 
 from rrgrpc.gocompat import canonical_header
-from rrgrpc.http.convert import client_ip
+from rrgrpc.http.convert import peer_ip
 from rrgrpc.http.cors import headers_middleware
 from rrgrpc.http.metrics import HttpMetrics
 from rrgrpc.http.state import Handler, forward_of
@@ -201,7 +201,7 @@ def resolve_forwarded_ip(headers: Any) -> str | None:
 
 def proxy_ip_middleware(trusted: Sequence[_Net]) -> Middleware:
     async def proxy_ip_parser(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        peer = client_ip(request.transport.get_extra_info("peername") if request.transport else None)
+        peer = peer_ip(request)
         if peer:
             addr = ipaddress.ip_address(peer)
             if any(addr in net for net in trusted if net.version == addr.version):

@@ -9,6 +9,9 @@ UTF-8 and, as with protobuf, a lone surrogate raises UnicodeEncodeError.
 
     field  1 remote_addr   2 protocol   3 method   4 uri   7 raw_query       (string)
     field  5 header   6 cookies   10 attributes   map<string, HeaderValue{repeated bytes value = 1}>
+
+The ``header`` field comes encoded (:func:`header_map`): the caller keeps the bytes of a header set
+that repeats.
     field  8 parsed (bool)   9 uploads (bytes)
 """
 
@@ -45,7 +48,7 @@ def _string(tag: bytes, text: str) -> bytes:
 def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     """Map entries {key: HeaderValue}, each as ``tag`` + length + (key = 1, value = 2)."""
     out = []
-    keys = _keys
+    keys, small = _keys, _SMALL
     for name, values in entries:
         key = keys.get(name)
         if key is None:
@@ -53,13 +56,22 @@ def _map(tag: bytes, entries: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
             key = b"\x0a" + _varint(len(raw)) + raw + b"\x12"
             if len(keys) < _KEYS_SIZE:
                 keys[name] = key
+        # lengths under 128 (nearly every header) are one byte, looked up without a call
         if len(values) == 1:  # the usual header: one line
-            value = b"\x0a" + _varint(len(values[0])) + values[0]
+            n = len(values[0])
+            value = b"\x0a" + (small[n] if n < 128 else _varint(n)) + values[0]
         else:
             value = b"".join([b"\x0a" + _varint(len(v)) + v for v in values])
-        entry = key + _varint(len(value)) + value
-        out.append(tag + _varint(len(entry)) + entry)
+        n = len(value)
+        entry = key + (small[n] if n < 128 else _varint(n)) + value
+        n = len(entry)
+        out.append(tag + (small[n] if n < 128 else _varint(n)) + entry)
     return b"".join(out)
+
+
+def header_map(header: Mapping[str, Sequence[bytes]]) -> bytes:
+    """The ``header`` field (5) of a request, as :func:`encode_request` takes it."""
+    return _map(b"\x2a", header.items())
 
 
 def encode_request(
@@ -67,23 +79,22 @@ def encode_request(
     protocol: str,
     method: str,
     uri: str,
-    header: Mapping[str, Sequence[bytes]],
+    header: bytes,
     cookies: Mapping[str, str],
     raw_query: str,
     parsed: bool,
     uploads: bytes,
     attributes: Mapping[str, Sequence[str]],
 ) -> bytes:
-    """The serialized ``http.v1.Request`` (what ``http_pb2.Request(...).SerializeToString()`` parses back to)."""
+    """The serialized ``http.v1.Request`` (what ``http_pb2.Request(...).SerializeToString()`` parses back
+    to); ``header`` is :func:`header_map`'s encoding."""
     key = (remote_addr, protocol, method)
     lead = _leads.get(key)
     if lead is None:
         lead = b"".join(_string(tag, text) for tag, text in ((b"\x0a", remote_addr), (b"\x12", protocol), (b"\x1a", method)) if text)
         if len(_leads) < _LEADS_SIZE:  # clients come from few addresses; a scan of many must not grow it forever
             _leads[key] = lead
-    parts = [lead, _string(b"\x22", uri) if uri else b""]
-    if header:
-        parts.append(_map(b"\x2a", header.items()))
+    parts = [lead, _string(b"\x22", uri) if uri else b"", header]
     if cookies:
         parts.append(_map(b"\x32", ((k, (v.encode("utf-8"),)) for k, v in cookies.items())))
     if raw_query:

@@ -18,7 +18,7 @@ from rrgrpc.errors import ExecTTLExceeded, WorkerError, WorkerLost
 from rrgrpc.goridge.frame import Stream
 from rrgrpc.pool.execttl import ExecTTL
 from rrgrpc.pool.payload import Payload
-from rrgrpc.pool.worker import StopRequested, Worker
+from rrgrpc.pool.worker import NotDelivered, StopRequested, Worker
 
 STREAM: Final = int(Stream.STREAM)  # plain ints: IntFlag arithmetic costs a microsecond per request
 _PING: Final = int(Stream.PING)
@@ -45,14 +45,24 @@ class Exchanger:
         self._stream_timeout = stream_timeout
         self._log = log
 
-    async def roundtrip(self, w: Worker, payload: Payload) -> Payload:
-        """Send ``payload`` and read the first reply frame. A failed exchange settles the worker;
-        a cancelled one is finished in the background, so the worker is never stranded."""
+    def deliver(self, w: Worker, payload: Payload) -> None:
+        """Write the request frame; a worker found gone (NotDelivered) is settled before it propagates."""
         try:
             w.send(payload)
+        except NotDelivered:
+            self.handback.lost(w)
+            raise
+
+    async def roundtrip(self, w: Worker, payload: Payload | None) -> Payload:
+        """Send ``payload`` (None: already :meth:`deliver`-ed) and read the first reply frame. A
+        failed exchange settles the worker; a cancelled one is finished in the background, so the
+        worker is never stranded."""
+        if payload is not None:
+            self.deliver(w, payload)
+        try:
             return await self.exec_ttl.receive(w)
         except asyncio.CancelledError:
-            self.handback.background(self._finish_abandoned(w))
+            self.abandon(w)
             raise
         except WorkerError:
             self.handback.release(w)
@@ -64,6 +74,10 @@ class Exchanger:
                     f"worker {w.pid} did not answer within exec_ttl ({self.exec_ttl.ttl:g}s) and was killed"
                 ) from exc
             raise
+
+    def abandon(self, w: Worker) -> None:
+        """Nobody waits for the reply of the request ``w`` runs: read it in the background, then settle ``w``."""
+        self.handback.background(self._finish_abandoned(w))
 
     async def _finish_abandoned(self, w: Worker) -> None:
         try:

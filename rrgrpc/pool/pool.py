@@ -1,9 +1,10 @@
 """The worker pool: hands requests to idle PHP workers, supervises them, replaces the ones that fail.
 
 Request path: ``exec`` takes an idle worker (FIFO; waiting at most ``allocate_timeout``), writes the
-request frame, awaits the reply and releases the worker by its state: back to the idle queue, or
-retired and replaced (max_jobs, TTL, memory, a stop request), or killed and replaced (a crash, a
-broken relay, exec_ttl). The reply wait is cancel-safe: when the caller goes away mid-exec, the
+request frame (a queued request's is written by the worker given back to it, ``queue.Job``), awaits
+the reply and releases the worker by its state: back to the idle queue, or retired and replaced
+(max_jobs, TTL, memory, a stop request), or killed and replaced (a crash, a broken relay,
+exec_ttl). The reply wait is cancel-safe: when the caller goes away mid-exec, the
 exchange is finished in the background and the worker returns to the pool, never stranded.
 
 No request is lost and none runs for nobody: a request the worker provably never read (it died
@@ -125,6 +126,37 @@ class _Streamed:
     async def __aexit__(self, *exc: object) -> None:
         if self._frames is not None:
             self._frames.close()
+
+
+def _begin(w: Worker, info: str) -> None:
+    """Record the request ``w`` starts (what ``rr workers`` shows of a busy worker)."""
+    w.exec_info = info
+    w.exec_started = time.time()
+
+
+class _Job:
+    """A request waiting in the queue; the worker given back to it starts it (see queue.Job)."""
+
+    __slots__ = ("_pool", "_payload", "_info", "_alive")
+
+    def __init__(self, pool: Pool, payload: Payload, info: str, alive: Alive | None) -> None:
+        self._pool = pool
+        self._payload = payload
+        self._info = info
+        self._alive = alive
+
+    def start(self, w: Worker) -> BaseException | None:
+        if self._alive is not None and not self._alive():
+            return self._pool._drop()  # w stays WORKING: the queue hands it to the next waiter
+        _begin(w, self._info)
+        try:
+            self._pool._exchanger.deliver(w, self._payload)
+        except NotDelivered as exc:  # w is settled (lost): the request goes to another worker
+            return exc
+        return None
+
+    def abandon(self, w: Worker) -> None:
+        self._pool._exchanger.abandon(w)
 
 
 class Pool:
@@ -291,24 +323,34 @@ class Pool:
         """Take a worker and read its first reply frame. A worker asking to be stopped is replaced,
         and so is one that died without reading the request; the request then runs on another
         worker. ``timeout`` bounds the wait for a worker."""
+        w: Worker | None = None
         for dispatch in range(MAX_DISPATCHES):
-            # the common cases (no tracing: an idle worker, or the queue) take one without coroutines of their own
+            # the common cases (no tracing, no timeout: an idle worker, or the queue) take one without coroutines of their own
             plain = self._tracer is None and not self.debug
-            w = self._take_idle() if plain else None
-            if w is None:
-                again = dispatch > 0  # a worker could not run it: it waits again at the head of the line
-                w = await (self._queue.wait(first=again) if plain and timeout is None else self._take_traced(timeout, again))
-            if alive is not None and not alive():
-                self._release(w)
-                self._dropped += 1
-                raise RequestDropped(f"{self.name} pool: the client went away while the request waited for a worker")
+            again = dispatch > 0  # a worker could not run it: it waits again at the head of the line
             try:
+                w = self._take_idle() if plain else None
+                if w is None and plain and timeout is None:
+                    # queued: the worker given back starts the request (_Job.start); we wake for the reply
+                    w = await self._queue.wait(first=again, job=_Job(self, payload, info, alive))
+                    return w, await self._exchanger.roundtrip(w, None)
+                if w is None:
+                    w = await self._take_traced(timeout, again)
+                if alive is not None and not alive():
+                    self._release(w)
+                    raise self._drop()
                 return w, await self._exchange(w, payload, info)
             except StopRequested:
+                assert w is not None  # only a reply says so
                 self._stop_requested(w)
             except NotDelivered as exc:  # already killed and replaced by the exchange
-                self._log.info("re-dispatching a request: %s", exc, extra={"pid": w.pid})
+                self._log.info("re-dispatching a request: %s", exc, extra={"pid": exc.pid})
         raise WorkerError(f"{MAX_DISPATCHES} workers in a row asked to be stopped or died instead of answering")
+
+    def _drop(self) -> RequestDropped:
+        """Count a request whose client went away before a worker was taken for it; its error."""
+        self._dropped += 1
+        return RequestDropped(f"{self.name} pool: the client went away while the request waited for a worker")
 
     async def reset(self) -> None:
         """Replace every worker, one at a time: start the new one, then retire an old one.
@@ -448,8 +490,7 @@ class Pool:
     # -- the exchange -------------------------------------------------------------------------
     def _exchange(self, w: Worker, payload: Payload, info: str) -> Awaitable[Payload]:
         """The exchange's coroutine itself (traced when tracing is on): no coroutine of its own."""
-        w.exec_info = info
-        w.exec_started = time.time()
+        _begin(w, info)
         if self._tracer is None:
             return self._exchanger.roundtrip(w, payload)
         return traced_exec(self._tracer, self.name, w, info, self._exchanger.roundtrip(w, payload))

@@ -42,7 +42,11 @@ class StopRequested(Exception):
 
 
 class NotDelivered(WorkerLost):
-    """The worker is gone and provably never read the request: it goes to another worker."""
+    """The worker (``pid``) is gone and provably never read the request: it goes to another worker."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class Worker:
@@ -189,7 +193,7 @@ class Worker:
         try:
             self.channel.send(frame)
         except ProtocolError as exc:
-            raise NotDelivered(f"worker {self.pid} is gone; the request was not written ({exc})") from exc
+            raise NotDelivered(f"worker {self.pid} is gone; the request was not written ({exc})", self.pid) from exc
         self.sent = len(frame)
         self.num_execs += 1
 
@@ -209,7 +213,7 @@ class Worker:
                 except TimeoutError:
                     pass
                 if self.sent and proc.exited.done() and proc.unread_at_exit >= self.sent:
-                    raise NotDelivered(f"worker {self.pid} {exit_text(proc.exited.result())} before reading the request") from exc
+                    raise NotDelivered(f"worker {self.pid} {exit_text(proc.exited.result())} before reading the request", self.pid) from exc
             raise WorkerLost(self._lost_reason(exc)) from exc
         self.sent = 0
         return self._reply(frame)

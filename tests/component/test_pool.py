@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from rrgrpc.config.schema import ServerConfig
-from rrgrpc.errors import BootError, ExecTTLExceeded, NoFreeWorkers, QueueFull, WorkerError, WorkerLost
+from rrgrpc.errors import (
+    BootError,
+    ExecTTLExceeded,
+    NoFreeWorkers,
+    QueueFull,
+    RequestDropped,
+    WorkerError,
+    WorkerLost,
+)
 from rrgrpc.goridge.frame import Flag
 from rrgrpc.pool import Payload, open_pool
 from rrgrpc.pool.state import WorkerState
@@ -198,6 +206,24 @@ async def test_cancelled_caller_does_not_strand_the_worker() -> None:
         reply = await pool.exec(Payload(b"", b"1"), timeout=5)
         assert reply.body == str(pid).encode()
         assert pool.workers()[0].num_execs == 2
+
+
+async def test_a_queued_request_whose_client_left_is_dropped_when_a_worker_frees() -> None:
+    """The worker given back starts the waiting requests itself: one whose client went away while it
+    waited is dropped (never runs) and the same worker serves the request behind it."""
+    async with open_pool("grpc", pool_cfg(1), server("sleep.php"), mode="grpc") as pool:
+        pid = pool.workers()[0].pid
+        slow = asyncio.create_task(pool.exec(Payload(b"", b"300")))
+        await eventually(lambda: pool.activity().busy)
+        gone = False
+        left = asyncio.create_task(pool.exec(Payload(b"", b"1"), alive=lambda: not gone))
+        behind = asyncio.create_task(pool.exec(Payload(b"", b"1"), alive=lambda: True))
+        await eventually(lambda: pool.activity().queue == 2)
+        gone = True
+        with pytest.raises(RequestDropped):
+            await left
+        assert (await slow).body == (await behind).body == str(pid).encode()
+        assert pool.workers()[0].num_execs == 2 and pool.activity().dropped == 1
 
 
 async def test_reset_replaces_all_workers_under_load(caplog: pytest.LogCaptureFixture) -> None:

@@ -16,19 +16,22 @@ import pytest
 from aiohttp import web
 
 from rrgrpc.errors import WorkerError
-from rrgrpc.gocompat import canonical_header, parse_cookies, query_unescape
+from rrgrpc.gocompat import canonical_header, is_token, parse_cookies, query_unescape
 from rrgrpc.goridge.frame import Flag, Frame, decode
 from rrgrpc.http import http_pb2
 from rrgrpc.http import reply as reply_module
 from rrgrpc.http.convert import (
     Built,
+    RequestError,
     RequestOptions,
+    bodiless_payload,
     build_request,
 )
 from rrgrpc.http.dispatch import Dispatcher
 from rrgrpc.http.forms import FormError, UploadedFile, build_tree, split_key, tree_json
 from rrgrpc.http.reply import BadWorkerResponse, decode_head
-from rrgrpc.http.request_pb import encode_request
+from rrgrpc.http.request_pb import encode_request, header_map
+from rrgrpc.http.state import Forward
 from rrgrpc.pool.payload import Payload
 from tests.helpers import VECTORS
 
@@ -111,6 +114,19 @@ def test_cookies_unescaped_and_bad_ones_dropped() -> None:
     assert query_unescape("%") is None
 
 
+def test_token_and_cookie_value_characters_by_the_rfc() -> None:
+    """Every character up to U+02FF (and a few beyond): a header or cookie name is RFC 9110 tchars
+    only; a cookie value is printable ASCII without ``"``, ``;`` or backslash (Go's net/http)."""
+    tchars = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    for c in [chr(i) for i in range(0x300)] + ["\u2028", "\udcff", "\U0001f600"]:
+        assert is_token(f"a{c}b") == (c in tchars), repr(c)
+        if c == ";":  # the separator
+            continue
+        value_ok = 0x20 <= ord(c) < 0x7F and c not in '"\\%'  # "%b" is a bad escape
+        assert parse_cookies([f"n=a{c}b"]) == ({"n": f"a{c}b".replace("+", " ")} if value_ok else {}), repr(c)
+    assert not is_token("") and parse_cookies(["n="]) == {"n": ""}
+
+
 @pytest.mark.parametrize(
     ("context", "flags", "status", "headers"),
     [
@@ -163,7 +179,7 @@ def test_request_context_encodes_as_protobuf_would(
     strings: tuple[str, str, str, str, str], parsed: bool, uploads: bytes,
 ) -> None:  # fmt: skip
     remote, protocol, method, uri, query = strings
-    ours = encode_request(remote, protocol, method, uri, header, cookies, query, parsed, uploads, attributes)
+    ours = encode_request(remote, protocol, method, uri, header_map(header), cookies, query, parsed, uploads, attributes)
     expected = http_pb2.Request(remote_addr=remote, protocol=protocol, method=method, uri=uri, raw_query=query,
                                 parsed=parsed, uploads=uploads)  # fmt: skip
     for name, lines in header.items():
@@ -178,7 +194,7 @@ def test_request_context_encodes_as_protobuf_would(
 
 def test_request_context_refuses_a_lone_surrogate_as_protobuf_does() -> None:
     with pytest.raises(UnicodeEncodeError):
-        encode_request("", "", "GET", "http://h/\udcff", {}, {}, "", False, b"", {})
+        encode_request("", "", "GET", "http://h/\udcff", b"", {}, "", False, b"", {})
 
 
 # --------------------------------------------------------------------------- vector replay
@@ -280,6 +296,79 @@ async def test_request_contexts_match_the_transcript(part: str, tmp_path: Path) 
     multipart = [f for f in files_during if f]
     assert len(multipart) == 1 and all(os.path.basename(p).startswith("upload") for p in multipart[0])
     assert not os.listdir(tmp_path)  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "raw_body", "fast"),
+    [
+        ("GET", "", b"", False, True),
+        ("HEAD", "", b"", False, True),
+        ("OPTIONS", "text/plain", b"ignored", False, True),
+        ("DELETE", "application/json", b"", False, True),
+        ("POST", "application/x-www-form-urlencoded", b"", False, False),  # an empty form is still "parsed"
+        ("POST", "application/x-www-form-urlencoded", b"", True, True),
+        ("POST", "multipart/form-data; boundary=x", b"", False, False),
+        ("POST", "text/plain", b"body", False, False),
+    ],
+)
+async def test_bodiless_payload_is_what_build_request_sends(
+    method: str, content_type: str, body: bytes, raw_body: bool, fast: bool
+) -> None:
+    """The dispatcher's shortcut for a request with nothing to read encodes the same payload as the full path."""
+    opts = RequestOptions(raw_body=raw_body)
+    got: list[tuple[Payload | None, Payload | None]] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        quick = bodiless_payload(request, opts)
+        try:
+            full: Payload | None = (await build_request(request, opts)).payload
+        except RequestError:  # an empty multipart body has no boundary: a 400 on the full path
+            full = None
+        got.append((quick, full))
+        return web.Response(text="ok")
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with serving(handler) as base, aiohttp.ClientSession() as client:
+        async with client.request(method, base + "/p?q=1", headers=headers, data=body or None) as resp:
+            assert resp.status == 200
+    [(quick, full)] = got
+    assert (quick is not None) == fast
+    if quick is not None:
+        assert quick == full
+
+
+async def test_a_repeated_header_set_is_converted_once_and_middleware_headers_still_apply() -> None:
+    """A client's header set seen before gives the same context (headers, cookies) from the cache; a
+    request whose middleware adds or sets headers gets them, before and after its set was cached."""
+    opts = RequestOptions()
+    contexts: list[http_pb2.Request] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        fwd = None
+        if request.path == "/added":
+            fwd = Forward(add_headers=[("x-added", "1")], set_headers={"accept": "text/set"})
+        payload = bodiless_payload(request, opts, fwd)
+        assert payload is not None
+        contexts.append(http_pb2.Request.FromString(payload.context))
+        return web.Response(text="ok")
+
+    def header(msg: http_pb2.Request) -> dict[str, list[bytes]]:
+        return {k: list(v.value) for k, v in msg.header.items()}
+
+    sent = {"Accept": "text/plain", "X-Repeated": "a", "Cookie": "c=1"}
+    async with serving(handler) as base, aiohttp.ClientSession(skip_auto_headers=("User-Agent", "Accept-Encoding")) as client:
+        for path in ("/plain", "/plain", "/added", "/plain", "/added"):
+            async with client.get(base + path, headers=sent) as resp:
+                assert resp.status == 200
+        async with client.get(base + "/plain", headers={**sent, "X-Repeated": "b"}) as resp:
+            assert resp.status == 200
+        async with client.get(base + "/plain", headers={**sent, "Cookie": "c=2; d=%41"}) as resp:
+            assert resp.status == 200
+    plain = {"Accept": [b"text/plain"], "X-Repeated": [b"a"], "Cookie": [b"c=1"]}
+    added = {**plain, "X-Added": [b"1"], "Accept": [b"text/set"]}
+    assert [header(c) for c in contexts[:6]] == [plain, plain, added, plain, added, {**plain, "X-Repeated": [b"b"]}]
+    cookies = [{k: list(v.value) for k, v in c.cookies.items()} for c in contexts]
+    assert cookies == [{"c": [b"1"]}] * 6 + [{"c": [b"2"], "d": [b"A"]}]
 
 
 class ReplayPool:
