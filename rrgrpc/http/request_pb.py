@@ -9,10 +9,10 @@ UTF-8 and, as with protobuf, a lone surrogate raises UnicodeEncodeError.
 
     field  1 remote_addr   2 protocol   3 method   4 uri   7 raw_query       (string)
     field  5 header   6 cookies   10 attributes   map<string, HeaderValue{repeated bytes value = 1}>
+    field  8 parsed (bool)   9 uploads (bytes)
 
 The ``header`` field comes encoded (:func:`header_map`): the caller keeps the bytes of a header set
 that repeats.
-    field  8 parsed (bool)   9 uploads (bytes)
 """
 
 from __future__ import annotations
