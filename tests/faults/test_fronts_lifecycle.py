@@ -140,8 +140,8 @@ async def test_a_worker_killed_in_one_front_is_replaced_there_only(tmp_path: Pat
 
 
 async def test_idle_workers_with_a_short_socket_timeout_keep_serving(tmp_path: Path) -> None:
-    # sent: nothing for 3 s to workers started with -d default_socket_timeout=1, then Pings on 12
-    # channels and GETs on 12 connections; failed: nothing, and every worker kept its pid
+    # sent: nothing for 3 s to workers started with -d default_socket_timeout=1, then Pings on 24
+    # channels and GETs on 24 connections; failed: nothing, and every worker kept its pid
     async with rr_serve(tmp_path, php_flags=("-d", "default_socket_timeout=1")) as rr:
         owned = [rr.workers_of(f) for f in rr.fronts()]
         assert all(len(w) == 3 for w in owned)
