@@ -452,11 +452,15 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
 async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tmp_path: Path) -> None:
     # sent: resetter.Reset grpc, and SIGKILL to front 0 while it replaces its workers; failed: the
     # reset, with an error naming front 0, its pid and how it ended; front 1's reset finished
-    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+    slow_boot = tmp_path / "slow-boot"  # while it exists, a new fault.php worker sleeps its ms first
+    async with rr_serve(tmp_path, env={"FAULT_BOOT_DELAY": str(slow_boot)}, script="fault.php") as rr, \
+            await RpcClient.connect(rr.rpc) as client:
         victim = rr.fronts()[0]
+        slow_boot.write_text("1500")  # the reset is still booting front 0's new workers when the kill lands
         reset = asyncio.ensure_future(client.call("resetter.Reset", "grpc"))
         await eventually(lambda: '"front": 0' in "".join(x for x in rr.lines if "reset requested" in x), timeout=10)
         victim.kill()
+        slow_boot.unlink()
         with pytest.raises(RpcError) as err:
             await asyncio.wait_for(reset, 30)
         assert f"reset of grpc failed on front 0 (pid {victim.pid}): the front exited with signal 9 (SIGKILL); it is restarting" \
