@@ -15,7 +15,11 @@ expire after the delay into the pipeline's exchange (dead-lettering) — the sam
 declares, so both can share a broker. The connection is aio-pika's robust one: when the broker goes
 away it redials every second, declares again and consumes again; what was delivered and not
 acknowledged then comes back from the broker (at-least-once). A push meanwhile waits for the
-connection up to ``redial_timeout`` seconds, then fails in one line.
+connection up to ``redial_timeout`` seconds, then fails in one line. aio-pika restores the channels
+one at a time, in no set order, each redeclaring what was declared on it; a broker restart drops an
+exchange that is not durable (the default), so the consuming channel declares the exchange its queue
+binds to, as the publishing one does: restored first, its bind would fail with not_found, which
+closes the channel and leaves the consumer to aio-pika's retry (which lost it once, on a loaded box).
 """
 
 from __future__ import annotations
@@ -134,17 +138,20 @@ class AmqpDriver(Driver):
         self._conn.reconnect_callbacks.add(self._on_back)
         try:
             self._publish_ch = await self._conn.channel(publisher_confirms=True)
-            self._exchange = await self._publish_ch.declare_exchange(
-                self.exchange_name,
-                self.exchange_type,
-                durable=self.pipeline.get_bool("exchange_durable"),
-                auto_delete=self.pipeline.get_bool("exchange_auto_delete"),
-            )
+            self._exchange = await self._declare_exchange(self._publish_ch)
             if self.queue_name:
                 await self._declare_queue(self._publish_ch)
         except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
             await self._conn.close()
             raise self._error(f"cannot declare exchange {self.exchange_name!r} / queue {self.queue_name!r}", exc) from None
+
+    async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.exchange_name,
+            self.exchange_type,
+            durable=self.pipeline.get_bool("exchange_durable"),
+            auto_delete=self.pipeline.get_bool("exchange_auto_delete"),
+        )
 
     async def _declare_queue(self, channel: AbstractChannel) -> AbstractQueue:
         queue = await channel.declare_queue(
@@ -242,6 +249,7 @@ class AmqpDriver(Driver):
             if self._consume_ch is None:
                 self._consume_ch = await self._conn.channel()
                 await self._consume_ch.set_qos(prefetch_count=self.prefetch)
+                await self._declare_exchange(self._consume_ch)  # the queue's binding needs it: see the docstring
                 self._queue = await self._declare_queue(self._consume_ch)
             assert self._queue is not None
             await self._queue.consume(self._on_message, consumer_tag=self.consumer_id)
