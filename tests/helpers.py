@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import shutil
 import socket
@@ -55,10 +56,20 @@ def php_cmd(script: str | Path, *args: str) -> list[str]:
     return [PHP or "php", str(path), *args]
 
 
+_handed_out: collections.deque[int] = collections.deque(maxlen=64)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, and none of the last 64 this process handed out: the
+    kernel may give the port bind(0) just released to the next bind(0) (22 of 20000 sets of 5 calls
+    had a duplicate), so the http and grpc ports of one config could be the same."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
 
 
 async def wait_http_ok(session: Any, url: str, timeout: float = 30) -> None:

@@ -14,8 +14,15 @@ the routing key. A delayed job waits in ``delayed-<ms>.<exchange>.<queue>``, a q
 expire after the delay into the pipeline's exchange (dead-lettering) — the same queue RoadRunner
 declares, so both can share a broker. The connection is aio-pika's robust one: when the broker goes
 away it redials every second, declares again and consumes again; what was delivered and not
-acknowledged then comes back from the broker (at-least-once). A push meanwhile waits for the
-connection up to ``redial_timeout`` seconds, then fails in one line.
+acknowledged then comes back from the broker (at-least-once). A push meanwhile waits, up to
+``redial_timeout`` seconds, until every channel is restored, not only the connection (aio-pika hands
+out a reopened channel before it has declared the exchange and bound the queue again, and the broker
+drops a message that no binding routes, yet confirms it), then fails in one line. aio-pika restores
+the channels one at a time, in no set order, each redeclaring what was declared on it; a broker
+restart drops an exchange that is not durable (the default), so the consuming channel declares the
+exchange its queue binds to, as the publishing one does: restored first, its bind would fail with
+not_found, which closes the channel and leaves the consumer to aio-pika's retry (which lost it once,
+on a loaded box).
 """
 
 from __future__ import annotations
@@ -134,17 +141,20 @@ class AmqpDriver(Driver):
         self._conn.reconnect_callbacks.add(self._on_back)
         try:
             self._publish_ch = await self._conn.channel(publisher_confirms=True)
-            self._exchange = await self._publish_ch.declare_exchange(
-                self.exchange_name,
-                self.exchange_type,
-                durable=self.pipeline.get_bool("exchange_durable"),
-                auto_delete=self.pipeline.get_bool("exchange_auto_delete"),
-            )
+            self._exchange = await self._declare_exchange(self._publish_ch)
             if self.queue_name:
                 await self._declare_queue(self._publish_ch)
         except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
             await self._conn.close()
             raise self._error(f"cannot declare exchange {self.exchange_name!r} / queue {self.queue_name!r}", exc) from None
+
+    async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.exchange_name,
+            self.exchange_type,
+            durable=self.pipeline.get_bool("exchange_durable"),
+            auto_delete=self.pipeline.get_bool("exchange_auto_delete"),
+        )
 
     async def _declare_queue(self, channel: AbstractChannel) -> AbstractQueue:
         queue = await channel.declare_queue(
@@ -172,18 +182,20 @@ class AmqpDriver(Driver):
 
     # -- push ---------------------------------------------------------------------------------
     async def push(self, job: Job) -> None:
-        """Publish; while the connection is being redialled, wait for it (up to ``redial_timeout``)."""
+        """Publish; while the connection is being redialled, wait until its channels are restored
+        (up to ``redial_timeout``; the module docstring says why not only the connection)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.redial_timeout
         while True:
+            if not self._up.is_set():  # set by _on_back, once the channels are restored
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
             try:
                 await self.publish(job)
                 return
             except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError) as exc:
                 if self.tracker.stopped or loop.time() >= deadline:
                     raise self._error(f"push of job {job.id}", exc) from None
-            with contextlib.suppress(TimeoutError):  # the channels come back with the connection
-                await asyncio.wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
             await asyncio.sleep(0.1)
 
     async def publish(self, job: Job) -> None:
@@ -242,6 +254,7 @@ class AmqpDriver(Driver):
             if self._consume_ch is None:
                 self._consume_ch = await self._conn.channel()
                 await self._consume_ch.set_qos(prefetch_count=self.prefetch)
+                await self._declare_exchange(self._consume_ch)  # the queue's binding needs it: see the docstring
                 self._queue = await self._declare_queue(self._consume_ch)
             assert self._queue is not None
             await self._queue.consume(self._on_message, consumer_tag=self.consumer_id)

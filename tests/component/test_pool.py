@@ -189,7 +189,7 @@ async def test_no_free_workers_and_queue_full() -> None:
             await pool.exec(Payload(b"", b"1"))
         await slow
     async with open_pool("grpc", pool_cfg(1, max_queue_size=1), server("sleep.php"), mode="grpc") as pool:
-        slow = asyncio.create_task(pool.exec(Payload(b"", b"500")))
+        slow = asyncio.create_task(pool.exec(Payload(b"", b"2500")))  # still busy while one queues and one is refused, even loaded
         await eventually(lambda: pool.activity().busy)
         queued = asyncio.create_task(pool.exec(Payload(b"", b"1")))
         await eventually(lambda: pool.activity().queue == 1)

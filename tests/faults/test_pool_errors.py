@@ -106,7 +106,9 @@ async def test_reset_kills_a_hung_busy_worker_after_reset_timeout(caplog: pytest
     completes; its request fails naming the signal; nothing else fails."""
     cfg = pool_cfg(2, destroy_timeout=1.0, reset_timeout=3.0)  # room to start 2 workers on a busy machine
     async with open_pool("grpc", cfg, section(ServerConfig, command=php_cmd("fault.php")), mode="grpc") as pool:
-        stuck = asyncio.create_task(pool.exec(ping("sleep:300 stuck"), timeout=20))
+        # 2 s: still running when the SIGSTOP lands even on a loaded box, yet within reset_timeout,
+        # so only the stop makes the reset kill it; no slower, the kill comes at reset_timeout anyway
+        stuck = asyncio.create_task(pool.exec(ping("sleep:2000 stuck"), timeout=20))
         busy = await eventually(lambda: [s.pid for s in pool.workers() if s.status_str == "working"])
         os.kill(busy[0], signal.SIGSTOP)
         with caplog.at_level(logging.WARNING):

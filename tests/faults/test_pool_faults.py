@@ -276,6 +276,9 @@ async def hang_then_reset(r: Rig, pids: dict[str, int]) -> None:
 
 
 ONE_EACH = 1  # one victim request per pool
+# A victim that a fault stops must still be running when it lands, after the log poll of a loop that
+# also serves the load: its sleep is long (it costs nothing, the fault ends it), but shorter than the
+# exec_ttl or reset_timeout that would end it without the fault.
 
 
 @pytest.mark.parametrize(
@@ -284,7 +287,7 @@ ONE_EACH = 1  # one victim request per pool
         ("kill -9 of a busy worker", "sleep:3000", kill(signal.SIGKILL), {},
          {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request", {"errored": 2}),
         ("SIGSTOP 1 s of a busy worker, no exec_ttl", "sleep:100", pause(1.0), {}, {}, "", {}),
-        ("SIGSTOP of a busy worker, exec_ttl 2s", "sleep:500", kill(signal.SIGSTOP), {"supervisor": {"exec_ttl": "2s"}},
+        ("SIGSTOP of a busy worker, exec_ttl 2s", "sleep:1500", kill(signal.SIGSTOP), {"supervisor": {"exec_ttl": "2s"}},
          {"grpc DEADLINE_EXCEEDED": ONE_EACH, "http 500": ONE_EACH}, "did not answer within exec_ttl (2s)", {"exec_ttl_reached": 2}),
         ("exit(5) mid-request", "exit-now", nothing, {},
          {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "exited with code 5 mid-request", {"errored": 2}),
@@ -292,7 +295,7 @@ ONE_EACH = 1  # one victim request per pool
          {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "wrote text to stdout instead of a reply frame: 'debug output from PHP",
          {"errored": 2}),
         ("rr reset under load", "sleep:100", reset_both, {}, {}, "", {"reset": 8}),
-        ("rr reset with a worker SIGSTOPped mid-request", "sleep:300", hang_then_reset,
+        ("rr reset with a worker SIGSTOPped mid-request", "sleep:2000", hang_then_reset,
          {"reset_timeout": "3s", "destroy_timeout": "1s"},
          {"grpc INTERNAL": ONE_EACH, "http 500": ONE_EACH}, "was killed by SIGKILL mid-request", {"reset": 8}),
     ],

@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import grpc
@@ -112,7 +112,12 @@ async def rr_serve(
         await asyncio.wait_for(pump, 10)
 
 
-async def grpc_pids(target: str, channels: int = 12) -> set[int]:
+#: Connections that the tests asserting "both fronts answered" open: the kernel picks a front per
+#: connection by a hash, so all of them land on one front in 1 run of 2**(n-1) (12: 1 in 2048).
+SPREAD: Final = 24
+
+
+async def grpc_pids(target: str, channels: int = SPREAD) -> set[int]:
     """The worker pids that answer one Ping on each of ``channels`` separate connections."""
     pids: set[int] = set()
     for i in range(channels):
@@ -123,7 +128,7 @@ async def grpc_pids(target: str, channels: int = 12) -> set[int]:
     return pids
 
 
-async def http_pids(base: str, connections: int = 12) -> set[int]:
+async def http_pids(base: str, connections: int = SPREAD) -> set[int]:
     pids: set[int] = set()
     for _ in range(connections):
         async with aiohttp.ClientSession() as session, session.get(f"{base}/slow?ms=0") as resp:
@@ -426,7 +431,7 @@ def observed(metrics_port: int, status_port: int) -> str:
 async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
     metrics_port, status_port = free_port(), free_port()
     async with rr_serve(tmp_path, extra=observed(metrics_port, status_port)) as rr, aiohttp.ClientSession() as session:
-        answered = await grpc_pids(rr.grpc, 12)  # one Ping on each of 12 connections
+        answered = await grpc_pids(rr.grpc)  # one Ping on each of SPREAD connections
         fronts = rr.fronts()
         assert answered & rr.workers_of(fronts[0]) and answered & rr.workers_of(fronts[1])
 
@@ -435,7 +440,7 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
                 return await resp.text()
 
         text = await scrape()  # the scrape pulls every front's counts first: the sum over both fronts
-        assert 'rr_grpc_request_total{grpc_method="/echo.v1.Echo/Ping",status_code="OK"} 12.0' in text, text
+        assert f'rr_grpc_request_total{{grpc_method="/echo.v1.Echo/Ping",status_code="OK"}} {SPREAD}.0' in text, text
         assert 'rr_fronts_up{front="0"} 1.0' in text and 'rr_fronts_up{front="1"} 1.0' in text
         assert _sample(text, "rr_grpc_total_workers") == 4 and _sample(text, "rr_http_total_workers") == 2
         for path in ("/health?plugin=grpc", "/ready?plugin=grpc", "/health?plugin=http", "/ready?plugin=http"):
@@ -447,11 +452,15 @@ async def test_metrics_and_status_span_every_front(tmp_path: Path) -> None:
 async def test_a_reset_that_fails_on_one_front_names_it_and_the_others_finish(tmp_path: Path) -> None:
     # sent: resetter.Reset grpc, and SIGKILL to front 0 while it replaces its workers; failed: the
     # reset, with an error naming front 0, its pid and how it ended; front 1's reset finished
-    async with rr_serve(tmp_path) as rr, await RpcClient.connect(rr.rpc) as client:
+    slow_boot = tmp_path / "slow-boot"  # while it exists, a new fault.php worker sleeps its ms first
+    async with rr_serve(tmp_path, env={"FAULT_BOOT_DELAY": str(slow_boot)}, script="fault.php") as rr, \
+            await RpcClient.connect(rr.rpc) as client:
         victim = rr.fronts()[0]
+        slow_boot.write_text("1500")  # the reset is still booting front 0's new workers when the kill lands
         reset = asyncio.ensure_future(client.call("resetter.Reset", "grpc"))
         await eventually(lambda: '"front": 0' in "".join(x for x in rr.lines if "reset requested" in x), timeout=10)
         victim.kill()
+        slow_boot.unlink()
         with pytest.raises(RpcError) as err:
             await asyncio.wait_for(reset, 30)
         assert f"reset of grpc failed on front 0 (pid {victim.pid}): the front exited with signal 9 (SIGKILL); it is restarting" \

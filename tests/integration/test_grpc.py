@@ -306,13 +306,13 @@ async def test_no_free_worker_within_allocate_timeout_is_resource_exhausted() ->
 
 async def test_full_queue_is_resource_exhausted() -> None:
     async with serve(workers=1, pool={"num_workers": 1, "max_queue_size": 1}) as s:
-        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=600), timeout=10))
+        slow = asyncio.ensure_future(s.echo.Sleep(SleepRequest(ms=2500), timeout=10))  # still busy after two more calls, even loaded
         await eventually(lambda: s.plugin.activity().busy)
         queued = asyncio.ensure_future(s.echo.Ping(PingRequest(msg="queued"), timeout=10))
         await eventually(lambda: s.plugin.activity().queue == 1)
         err = await rpc_error(s.echo.Ping(PingRequest(msg="rejected"), timeout=10))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert (await queued).msg == "queued" and (await slow).slept_ms == 600
+        assert (await queued).msg == "queued" and (await slow).slept_ms == 2500
 
 
 async def test_exec_ttl_is_deadline_exceeded_and_the_worker_is_replaced() -> None:

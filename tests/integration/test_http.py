@@ -280,9 +280,9 @@ async def test_parallel_slow_requests_share_two_workers() -> None:
 
 async def test_no_free_workers_sets_header() -> None:
     cfg = {"pool": {"allocate_timeout": "200ms"}}
-    async with serve(cfg) as (base, _), aiohttp.ClientSession() as client:
+    async with serve(cfg) as (base, plugin), aiohttp.ClientSession() as client:
         slow = asyncio.create_task(client.get(base + "/slow?ms=3000"))
-        await asyncio.sleep(0)  # let the slow request take the only worker first
+        await eventually(lambda: plugin.activity().busy)  # the slow request has the only worker
         async def busy() -> bool:
             async with client.get(base + "/") as resp:
                 return resp.status == 500 and resp.headers.get("No-Workers") == "true"

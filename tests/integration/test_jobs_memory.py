@@ -48,8 +48,7 @@ async def test_delay_holds_a_job_back_and_stat_counts_it(tmp_path: Path) -> None
     async with running_host(cfg), await RpcClient.connect(cfg["rpc"]["listen"]) as rpc:
         await push(rpc, job("later", "p", delay=1))
         await push(rpc, job("now", "p"))
-        await eventually(lambda: len(tasks(tmp_path)) == 1, timeout=10)
-        assert (await stats(rpc))["p"].delayed == 1
+        assert (await stats(rpc))["p"].delayed == 1  # asked at once: a PHP run first could outlast the 1 s
         await eventually(lambda: len(tasks(tmp_path)) == 2, timeout=10)
     assert [t["job"] for t in tasks(tmp_path)] == ["now", "later"]
 
