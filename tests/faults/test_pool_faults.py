@@ -193,8 +193,8 @@ async def test_requests_abandoned_while_queued_never_run(tmp_path: Path) -> None
     metrics = f"127.0.0.1:{free_port()}"
     async with rig(1, env={"FAULT_LOG": str(log)}, metrics=metrics) as r:
         slow = [
-            asyncio.create_task(grpc_call(r, t, "req-slow sleep:1500")),
-            asyncio.create_task(http_call(r, t, "req-slow/sleep:1500")),
+            asyncio.create_task(grpc_call(r, t, "req-slow sleep:3000")),
+            asyncio.create_task(http_call(r, t, "req-slow/sleep:3000")),
         ]
         await eventually(lambda: logged(log).count("req-slow") == 2)
         deadlines = [grpc_call(r, t, f"req-deadline-{i}", timeout=0.3) for i in range(4)]

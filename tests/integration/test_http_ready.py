@@ -1,6 +1,6 @@
 """The http plugin is ready only while its listeners accept: not before they bind, not once closed.
 
-A request that takes 1.5 s is in flight when the plugin starts to stop: the listener closes at
+A request that takes 3 s is in flight when the plugin starts to stop: the listener closes at
 once and the request is still served, and during that drain ``/ready`` must already say 503 (a
 load balancer must not send more), while an idle worker would still make the pool look ready.
 """
@@ -45,7 +45,7 @@ async def test_ready_only_while_the_listener_accepts() -> None:
         assert plugin.readiness() == 200
 
         async def slow() -> tuple[int, str]:
-            async with session.get(f"http://127.0.0.1:{port}/slow?ms=1500") as resp:
+            async with session.get(f"http://127.0.0.1:{port}/slow?ms=3000") as resp:
                 return resp.status, await resp.text()
 
         in_flight = asyncio.create_task(slow())

@@ -100,14 +100,14 @@ async def test_health_and_ready_across_boot_reset_and_shutdown() -> None:
                     request_serializer=SleepRequest.SerializeToString,
                     response_deserializer=SleepReply.FromString,
                 )
-                call = asyncio.ensure_future(sleep(SleepRequest(ms=1500), timeout=20))
+                call = asyncio.ensure_future(sleep(SleepRequest(ms=3000), timeout=20))
                 await eventually(lambda: grpc_plugin.activity().busy, timeout=10)
                 stop.set()
                 await eventually(host.stopping.is_set)
                 assert await get(session, status, "/health") == (200, "service is shutting down\n")
                 assert await get(session, status, "/ready?plugin=grpc") == (599, "service is shutting down\n")
                 assert not call.done()
-                assert (await call).slept_ms == 1500
+                assert (await call).slept_ms == 3000
         async with asyncio.timeout(30):
             await run
     finally:
