@@ -14,8 +14,9 @@ at construction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -87,6 +88,30 @@ class RpcProvider(Protocol):
     rpc_service: str
 
     def rpc_methods(self) -> Mapping[str, RpcMethod]: ...
+
+
+class PeerService:
+    """The base of the RPC services that hold no state of their own (informer, resetter, a front's
+    ``front`` service): the lifespan only remembers the peers, looked up at call time (:meth:`having`)."""
+
+    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
+    name = ""
+    rpc_service = ""
+
+    def __init__(self) -> None:
+        self.peers: Peers | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, peers: Peers) -> AsyncIterator[None]:
+        self.peers = peers
+        try:
+            yield
+        finally:
+            self.peers = None
+
+    def having(self, capability: type[T]) -> list[T]:
+        """The peers with ``capability`` (none outside the lifespan)."""
+        return self.peers.having(capability) if self.peers is not None else []
 
 
 @runtime_checkable

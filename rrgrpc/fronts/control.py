@@ -14,10 +14,9 @@ the supervisor is its only client and nothing on the request path uses it. Metho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
@@ -25,38 +24,28 @@ from rrgrpc.plugin import (
     HasStatus,
     HasWorkers,
     ManagesWorkers,
-    Peers,
+    PeerService,
     ProvidesMetrics,
     Resettable,
     RpcMethod,
-    RpcProvider,
 )
 
 #: Turns the front's metric collectors into a JSON-able snapshot (``rrgrpc.metrics.merge.families``).
 Snapshot = Callable[[list[Any]], list[dict[str, Any]]]
 
 
-class FrontControl:
+class FrontControl(PeerService):
     """The ``front`` RPC service of one front; ``stop`` starts the front's graceful stop; ``snapshot``
     (None: no metrics section) takes the metrics ``front.State`` reports."""
 
-    capabilities: ClassVar[tuple[type, ...]] = (RpcProvider,)
     name = "front"
     rpc_service = "front"
 
     def __init__(self, index: int, stop: Callable[[], None], snapshot: Snapshot | None = None) -> None:
+        super().__init__()
         self.index = index
         self._stop = stop
         self._snapshot = snapshot
-        self._peers: Peers | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, peers: Peers) -> AsyncIterator[None]:
-        self._peers = peers
-        try:
-            yield
-        finally:
-            self._peers = None
 
     def rpc_methods(self) -> Mapping[str, RpcMethod]:
         return {
@@ -67,20 +56,17 @@ class FrontControl:
             "Stop": self._stop_front,
         }
 
-    def _having(self, capability: type[Any]) -> list[Any]:
-        return self._peers.having(capability) if self._peers is not None else []
-
     def _named(self, capability: type[Any], name: str) -> Any:
-        plugin = next((p for p in self._having(capability) if p.name == name), None)
+        plugin = next((p for p in self.having(capability) if p.name == name), None)
         if plugin is None:
             raise RRError(f"front {self.index}: no such plugin: {name}")
         return plugin
 
     async def _state(self, metrics: Any) -> dict[str, Any]:
         """The front's pid and plugins' workers and status; with ``metrics`` true, its metric snapshot too."""
-        status = {p.name: p for p in self._having(HasStatus)}
+        status = {p.name: p for p in self.having(HasStatus)}
         plugins: dict[str, Any] = {}
-        for p in self._having(HasWorkers):
+        for p in self.having(HasWorkers):
             act = p.activity()
             plugins[p.name] = {
                 "workers": p.workers(),
@@ -92,12 +78,12 @@ class FrontControl:
             }
         state: dict[str, Any] = {"pid": os.getpid(), "plugins": plugins}
         if metrics and self._snapshot is not None:
-            state["metrics"] = self._snapshot([c for p in self._having(ProvidesMetrics) for c in p.collectors()])
+            state["metrics"] = self._snapshot([c for p in self.having(ProvidesMetrics) for c in p.collectors()])
         return state
 
     async def _reset(self, arg: Any) -> bool:
         name = arg_str(arg)
-        plugins = [self._named(Resettable, name)] if name else self._having(Resettable)
+        plugins = [self._named(Resettable, name)] if name else self.having(Resettable)
         await asyncio.gather(*(p.reset() for p in plugins))
         return True
 

@@ -17,8 +17,7 @@ from typing import Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import HasPipelines, HasWorkers, ManagesWorkers, RpcMethod, degraded_note
-from rrgrpc.rpc.service import PeerService
+from rrgrpc.plugin import HasPipelines, HasWorkers, ManagesWorkers, PeerService, RpcMethod, degraded_note
 
 #: pipelines_state() keys -> the field names of RoadRunner's jobs.State (encoded without JSON tags)
 _GO_FIELDS = {
@@ -56,7 +55,7 @@ class Informer(PeerService):
 
     # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
     def _pools(self) -> list[HasWorkers]:
-        return self.peers.having(HasWorkers) if self.peers else []
+        return self.having(HasWorkers)
 
     def _pool(self, name: str) -> HasWorkers | None:
         return next((p for p in self._pools() if p.name == name), None)
@@ -77,7 +76,7 @@ class Informer(PeerService):
     async def _jobs(self, arg: Any) -> list[dict[str, Any]] | None:
         """The pipelines of the jobs plugin named ``arg`` (``null`` for any other name, as RoadRunner)."""
         name = arg_str(arg)
-        plugins = self.peers.having(HasPipelines) if self.peers else []
+        plugins = self.having(HasPipelines)
         plugin = next((p for p in plugins if p.name == name), None)
         if plugin is None:
             return None
@@ -111,7 +110,7 @@ class Informer(PeerService):
         return {"queue": act.queue, "busy": busy, "now": now}
 
     def _manager(self, name: str) -> ManagesWorkers:
-        managers = self.peers.having(ManagesWorkers) if self.peers else []
+        managers = self.having(ManagesWorkers)
         plugin = next((p for p in managers if p.name == name), None)
         if plugin is None:
             raise InformerError(f"plugin does not support workers management: {name}")

@@ -12,8 +12,7 @@ from typing import Any
 
 from rrgrpc.errors import RRError
 from rrgrpc.goridge.rpc import arg_str
-from rrgrpc.plugin import Resettable, RpcMethod
-from rrgrpc.rpc.service import PeerService
+from rrgrpc.plugin import PeerService, Resettable, RpcMethod
 
 log = logging.getLogger("rr.resetter")
 
@@ -33,7 +32,7 @@ class Resetter(PeerService):
 
     def _plugins(self) -> list[Resettable]:
         # mypy rejects Protocol classes as type[T] arguments (type-abstract); they are runtime-checkable
-        return self.peers.having(Resettable) if self.peers else []
+        return self.having(Resettable)
 
     async def _list_plugins(self, _arg: Any) -> list[str]:
         """Names of the plugins that can be reset, sorted."""
