@@ -55,6 +55,7 @@ from rrgrpc.plugin import (
     Refreshable,
     Resettable,
 )
+from rrgrpc.pool.process import exit_text
 from rrgrpc.pool.spawn import MAX_BOOT_FAILURES  # a front gets as many tries as a worker
 from rrgrpc.pool.state import Activity, ProcessState
 from rrgrpc.worker_metrics import HTTP_HELPS, WorkersCollector
@@ -204,7 +205,7 @@ class Fronts:
         if "ready" not in answer:
             front.pair.close()
             code = await front.proc.wait()
-            raise FrontError(answer.get("error") or f"front {front.index} (pid {front.pid}) exited with {_how(code)} while starting")
+            raise FrontError(answer.get("error") or f"front {front.index} (pid {front.pid}) {exit_text(code)} while starting")
         front.client = await RpcClient.connect(f"unix://{control_socket(self._dir, front.index)}")
         front.live = True
 
@@ -229,8 +230,8 @@ class Fronts:
             assert front.proc is not None
             code = await front.proc.wait()
             front.live = False
-            front.down = f"front {front.index} is restarting (pid {front.pid} exited with {_how(code)})"
-            log.error("front %d (pid %d) exited with %s; restarting", front.index, front.pid, _how(code))
+            front.down = f"front {front.index} is restarting (pid {front.pid} {exit_text(code)})"
+            log.error("front %d (pid %d) %s; restarting", front.index, front.pid, exit_text(code))
             self._kill_workers(front)
             if front.client is not None:
                 await front.client.close()
@@ -373,7 +374,7 @@ async def _ended(proc: asyncio.subprocess.Process | None) -> str:
         return ""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(STATE_TIMEOUT):
-            return f"the front exited with {_how(await proc.wait())}; it is restarting"
+            return f"the front {exit_text(await proc.wait())}; it is restarting"
     return ""
 
 
@@ -441,10 +442,3 @@ def _probe(source: str, key: str, address: str) -> None:
             why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on: {exc.strerror or exc}"
             raise ConfigError(f"{source}: {key}: {address} {why}") from None
 
-
-def _how(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {-code} ({signal.Signals(-code).name})"
-        return f"signal {-code}"
-    return f"code {code}"

@@ -175,7 +175,7 @@ async def test_while_a_front_is_down_every_control_answers_and_names_it(tmp_path
         victim = rr.fronts()[0]
         (tmp_path / "slow-boot").write_text("4000")
         victim.kill()
-        await eventually(lambda: f"front 0 (pid {victim.pid}) exited with signal 9" in rr.output(), timeout=10)
+        await eventually(lambda: f"front 0 (pid {victim.pid}) was killed by SIGKILL" in rr.output(), timeout=10)
         reset, workers, health, ready, scrape = await asyncio.gather(
             rr_cli(tmp_path, "reset"), rr_cli(tmp_path, "workers"),
             fetch(session, f"{status}/health"), fetch(session, f"{status}/ready"), fetch(session, f"{metrics}/metrics"),
@@ -184,7 +184,7 @@ async def test_while_a_front_is_down_every_control_answers_and_names_it(tmp_path
         code, out, err = reset
         assert code == 0 and sorted(line.split()[:2] for line in out.splitlines()) == [["grpc", "reset"], ["http", "reset"]], (out, err)
         code, out, err = workers
-        restarting = f"front 0 is restarting (pid {victim.pid} exited with signal 9 (SIGKILL))"
+        restarting = f"front 0 is restarting (pid {victim.pid} was killed by SIGKILL)"
         assert code == 0 and f"grpc: {restarting}" in out and f"http: {restarting}" in out, (out, err)
         assert health == (200, json.dumps([{"plugin_name": p, "error_message": restarting, "status_code": 200}
                                            for p in ("grpc", "http")], separators=(",", ":"))), health
@@ -249,7 +249,7 @@ async def test_sigterm_while_a_front_respawns_stops_everything(tmp_path: Path) -
         seen = everything_below(rr)
         (tmp_path / "slow-boot").write_text("2000")
         rr.fronts()[0].kill()
-        await eventually(lambda: "exited with signal 9" in rr.output(), timeout=10)
+        await eventually(lambda: "was killed by SIGKILL" in rr.output(), timeout=10)
         await eventually(lambda: len(rr.fronts()) == 2, timeout=10)  # the new front 0 is booting
         seen += everything_below(rr)
         rr.proc.send_signal(signal.SIGTERM)

@@ -222,7 +222,7 @@ async def test_interactive_view_in_a_real_terminal(tmp_path: Path) -> None:
             await term.keys("Up", "r")
             await eventually(lambda: grpc.resets == 1)
             await term.shows("resetting grpc: done")
-            grpc.down = "front 1 is restarting (pid 4300 exited with signal 9 (SIGKILL))"
+            grpc.down = "front 1 is restarting (pid 4300 was killed by SIGKILL)"
             await term.shows(f"grpc: {grpc.down}")  # the plugin's note, under its table
             grpc.down = ""
             await eventually(lambda: _lacks(term, "is restarting"))
